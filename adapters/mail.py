@@ -1,0 +1,383 @@
+"""Outgoing mail: notices, drafts and calendar invitations.
+
+A `Mail` is what the bot wants to say (already rendered from the templates);
+`build_message` turns it into an RFC 5322 message; a *mailer* delivers it:
+
+- `SmtpMailer`: a real SMTP server (STARTTLS, implicit TLS or plain; optional login).
+  It is synchronous: callers run ``send`` in a thread, never on the event loop.
+- `PrintMailer`: writes the mail to a text stream (console mode without ``[mail]``).
+- `FakeMailer`: records what was sent, for tests.
+
+Errors: `MailUnavailable` means "try again later" (connection refused, timeout,
+4xx); `MailRejected` means retrying will not help (5xx, or the server cannot do what
+the configuration asks, e.g. no STARTTLS). Both derive from `MailError`.
+
+The Message-ID comes from the caller, made from a stable key, so a retry of the same
+notice carries the same Message-ID and recipients' clients can tell it is a duplicate
+in the rare case where the server took the mail but the connection broke before it
+said so.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import smtplib
+import ssl
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from email.message import EmailMessage, MIMEPart
+from email.policy import SMTP as SMTP_POLICY
+from email.utils import format_datetime, getaddresses, parseaddr
+from typing import Protocol, TextIO
+
+log = logging.getLogger(__name__)
+
+SECURITY_MODES = ("starttls", "tls", "none")
+DEFAULT_SENDER = "Downtime bot <downtimebot@example.org>"
+ICS_METHODS = frozenset({"REQUEST", "CANCEL", "PUBLISH"})
+ICS_FILENAME = "invite.ics"
+_LINE_BREAKS = re.compile(r"[\r\n]+")
+_MESSAGE_ID = re.compile(r"^<[^<>\s@]+@[^<>\s@]+>$")
+_ICS_METHOD = re.compile(rb"^METHOD:([A-Za-z-]+)\r?$", re.MULTILINE)
+
+
+class MailError(Exception):
+    """A mail could not be delivered."""
+
+
+class MailUnavailable(MailError):
+    """Transient: the server is unreachable or answered 4xx. Retry later."""
+
+
+class MailRejected(MailError):
+    """Permanent: the server answered 5xx, or cannot do what the configuration asks."""
+
+
+@dataclass(frozen=True)
+class Mail:
+    """One mail as the bot means it; `build_message` makes the wire form."""
+
+    to: tuple[str, ...]
+    cc: tuple[str, ...]
+    subject: str
+    body: str  # plain text, already rendered
+    message_id: str  # "<downtime-7-announce@downtimebot.example>", stable per notice
+    in_reply_to: str | None = None
+    references: tuple[str, ...] = ()
+    ics: bytes | None = None  # a text/calendar object whose METHOD is ics_method
+    ics_method: str = "REQUEST"
+    date: datetime | None = None  # aware; None means "when the message is built"
+
+    def __post_init__(self) -> None:
+        # Lists sneak in easily from callers; tuples keep the dataclass hashable.
+        for name in ("to", "cc", "references"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                raise TypeError(f"Mail.{name} must be a sequence of strings, not a string")
+            object.__setattr__(self, name, tuple(value))
+        if not self.to and not self.cc:
+            raise ValueError("a mail needs at least one recipient")
+        for mid in (self.message_id, self.in_reply_to, *self.references):
+            if mid is not None and not _MESSAGE_ID.match(mid):
+                raise ValueError(f"not a message id (<left@right>): {mid!r}")
+        if self.date is not None and self.date.utcoffset() is None:
+            raise ValueError("Mail.date must be timezone-aware")
+        if self.ics_method.upper() not in ICS_METHODS:
+            raise ValueError(f"ics_method must be one of {sorted(ICS_METHODS)}")
+
+    @property
+    def recipients(self) -> tuple[str, ...]:
+        """Bare addresses for the SMTP envelope: To then Cc, each once."""
+        seen: dict[str, None] = {}
+        for _, addr in getaddresses([_one_line(a) for a in (*self.to, *self.cc)]):
+            if addr and addr.lower() not in (s.lower() for s in seen):
+                seen[addr] = None
+        return tuple(seen)
+
+
+@dataclass(frozen=True)
+class MailConfig:
+    """The ``[mail]`` section, parsed. ``password`` comes from the environment."""
+
+    host: str
+    port: int
+    security: str = "starttls"  # "starttls" | "tls" (implicit, usually 465) | "none"
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    sender: str = DEFAULT_SENDER
+    timeout: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.security not in SECURITY_MODES:
+            raise ValueError(f"[mail] security must be one of {', '.join(SECURITY_MODES)}")
+        if not 0 < self.port < 65536:
+            raise ValueError(f"[mail] port must be 1-65535, not {self.port}")
+        if "@" not in parseaddr(self.sender)[1]:
+            raise ValueError(f"[mail] from is not a mail address: {self.sender!r}")
+        if self.username and self.password is None:
+            raise ValueError("[mail] username is set but no password was given")
+
+
+class Mailer(Protocol):
+    """Anything that delivers a `Mail` (SmtpMailer, PrintMailer, FakeMailer)."""
+
+    def send(self, mail: Mail, now: datetime) -> None: ...
+
+
+def _one_line(text: str) -> str:
+    # A CR or LF in a header value would start a new header (or the body): the
+    # classic header injection. Anything user-typed goes through here.
+    return _LINE_BREAKS.sub(" ", text).strip()
+
+
+def build_message(mail: Mail, sender: str, now: datetime) -> EmailMessage:
+    """The RFC 5322 message for `mail`, with its calendar parts when it has an ics.
+
+    With an ics the structure is::
+
+        multipart/mixed
+          multipart/alternative
+            text/plain; charset=utf-8
+            text/calendar; charset=utf-8; method=REQUEST
+          application/ics; name=invite.ics  (attachment)
+
+    Why: RFC 6047 (iMIP) puts the invitation in a text/calendar part whose
+    ``method`` parameter equals the object's METHOD; Outlook/Exchange look for it
+    as an alternative of the text body (MS-OXCMAIL), while some clients only act
+    on attachments, so the same object is attached again. Google Calendar and
+    Thunderbird send invitations in this shape.
+    """
+    date = mail.date or now
+    message = EmailMessage(policy=SMTP_POLICY)
+    message["From"] = _one_line(sender)
+    if mail.to:
+        message["To"] = ", ".join(_one_line(a) for a in mail.to)
+    if mail.cc:
+        message["Cc"] = ", ".join(_one_line(a) for a in mail.cc)
+    message["Subject"] = _one_line(mail.subject)
+    message["Date"] = format_datetime(date)
+    message["Message-ID"] = mail.message_id
+    if mail.in_reply_to:
+        message["In-Reply-To"] = mail.in_reply_to
+    references = list(mail.references)
+    if mail.in_reply_to and mail.in_reply_to not in references:
+        references.append(mail.in_reply_to)
+    if references:
+        message["References"] = " ".join(references)
+    # RFC 3834: tells vacation responders and list software not to answer a bot.
+    message["Auto-Submitted"] = "auto-generated"
+
+    if mail.ics is None:
+        message.set_content(mail.body, charset="utf-8", cte=_text_cte(mail.body))
+        return message
+
+    method = mail.ics_method.upper()
+    found = _ICS_METHOD.search(mail.ics)
+    if not found or found.group(1).decode().upper() != method:
+        raise ValueError(f"the ics has no METHOD:{method} (RFC 6047 wants them equal)")
+    alternative = MIMEPart(policy=SMTP_POLICY)
+    alternative.set_content(mail.body, charset="utf-8", cte=_text_cte(mail.body))
+    ics_text = mail.ics.decode("utf-8")
+    alternative.add_alternative(
+        ics_text, subtype="calendar", charset="utf-8", cte=_text_cte(ics_text),
+        params={"method": method},
+    )
+    message["MIME-Version"] = "1.0"
+    message.make_mixed()
+    message.attach(alternative)
+    message.add_attachment(
+        mail.ics, maintype="application", subtype="ics", filename=ICS_FILENAME
+    )
+    return message
+
+
+def _text_cte(text: str) -> str:
+    # The email package base64-encodes text with bare LF line ends, which breaks
+    # the CRLF that RFC 5545 requires in the calendar part; quoted-printable (or
+    # 7bit) keeps CRLF on the wire.
+    if text.isascii() and all(len(line) <= 998 for line in text.splitlines()):
+        return "7bit"
+    return "quoted-printable"
+
+
+class SmtpMailer:
+    """Delivers mail through one SMTP server; a new connection per mail.
+
+    ``send`` blocks (network I/O and the backoff sleeps): run it in a thread.
+    """
+
+    def __init__(
+        self,
+        config: MailConfig,
+        *,
+        retries: int = 3,
+        backoff: float = 1.0,
+        sleep: Callable[[float], None] = time.sleep,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        if retries < 0 or backoff < 0:
+            raise ValueError("retries and backoff must not be negative")
+        self._config = config
+        self._retries = retries
+        self._backoff = backoff
+        self._sleep = sleep
+        self._ssl_context = ssl_context
+        if config.username and config.security == "none":
+            log.warning(
+                "[mail] security = none with a username: the password crosses the network in clear"
+            )
+
+    def send(self, mail: Mail, now: datetime) -> None:
+        """Deliver `mail`; retry transient failures with exponential backoff.
+
+        Raises MailUnavailable when every attempt failed transiently, MailRejected
+        at once on a permanent failure.
+        """
+        message = build_message(mail, self._config.sender, now)
+        recipients = mail.recipients
+        attempts = self._retries + 1
+        for attempt in range(1, attempts + 1):
+            try:
+                self._deliver(message, recipients)
+            except MailRejected as exc:
+                log.error("mail %s rejected: %s", mail.message_id, exc)
+                raise
+            except MailUnavailable as exc:
+                if attempt == attempts:
+                    log.warning(
+                        "mail %s not sent after %d attempts: %s", mail.message_id, attempts, exc
+                    )
+                    raise
+                delay = self._backoff * 2 ** (attempt - 1)
+                log.info(
+                    "mail %s: attempt %d/%d failed (%s); retrying in %.1fs",
+                    mail.message_id, attempt, attempts, exc, delay,
+                )
+                self._sleep(delay)
+            else:
+                log.info("mail %s sent to %d recipients", mail.message_id, len(recipients))
+                return
+
+    def _deliver(self, message: EmailMessage, recipients: Iterable[str]) -> None:
+        config = self._config
+        try:
+            smtp = self._connect()
+        except Exception as exc:  # noqa: BLE001 - every failure is classified below
+            raise _classify(exc) from exc
+        try:
+            smtp.set_debuglevel(0)  # debug output would include the AUTH exchange
+            smtp.ehlo()
+            if config.security == "starttls":
+                smtp.starttls(context=self._context())
+                smtp.ehlo()
+            if config.username:
+                smtp.login(config.username, config.password or "")
+            refused = smtp.send_message(
+                message, from_addr=parseaddr(config.sender)[1], to_addrs=list(recipients)
+            )
+            if refused:
+                # The others have it: raising would make the caller send it to them again.
+                log.warning(
+                    "mail %s refused for %s", message["Message-ID"],
+                    ", ".join(f"{rcpt} ({code})" for rcpt, (code, _) in refused.items()),
+                )
+        except Exception as exc:  # noqa: BLE001
+            raise _classify(exc) from exc
+        finally:
+            _quit(smtp)
+
+    def _connect(self) -> smtplib.SMTP:
+        config = self._config
+        if config.security == "tls":
+            return smtplib.SMTP_SSL(
+                config.host, config.port, timeout=config.timeout, context=self._context()
+            )
+        return smtplib.SMTP(config.host, config.port, timeout=config.timeout)
+
+    def _context(self) -> ssl.SSLContext:
+        return self._ssl_context or ssl.create_default_context()
+
+
+def _quit(smtp: smtplib.SMTP) -> None:
+    # A failing QUIT after the server accepted the mail must not turn into an
+    # error: the caller would send the mail again.
+    try:
+        smtp.quit()
+    except (smtplib.SMTPException, OSError) as exc:
+        log.debug("QUIT failed: %s", exc)
+        smtp.close()
+
+
+def _reply(code: int, text: bytes | str) -> str:
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    return f"{code} {text}".strip()
+
+
+def _classify(exc: Exception) -> MailError:
+    """Map what smtplib/ssl/socket raised to transient or permanent."""
+    # Order matters: every smtplib exception is also an OSError.
+    if isinstance(exc, MailError):
+        return exc
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        replies = exc.recipients.values()
+        text = "; ".join(f"{rcpt}: {_reply(c, m)}" for rcpt, (c, m) in exc.recipients.items())
+        if all(400 <= code < 500 for code, _ in replies):
+            return MailUnavailable(f"recipients refused: {text}")
+        return MailRejected(f"recipients refused: {text}")
+    if isinstance(exc, smtplib.SMTPResponseException):
+        reply = _reply(exc.smtp_code, exc.smtp_error)
+        if 400 <= exc.smtp_code < 500:
+            return MailUnavailable(reply)
+        return MailRejected(reply)
+    if isinstance(exc, smtplib.SMTPServerDisconnected):
+        return MailUnavailable(f"server disconnected: {exc}")
+    if isinstance(exc, smtplib.SMTPException):
+        # "STARTTLS extension not supported by server", "No suitable
+        # authentication method found": the server will not change its mind.
+        return MailRejected(str(exc))
+    if isinstance(exc, OSError):  # refused, unreachable, timeout, TLS failure
+        return MailUnavailable(f"{type(exc).__name__}: {exc}")
+    return MailRejected(f"{type(exc).__name__}: {exc}")
+
+
+class PrintMailer:
+    """Writes each mail (headers and text, not the ics) to a text stream."""
+
+    def __init__(self, stream: TextIO, sender: str = DEFAULT_SENDER) -> None:
+        self._stream = stream
+        self._sender = sender
+
+    def send(self, mail: Mail, now: datetime) -> None:
+        message = build_message(mail, self._sender, now)
+        lines = ["----- mail -----"]
+        for name in ("From", "To", "Cc", "Date", "Message-ID", "In-Reply-To",
+                     "References", "Subject"):
+            if message[name] is not None:
+                lines.append(f"{name}: {message[name]}")
+        lines.append("")
+        lines.append(mail.body.rstrip("\n"))
+        if mail.ics is not None:
+            lines.append("")
+            lines.append(
+                f"[attached: {ICS_FILENAME}, calendar {mail.ics_method.upper()}, "
+                f"{len(mail.ics)} bytes]"
+            )
+        lines.append("----- end of mail -----")
+        self._stream.write("\n".join(lines) + "\n")
+        self._stream.flush()
+
+
+class FakeMailer:
+    """Records every mail in ``.sent``; raises ``.fail_with`` instead when set."""
+
+    def __init__(self) -> None:
+        self.sent: list[Mail] = []
+        self.fail_with: MailError | None = None
+
+    def send(self, mail: Mail, now: datetime) -> None:
+        if self.fail_with is not None:
+            raise self.fail_with
+        self.sent.append(mail)

@@ -1,0 +1,50 @@
+"""Every word the bot says or mails comes from a Jinja2 template in templates/."""
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from models.timeparse import format_duration, format_time
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+
+
+class Renderer:
+    """Renders templates with the helpers they share (`when`, `dur`, `prefix`, `trees`, `links`)."""
+
+    def __init__(
+        self,
+        *,
+        zones: Sequence[str] = (),
+        prefix: str = "!",
+        trees: Sequence[str] = (),
+        links: Any = None,
+        directory: Path = TEMPLATES,
+    ):
+        self.env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(directory),
+            undefined=jinja2.StrictUndefined,
+            keep_trailing_newline=True,
+            autoescape=jinja2.select_autoescape(["html"]),
+        )
+        self.env.globals.update(
+            when=lambda t: format_time(t, zones),
+            dur=format_duration,
+            prefix=prefix,
+            trees=list(trees),
+            links=links,
+        )
+
+    def __call__(self, name: str, **context: Any) -> str:
+        return self.env.get_template(name).render(**context)
+
+    def names(self) -> list[str]:
+        return sorted(n for n in self.env.list_templates() if not n.startswith("_"))
+
+
+def utc(t: dt.datetime) -> str:
+    return t.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")

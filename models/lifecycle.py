@@ -1,0 +1,148 @@
+"""The downtime lifecycle and who may move a downtime along it.
+
+    proposed --approve--> approved --announce--> announced --start--> in_progress --end--> finished
+        | reject            |  ^ reschedule         |                    | extend
+        v                   +--+ (approvals reset)  |                    |
+     rejected                                        (reschedule: back to approved)
+    any state before finished --cancel--> cancelled
+
+Pure: no database, no clock, no config. `check` raises a `DomainError`
+whose text is the one-line answer the user gets.
+"""
+from __future__ import annotations
+
+import enum
+from collections.abc import Collection
+from dataclasses import dataclass
+
+
+class DomainError(Exception):
+    """A refusal with a one-line explanation fit for chat. Nothing was changed."""
+
+
+class Forbidden(DomainError):
+    pass
+
+
+class NotAllowedNow(DomainError):
+    pass
+
+
+class State(enum.StrEnum):
+    PROPOSED = "proposed"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    ANNOUNCED = "announced"
+    IN_PROGRESS = "in_progress"
+    FINISHED = "finished"
+    CANCELLED = "cancelled"
+
+
+ACTIVE = frozenset({State.PROPOSED, State.APPROVED, State.ANNOUNCED, State.IN_PROGRESS})
+CLOSED = frozenset({State.REJECTED, State.FINISHED, State.CANCELLED})
+
+
+class Role(enum.StrEnum):
+    CIDUTY = "ciduty"
+    SHERIFF = "sheriffs"
+    PREAPPROVER = "preapprovers"
+    ADMIN = "admins"
+
+
+class BugStatus(enum.StrEnum):
+    NOMINATED = "nominated"
+    APPROVED = "approved"
+    DECLINED = "declined"
+    LANDED = "landed"
+    LANDED_AND_STUCK = "landed-and-stuck"
+    ROLLED_BACK = "rolled-back"
+    NOT_DONE = "not-done"
+
+
+OUTCOMES = (
+    BugStatus.LANDED,
+    BugStatus.LANDED_AND_STUCK,
+    BugStatus.ROLLED_BACK,
+    BugStatus.NOT_DONE,
+)
+DONE_OUTCOMES = frozenset({BugStatus.LANDED, BugStatus.LANDED_AND_STUCK})
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Where an action may start, where it leads, and who may take it."""
+
+    sources: frozenset[State]
+    target: State | None  # None: the state does not change
+    roles: frozenset[Role]  # empty: anyone (see `requester_may`)
+    requester_may: bool = False  # the downtime's requester may take it too
+
+
+def _r(sources: Collection[State], target: State | None, *roles: Role, requester: bool = False) -> Rule:
+    return Rule(frozenset(sources), target, frozenset(roles), requester)
+
+
+BEFORE_START = (State.PROPOSED, State.APPROVED, State.ANNOUNCED)
+
+RULES: dict[str, Rule] = {
+    "add bug": _r(BEFORE_START, None, Role.CIDUTY, requester=True),
+    "drop bug": _r(BEFORE_START, None, Role.CIDUTY, requester=True),
+    "approve": _r([State.PROPOSED], State.APPROVED, Role.CIDUTY),
+    "reject": _r([State.PROPOSED, State.APPROVED], State.REJECTED, Role.CIDUTY),
+    "preapprove": _r([State.PROPOSED, State.APPROVED], None, Role.PREAPPROVER),
+    "object": _r([State.PROPOSED, State.APPROVED, State.ANNOUNCED], None, Role.PREAPPROVER),
+    "announce": _r([State.APPROVED], State.ANNOUNCED, Role.CIDUTY),
+    "reschedule": _r(BEFORE_START, None, Role.CIDUTY),
+    "extend": _r([State.ANNOUNCED, State.IN_PROGRESS], None, Role.CIDUTY),
+    "cancel": _r(BEFORE_START + (State.IN_PROGRESS,), State.CANCELLED, Role.CIDUTY),
+    "start": _r([State.ANNOUNCED], State.IN_PROGRESS, Role.CIDUTY),
+    "done": _r([State.IN_PROGRESS, State.FINISHED], None, Role.CIDUTY, requester=True),
+    "end": _r([State.IN_PROGRESS], State.FINISHED, Role.CIDUTY),
+    "verify": _r([State.FINISHED], None, Role.SHERIFF, Role.CIDUTY),
+    "merge": _r([State.PROPOSED, State.APPROVED], None, Role.CIDUTY),
+    "merge away": _r([State.PROPOSED, State.APPROVED], State.CANCELLED, Role.CIDUTY),
+}
+
+
+def describe_roles(roles: Collection[Role]) -> str:
+    names = {Role.CIDUTY: "CiDuty", Role.SHERIFF: "a sheriff", Role.PREAPPROVER: "a pre-approver"}
+    return " or ".join(names.get(r, str(r)) for r in sorted(roles))
+
+
+def may(action: str, actor_roles: Collection[Role], *, is_requester: bool = False) -> bool:
+    """Whether someone holding `actor_roles` may take `action` (admins may do everything)."""
+    rule = RULES[action]
+    if Role.ADMIN in actor_roles or not rule.roles:
+        return True
+    if rule.requester_may and is_requester:
+        return True
+    return bool(rule.roles & set(actor_roles))
+
+
+def check(
+    action: str,
+    state: State,
+    actor_roles: Collection[Role],
+    *,
+    downtime_id: int,
+    is_requester: bool = False,
+) -> State:
+    """Return the state after `action`, or raise why it cannot be taken."""
+    rule = RULES[action]
+    if not may(action, actor_roles, is_requester=is_requester):
+        who = describe_roles(rule.roles)
+        if rule.requester_may:
+            who += " or the requester"
+        raise Forbidden(f"only {who} may {action} downtime #{downtime_id}")
+    if state not in rule.sources:
+        allowed = ", ".join(s.value for s in sorted(rule.sources, key=list(State).index))
+        raise NotAllowedNow(
+            f"downtime #{downtime_id} is {state.value.replace('_', ' ')}: "
+            f"{action} works only when it is {allowed.replace('_', ' ')}"
+        )
+    return rule.target or state
+
+
+def after_reschedule(state: State) -> State:
+    """Rescheduling an announced downtime sends it back to approved: it must be announced again."""
+    return State.APPROVED if state is State.ANNOUNCED else state

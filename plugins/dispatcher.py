@@ -1,0 +1,108 @@
+"""From a chat line to a reply: parse, run the command in one transaction, answer.
+
+A command that changed something has its replies written to the outbox in the
+same transaction as the change, so the answer is never lost once the change is
+made. A command that changed nothing (a question, a refusal) is answered
+directly: asking again gives the same answer.
+"""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from adapters.clock import Clock
+from adapters.transport import Incoming, Outgoing
+from models.service import Actor, Core, Settings
+from plugins import downtime, trees
+from plugins.context import BugLookup, CommandContext, NoBugzilla
+from plugins.registry import Command, collect, parse_line, run
+
+log = logging.getLogger(__name__)
+
+SendDirect = Callable[[str, Outgoing], Awaitable[None]]
+RolesOf = Callable[[str | None], frozenset]
+
+
+def all_commands() -> dict[str, Command]:
+    return collect(downtime, trees)
+
+
+@dataclass
+class Dispatcher:
+    sessions: sessionmaker[Session]
+    clock: Clock
+    settings: Settings
+    render: Callable[..., str]
+    roles_of: RolesOf
+    send_direct: SendDirect
+    prefix: str = "!"
+    bugzilla: BugLookup = field(default_factory=NoBugzilla)
+    push: Mapping[str, dt.timedelta] = field(default_factory=dict)
+    systems: Mapping[str, str] = field(default_factory=dict)
+    on_change: Callable[[], None] = lambda: None
+    commands: dict[str, Command] = field(default_factory=all_commands)
+
+    def __post_init__(self) -> None:
+        # One command at a time: SQLite has one writer, and order matters to people.
+        self._lock = asyncio.Lock()
+
+    async def handle(self, message: Incoming) -> list[str]:
+        """Answer one chat line; returns the reply texts (for tests and benchmarks)."""
+        parsed = parse_line(message.text, self.prefix, self.commands)
+        if parsed is None:
+            return []
+        async with self._lock:
+            replies, queued = await self._run(message, parsed)
+        if queued:
+            self.on_change()
+        else:
+            for text in replies:
+                await self.send_direct(message.network, Outgoing(message.reply_target, text))
+        return replies
+
+    async def _run(self, message: Incoming, parsed) -> tuple[list[str], bool]:  # type: ignore[no-untyped-def]
+        now = self.clock.now()
+        actor = Actor(
+            account=message.account,
+            network=message.network,
+            nick=message.nick,
+            roles=self.roles_of(message.account),
+            reply_target=message.reply_target,
+        )
+        with self.sessions() as session:
+            core = Core(session, now=now, settings=self.settings, render=self.render, actor=actor)
+            ctx = CommandContext(
+                message=message,
+                actor=actor,
+                core=core,
+                now=now,
+                prefix=self.prefix,
+                commands=self.commands,
+                render=self.render,
+                bugzilla=self.bugzilla,
+                push=self.push,
+                systems=self.systems,
+                requests_channel=self.settings.requests_channel,
+            )
+            await run(ctx, parsed)
+            if ctx.failed or not core.changed:
+                session.rollback()
+                return ctx.replies, False
+            key = f"reply:{message.network}:{message.msgid or uuid.uuid4().hex}"
+            for n, text in enumerate(ctx.replies):
+                core.outbox.chat(f"{key}:{n}", message.reply_target, text, networks=[message.network])
+            try:
+                session.commit()
+            except Exception:
+                ref = uuid.uuid4().hex[:8]
+                log.exception("commit failed (ref %s)", ref)
+                session.rollback()
+                return [f"sorry, the change could not be saved (ref {ref}); nothing was changed"], False
+            log.info("%s@%s: %s", actor.who, actor.network, message.text[:200])
+            return ctx.replies, True

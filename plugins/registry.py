@@ -1,0 +1,132 @@
+"""Chat commands: the decorator that declares them and the dispatcher that runs them.
+
+A command is a plain async function ``(ctx, args) -> None`` in a plugin module,
+declared with `@command`. Its docstring's first line is its usage and feeds
+``!downtime help``; the rest is its help text. A space in the name makes a
+subcommand (``"downtime propose"``).
+"""
+from __future__ import annotations
+
+import inspect
+import logging
+import re
+import types
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from adapters.transport import Incoming
+from models.lifecycle import DomainError
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[["Context", str], Awaitable[None]]
+
+
+class UsageError(Exception):
+    """The command line cannot be understood; the reply adds the command's usage."""
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    func: Handler
+    usage: str
+    help: str
+    examples: tuple[str, ...]
+    role: str  # who may use it, for the help text; the core enforces it
+
+
+def command(name: str, *, examples: Iterable[str] = (), role: str = "anyone") -> Callable[[Handler], Handler]:
+    """Declare a chat command. Only records; the dispatcher collects."""
+
+    def decorate(func: Handler) -> Handler:
+        doc = inspect.cleandoc(func.__doc__ or name)
+        usage, _, rest = doc.partition("\n")
+        func.__command__ = Command(name, func, usage.strip(), rest.strip(), tuple(examples), role)  # type: ignore[attr-defined]
+        return func
+
+    return decorate
+
+
+def collect(*modules: types.ModuleType) -> dict[str, Command]:
+    found: dict[str, Command] = {}
+    for module in modules:
+        for value in vars(module).values():
+            cmd = getattr(value, "__command__", None)
+            if isinstance(cmd, Command):
+                found[cmd.name] = cmd
+    return found
+
+
+class Context(Protocol):
+    """What a handler sees (built by the application for each command)."""
+
+    message: Incoming
+    prefix: str
+    commands: dict[str, Command]
+
+    def reply(self, text: str) -> None: ...
+
+
+# C0 and C1 control characters (IRC formatting codes included); a tab is only white space.
+CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+@dataclass
+class Parsed:
+    command: Command | None
+    args: str
+    error: str | None = None
+    words: list[str] = field(default_factory=list)
+
+
+def parse_line(text: str, prefix: str, commands: dict[str, Command]) -> Parsed | None:
+    """Find the command a chat line asks for; None when the line is not for the bot."""
+    if not text.startswith(prefix):
+        return None
+    body = text[len(prefix) :]
+    words = body.split()
+    if not words or body[:1].isspace():
+        return None
+    top = words[0].lower()
+    tops = {name.split()[0] for name in commands}
+    if top not in tops:
+        return None  # not one of ours: other bots share the prefix
+    if CONTROL.search(text):
+        return Parsed(None, "", "the command has control characters (colours, new lines, NUL): type it as plain text")
+    for length in (2, 1):
+        name = " ".join(w.lower() for w in words[:length])
+        if len(words) >= length and name in commands:
+            rest = body.split(None, length)
+            return Parsed(commands[name], rest[length] if len(rest) > length else "", words=words)
+    sub = words[1] if len(words) > 1 else ""
+    if not sub and f"{top} help" in commands:
+        return Parsed(commands[f"{top} help"], "", words=words)
+    return Parsed(None, "", f"unknown subcommand '{sub[:30]}': try {prefix}{top} help", words=words)
+
+
+async def run(ctx: Any, parsed: Parsed) -> None:
+    """Run one parsed command; every failure becomes one line in `ctx.reply`.
+
+    `ctx.fail()` is called on any refusal so the caller can roll back.
+    """
+    if parsed.command is None:
+        ctx.fail()
+        ctx.reply(parsed.error or "unknown command")
+        return
+    cmd = parsed.command
+    try:
+        await cmd.func(ctx, parsed.args.strip())
+    except UsageError as err:
+        ctx.fail()
+        ctx.reply(f"{err} (usage: {ctx.prefix}{cmd.usage})")
+    except DomainError as err:
+        ctx.fail()
+        ctx.reply(str(err))
+    except Exception:
+        ref = uuid.uuid4().hex[:8]
+        log.exception("command %r failed (ref %s)", cmd.name, ref)
+        ctx.fail()
+        ctx.reply(f"sorry, something went wrong (ref {ref}); nothing was changed. The details are in the bot's log.")
