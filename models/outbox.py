@@ -20,15 +20,23 @@ class Outbox:
         self.networks = tuple(networks)
         self.added: list[OutboxMessage] = []
 
-    def _add(self, key: str, **fields: Any) -> OutboxMessage | None:
+    def _add(self, key: str, *, first: bool = False, **fields: Any) -> OutboxMessage | None:
+        """Keep a row for `write`; None when a row with this key exists (already queued)."""
         if any(m.key == key for m in self.added) or self.session.scalar(
             select(OutboxMessage.id).where(OutboxMessage.key == key)
         ):
             return None
         row = OutboxMessage(key=key, created_at=self.now, **fields)
-        self.session.add(row)
-        self.added.append(row)
+        if first:
+            self.added.insert(sum(1 for r in self.added if r.payload.get("first")), row)
+        else:
+            self.added.append(row)
         return row
+
+    def write(self) -> None:
+        """Add the kept rows to the session, in order (replies first), before the commit."""
+        self.session.add_all(self.added)
+        self.added = []
 
     def chat(
         self,
@@ -39,16 +47,21 @@ class Outbox:
         networks: Iterable[str] | None = None,
         mentions: Sequence[str] = (),
         downtime_id: int | None = None,
+        first: bool = False,
     ) -> None:
-        """Say `text` to `target` ("#ci" or "@account") on each network (all by default)."""
+        """Say `text` to `target` ("#ci" or "@account") on each network (all by default).
+
+        `first`: a reply to the command, delivered before what the command announces.
+        """
         for network in self.networks if networks is None else networks:
             self._add(
                 f"{key}:{network}:{target}",
+                first=first,
                 kind="chat",
                 network=network,
                 target=target,
-                body=text,
-                payload={"mentions": list(mentions)},
+                body=text.strip("\n"),
+                payload={"mentions": list(mentions), "first": first},
                 downtime_id=downtime_id,
             )
 

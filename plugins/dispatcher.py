@@ -96,7 +96,8 @@ class Dispatcher:
                 return ctx.replies, False
             key = f"reply:{message.network}:{message.msgid or uuid.uuid4().hex}"
             for n, text in enumerate(ctx.replies):
-                core.outbox.chat(f"{key}:{n}", message.reply_target, text, networks=[message.network])
+                core.outbox.chat(f"{key}:{n}", message.reply_target, text, networks=[message.network], first=True)
+            core.outbox.write()
             try:
                 session.commit()
             except Exception:

@@ -96,7 +96,7 @@ def parse_line(text: str, prefix: str, commands: dict[str, Command]) -> Parsed |
         return None  # not one of ours: other bots share the prefix
     if CONTROL.search(text):
         return Parsed(None, "", "the command has control characters (colours, new lines, NUL): type it as plain text")
-    for length in (2, 1):
+    for length in (3, 2, 1):
         name = " ".join(w.lower() for w in words[:length])
         if len(words) >= length and name in commands:
             rest = body.split(None, length)
