@@ -23,7 +23,7 @@ async def trees(ctx: Ctx, args: str) -> None:
         rows = [t for t in rows if t.name == words[0]]
         if not rows:
             raise DomainError(f"unknown tree '{words[0][:40]}': the trees are {', '.join(t.name for t in ctx.core.trees())}")
-    ctx.reply(ctx.render("trees.txt", trees=rows, changes=[] if words else ctx.core.tree_changes()))
+    ctx.reply(ctx.render("trees.txt", tree_rows=rows, changes=[] if words else ctx.core.tree_changes()))
 
 
 @command("trees close", role="sheriffs or ciduty", examples=["!trees close autoland,try -- bustage on linux64"])

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Install the real servers the integration tests start themselves (idempotent):
+# ngircd, InspIRCd + Anope (Debian packages), openssl, and Synapse in its own venv.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+
+need=()
+command -v ngircd >/dev/null || need+=(ngircd)
+command -v inspircd >/dev/null || need+=(inspircd)
+command -v anope >/dev/null || [ -x /usr/sbin/anope ] || need+=(anope)
+command -v openssl >/dev/null || need+=(openssl)
+if [ ${#need[@]} -gt 0 ]; then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    echo "installing Debian packages: ${need[*]}" >&2
+    # Keep the packages' own services from starting on the default ports.
+    policy=/usr/sbin/policy-rc.d
+    created_policy=""
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null
+        $sudo chmod +x "$policy"
+        created_policy=1
+    fi
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >&2
+    [ -z "$created_policy" ] || $sudo rm -f "$policy"
+fi
+
+"$here/install-synapse.sh" >/dev/null

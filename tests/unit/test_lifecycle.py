@@ -1,0 +1,88 @@
+"""The lifecycle as a pure state machine, with role checks."""
+from __future__ import annotations
+
+import pytest
+
+from models import lifecycle
+from models.lifecycle import Forbidden, NotAllowedNow, Role, State
+
+CIDUTY = frozenset({Role.CIDUTY})
+NOBODY: frozenset[Role] = frozenset()
+
+
+@pytest.mark.parametrize(
+    ("action", "before", "after"),
+    [
+        ("approve", State.PROPOSED, State.APPROVED),
+        ("reject", State.PROPOSED, State.REJECTED),
+        ("announce", State.APPROVED, State.ANNOUNCED),
+        ("start", State.ANNOUNCED, State.IN_PROGRESS),
+        ("end", State.IN_PROGRESS, State.FINISHED),
+        ("cancel", State.ANNOUNCED, State.CANCELLED),
+        ("cancel", State.IN_PROGRESS, State.CANCELLED),
+        ("extend", State.IN_PROGRESS, State.IN_PROGRESS),
+        ("reschedule", State.APPROVED, State.APPROVED),
+    ],
+)
+def test_ciduty_moves_a_downtime_along_the_lifecycle(action: str, before: State, after: State) -> None:
+    assert lifecycle.check(action, before, CIDUTY, downtime_id=1) is after
+
+
+@pytest.mark.parametrize(
+    ("action", "state"),
+    [
+        ("announce", State.PROPOSED),
+        ("start", State.APPROVED),
+        ("end", State.ANNOUNCED),
+        ("approve", State.FINISHED),
+        ("cancel", State.FINISHED),
+        ("cancel", State.CANCELLED),
+        ("verify", State.IN_PROGRESS),
+        ("extend", State.PROPOSED),
+    ],
+)
+def test_a_transition_from_the_wrong_state_is_refused_with_the_allowed_states(action: str, state: State) -> None:
+    with pytest.raises(NotAllowedNow) as err:
+        lifecycle.check(action, state, frozenset({Role.ADMIN}), downtime_id=7)
+    assert str(err.value).startswith(f"downtime #7 is {state.value.replace('_', ' ')}: {action} works only when")
+
+
+@pytest.mark.parametrize(
+    ("action", "state", "roles"),
+    [
+        ("approve", State.PROPOSED, frozenset({Role.SHERIFF})),
+        ("announce", State.APPROVED, frozenset({Role.PREAPPROVER})),
+        ("preapprove", State.APPROVED, CIDUTY),
+        ("verify", State.FINISHED, frozenset({Role.PREAPPROVER})),
+        ("start", State.ANNOUNCED, NOBODY),
+    ],
+)
+def test_an_action_without_the_role_is_forbidden(action: str, state: State, roles: frozenset[Role]) -> None:
+    with pytest.raises(Forbidden, match="only "):
+        lifecycle.check(action, state, roles, downtime_id=1)
+
+
+def test_admins_may_do_everything() -> None:
+    for action, rule in lifecycle.RULES.items():
+        source = sorted(rule.sources)[0]
+        lifecycle.check(action, source, frozenset({Role.ADMIN}), downtime_id=1)
+
+
+def test_the_requester_may_add_bugs_and_record_outcomes_but_not_approve() -> None:
+    assert lifecycle.check("add bug", State.PROPOSED, NOBODY, downtime_id=1, is_requester=True) is State.PROPOSED
+    assert lifecycle.check("done", State.IN_PROGRESS, NOBODY, downtime_id=1, is_requester=True) is State.IN_PROGRESS
+    with pytest.raises(Forbidden, match="or the requester"):
+        lifecycle.check("add bug", State.PROPOSED, NOBODY, downtime_id=1, is_requester=False)
+    with pytest.raises(Forbidden):
+        lifecycle.check("approve", State.PROPOSED, NOBODY, downtime_id=1, is_requester=True)
+
+
+def test_sheriffs_and_ciduty_may_verify_a_finished_downtime() -> None:
+    assert lifecycle.check("verify", State.FINISHED, frozenset({Role.SHERIFF}), downtime_id=1) is State.FINISHED
+    assert lifecycle.check("verify", State.FINISHED, CIDUTY, downtime_id=1) is State.FINISHED
+
+
+def test_rescheduling_an_announced_downtime_sends_it_back_to_approved() -> None:
+    assert lifecycle.after_reschedule(State.ANNOUNCED) is State.APPROVED
+    assert lifecycle.after_reschedule(State.PROPOSED) is State.PROPOSED
+    assert lifecycle.after_reschedule(State.APPROVED) is State.APPROVED

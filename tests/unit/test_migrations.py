@@ -1,0 +1,36 @@
+"""The migrations build exactly the schema the models describe, with WAL and foreign keys on."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import inspect, text
+
+from adapters.db import make_engine, migrate
+from models.orm import Base
+
+
+def test_migrations_match_the_models(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'm.db'}")
+    migrate(engine)
+    with engine.connect() as connection:
+        diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    assert diff == []
+
+
+def test_migrating_twice_changes_nothing_and_sqlite_is_in_wal_mode_with_foreign_keys(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'm.db'}")
+    migrate(engine)
+    migrate(engine)
+    with engine.connect() as connection:
+        assert connection.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert connection.execute(text("PRAGMA foreign_keys")).scalar() == 1
+    indexes = {i["name"] for i in inspect(engine).get_indexes("downtimes")}
+    assert {"ix_downtimes_start_at", "ix_downtimes_state_start_at"} <= indexes
+
+
+def test_a_relative_sqlite_path_is_created_under_the_given_base(tmp_path: Path) -> None:
+    engine = make_engine("sqlite:///var/x.db", base=tmp_path)
+    migrate(engine)
+    assert (tmp_path / "var" / "x.db").exists()

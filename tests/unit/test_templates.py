@@ -1,0 +1,84 @@
+"""Every template renders (StrictUndefined catches a missing name), and the notice says what the process asks."""
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from adapters.config import NoticeSection
+from adapters.templates import Renderer
+from models.orm import AuditEvent, Downtime, DowntimeBug, Tree
+
+UTC = dt.timezone.utc
+RENDER = Renderer(zones=("America/Los_Angeles",), prefix="!", trees=("autoland", "try"), links=NoticeSection())
+
+
+def downtime() -> Downtime:
+    start = dt.datetime(2026, 12, 5, 14, 0, tzinfo=UTC)
+    d = Downtime(
+        id=7, state="finished", summary="Upgrade the hg servers", start_at=start, end_at=start + dt.timedelta(hours=2),
+        requester="alice", requester_network="irc", trees="", systems="hg.mozilla.org", created_at=start,
+        updated_at=start, started_at=start, ended_at=start + dt.timedelta(hours=1), revision=1, verified_by="sam",
+    )
+    d.bugs = [
+        DowntimeBug(bug=111, wording="Move the build database", security=False, status="landed", summary="", assignee="a@m.c", note="", added_by="alice"),
+        DowntimeBug(bug=222, wording="Patch the secret thing", security=True, status="rolled-back", summary="", assignee="", note="lag", added_by="alice"),
+    ]
+    d.verdicts = []
+    return d
+
+
+CONTEXT = {
+    "old_start": dt.datetime(2026, 12, 4, 14, 0, tzinfo=UTC),
+    "old_end": dt.datetime(2026, 12, 5, 15, 0, tzinfo=UTC),
+    "reason": "chemspill",
+    "actor": "carol",
+    "event": "ended",
+    "kind": "1h",
+    "late": False,
+    "rows": [],
+    "which": "upcoming",
+    "page": 1,
+    "pages": 1,
+    "events": [AuditEvent(at=dt.datetime(2026, 12, 1, tzinfo=UTC), account="a", network="irc", action="propose", from_state="", to_state="proposed", detail="")],
+    "id": 7,
+    "headline": "Done.",
+    "warnings": [],
+    "notes": ["a note"],
+    "manual": [],
+    "slots": [dt.datetime(2026, 12, 5, 14, 0, tzinfo=UTC)],
+    "duration": dt.timedelta(hours=2),
+    "tree_rows": [Tree(name="autoland", status="closed", reason="Downtime #7", tags="planned")],
+    "changes": [],
+    "systems": [("hg.mozilla.org", "source")],
+    "requests": "#ci",
+    "bugs": [],
+    "flag": "needs-treeclosure",
+    "pending": [],
+}
+
+
+@pytest.mark.parametrize("name", RENDER.names())
+def test_every_template_renders(name: str) -> None:
+    text = RENDER(name, d=downtime(), **CONTEXT)
+    assert text.strip()
+
+
+def test_the_notice_lists_each_bug_with_its_wording_and_is_vague_for_security_bugs() -> None:
+    text = RENDER("notice.txt", d=downtime())
+    assert "Bug 111: Move the build database" in text
+    assert "Bug 222: security-sensitive work (details restricted)" in text
+    assert "Patch the secret thing" not in text
+    assert "* When can I push?" in text
+    assert "2026-12-05 14:00 UTC (06:00 America/Los_Angeles) for 2h" in text
+
+
+def test_the_tree_open_mail_lists_what_did_and_did_not_get_done() -> None:
+    text = RENDER("tree_open_message.txt", d=downtime())
+    done, not_done = text.split("What did not get done:")
+    assert "Bug 111: Move the build database: landed" in done
+    assert "Bug 222: security-sensitive work (details restricted): rolled-back (lag)" in not_done
+
+
+def test_a_late_reminder_says_it_is_late() -> None:
+    assert "(late:" in RENDER("reminder.txt", d=downtime(), kind="start", late=True)
