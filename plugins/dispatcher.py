@@ -51,6 +51,8 @@ class Dispatcher:
     def __post_init__(self) -> None:
         # One command at a time: SQLite has one writer, and order matters to people.
         self._lock = asyncio.Lock()
+        self.handled = 0
+        self.refused = 0  # bad input, missing rights, wrong state: answered with one line
 
     async def handle(self, message: Incoming) -> list[str]:
         """Answer one chat line; returns the reply texts (for tests and benchmarks)."""
@@ -91,7 +93,9 @@ class Dispatcher:
                 requests_channel=self.settings.requests_channel,
             )
             await run(ctx, parsed)
+            self.handled += 1
             if ctx.failed or not core.changed:
+                self.refused += ctx.failed
                 session.rollback()
                 return ctx.replies, False
             key = f"reply:{message.network}:{message.msgid or uuid.uuid4().hex}"

@@ -1,0 +1,53 @@
+"""Property: random and malformed command lines never raise, never change the database,
+and a refused line always gets exactly one reply line."""
+from __future__ import annotations
+
+import string
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from plugins.dispatcher import all_commands
+from plugins.registry import CONTROL
+from tests.conftest import Chat
+from tests.plugins.test_commands import PROPOSE, snapshot
+
+SUBCOMMANDS = sorted(all_commands())
+WORDS = st.sampled_from(
+    ["1", "2", "99", "-1", "0", "abc", "--", "--force", "--security", "for", "bug", "trees", "landed", "2h", "0m",
+     "8d", "UTC", "2026-12-05", "14:00", "tomorrow", "autoland", "#1", "\x00", "\x03", "é", "🙂", "", " ", "--x"]
+)
+JUNK = st.one_of(
+    st.text(max_size=60),
+    st.lists(WORDS, max_size=8).map(" ".join),
+    st.text(alphabet=string.printable, max_size=60),
+)
+
+
+def lines() -> st.SearchStrategy[str]:
+    known = st.builds(lambda c, j: f"!{c} {j}", st.sampled_from(SUBCOMMANDS), JUNK)
+    anything = JUNK.map(lambda j: f"!downtime {j}")
+    return st.one_of(known, anything)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(line=lines())
+def test_random_command_lines_never_raise_and_never_change_the_database(chat: Chat, line: str) -> None:
+    before = snapshot(chat)
+    if not before[0]:
+        chat.say("alice", PROPOSE)
+        before = snapshot(chat)
+    refused_before = chat.bot.dispatcher.refused
+    out = chat.say("mallory", line)
+    refused = chat.bot.dispatcher.refused > refused_before
+    after = snapshot(chat)
+    for reply in out:
+        assert "Traceback" not in reply and "sorry, something went wrong" not in reply
+        assert not CONTROL.search(reply.replace("\n", ""))
+    if after != before:
+        # Only a well-formed proposal may change anything for someone with no role.
+        assert line.startswith("!downtime propose") and out[0].startswith("#ci Downtime #")
+        return
+    assert out, "every line for the bot gets an answer"
+    if refused:
+        assert len(out) == 1, out
