@@ -278,14 +278,16 @@ class Core:
                 f"Bugzilla is not configured: set {self.settings.bugzilla_flag}? on bug "
                 f"{_bug_list(bugs)} by hand"
             )
-        self.outbox.chat(
-            f"dt{downtime.id}:proposed",
-            self.settings.requests_channel,
-            self.render("proposed_ping.txt", d=downtime),
-            mentions=self.settings.ciduty,
-            networks=[n for n in self.settings.networks if n != self.actor.network],
-            downtime_id=downtime.id,
-        )
+        elsewhere = [n for n in self.settings.networks if n != self.actor.network]
+        if elsewhere:  # CiDuty on the other networks hears of it too
+            self.outbox.chat(
+                f"dt{downtime.id}:proposed",
+                self.settings.requests_channel,
+                self.render("proposed_ping.txt", d=downtime),
+                mentions=self.settings.ciduty,
+                networks=elsewhere,
+                downtime_id=downtime.id,
+            )
         return outcome
 
     def _system_overlaps(self, downtime: Downtime) -> list[str]:

@@ -1,0 +1,106 @@
+"""Commands per second and p50/p99 latency through the dispatcher, with 10,000 and 100,000 downtimes.
+
+    .venv/bin/python bench/dispatcher_bench.py [--sizes 10000,100000] [--runs 300]
+
+Each command goes through the whole path a chat line takes (parse, transaction, core, template,
+reply to a transport), on a SQLite file in WAL mode. Prints figures; asserts nothing.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from sqlalchemy import insert  # noqa: E402
+
+from adapters import config as configuration  # noqa: E402
+from adapters.clock import FakeClock  # noqa: E402
+from adapters.mail import FakeMailer  # noqa: E402
+from adapters.transport import FakeTransport, Incoming  # noqa: E402
+from bot import Bot  # noqa: E402
+from models.orm import Downtime  # noqa: E402
+
+UTC = dt.timezone.utc
+NOW = dt.datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
+
+
+def fill(bot: Bot, count: int, upcoming: int = 200) -> None:
+    """`count` downtimes: all but `upcoming` finished in the past ten years, the rest in the next year."""
+    rng = random.Random(7)
+    rows = []
+    for i in range(count):
+        future = i >= count - upcoming
+        offset = dt.timedelta(minutes=rng.randrange(60, 365 * 24 * 60)) if future else -dt.timedelta(
+            minutes=rng.randrange(60, 10 * 365 * 24 * 60))
+        start = (NOW + offset).replace(second=0, microsecond=0)
+        rows.append(dict(
+            state=rng.choice(["proposed", "approved", "announced"]) if future else rng.choice(["finished", "cancelled"]),
+            summary=f"Maintenance {i}", start_at=start, end_at=start + dt.timedelta(hours=rng.choice([1, 2, 4])),
+            requester="alice", requester_network="irc", trees="", systems="", created_at=start, updated_at=start,
+            revision=0, was_announced=False,
+        ))
+    with bot.sessions() as session, session.begin():
+        for chunk in range(0, len(rows), 5000):
+            session.execute(insert(Downtime), rows[chunk : chunk + 5000])
+
+
+def measure(bot: Bot, loop: asyncio.AbstractEventLoop, lines: list[str]) -> list[float]:
+    times = []
+    for n, line in enumerate(lines):
+        message = Incoming("irc", "#ci", "carol", "carol", line, msgid=f"b{n}")
+        t0 = time.perf_counter()
+        loop.run_until_complete(bot.dispatcher.handle(message))
+        times.append((time.perf_counter() - t0) * 1000)
+    return times
+
+
+def report(name: str, size: int, times: list[float]) -> str:
+    ordered = sorted(times)
+    p50 = statistics.median(ordered)
+    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+    rate = 1000 / statistics.mean(ordered)
+    return f"| {size:>7,} | {name:<26} | {rate:>8,.0f} | {p50:>7.2f} | {p99:>7.2f} |"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", default="10000,100000")
+    parser.add_argument("--runs", type=int, default=300)
+    args = parser.parse_args()
+    print("| downtimes | command | cmds/s | p50 ms | p99 ms |")
+    print("|---:|---|---:|---:|---:|")
+    for size in (int(s) for s in args.sizes.split(",")):
+        with tempfile.TemporaryDirectory() as tmp:
+            raw = {"bot": {"database": f"sqlite:///{tmp}/bench.db"}, "roles": {"ciduty": "carol"}}
+            config = configuration._build(raw, "bench")
+            loop = asyncio.new_event_loop()
+            bot = Bot(config, transports={"irc": FakeTransport("irc")}, clock=FakeClock(NOW), mailer=FakeMailer())
+            fill(bot, size)
+            ids = list(range(1, size + 1))
+            rng = random.Random(1)
+            cases = {
+                "!downtime list": ["!downtime list"] * args.runs,
+                "!downtime show <id>": [f"!downtime show {rng.choice(ids)}" for _ in range(args.runs)],
+                "!downtime propose (checked)": [
+                    f"!downtime propose 2027-0{1 + n % 9}-{1 + n % 28:02d} 05:00 UTC for 2h -- bench {n}"
+                    for n in range(args.runs)
+                ],
+                "!downtime suggest 2h": ["!downtime suggest 2h"] * max(20, args.runs // 10),
+            }
+            measure(bot, loop, ["!downtime list", "!downtime show 1"] * 10)  # warm up caches
+            for name, lines in cases.items():
+                print(report(name, size, measure(bot, loop, lines)).replace(f"| {size:>7,} |", f"| {size:,} |"))
+            loop.run_until_complete(bot.stop())
+            loop.close()
+
+
+if __name__ == "__main__":
+    main()
