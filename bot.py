@@ -131,10 +131,12 @@ class Bot:
         async def deliver(row: OutboxMessage) -> None:
             try:
                 await transport.send(
-                    Outgoing(row.target, row.body, mentions=tuple(row.payload.get("mentions", ())))
+                    Outgoing(row.target, row.body, mentions=tuple(row.payload.get("mentions", ())), key=row.key)
                 )
             except TransportUnavailable as err:
                 raise Retry(str(err) or "not connected") from err
+            except ValueError as err:  # a target this network can never reach
+                raise Permanent(str(err)) from err
 
         return deliver
 
@@ -215,11 +217,55 @@ class Bot:
         self.engine.dispose()
 
 
+def _secret(section: str, key: str, variable: str) -> str | None:
+    if not variable:
+        return None
+    value = os.environ.get(variable)
+    if value is None:
+        raise configuration.ConfigError(f"[{section}] {key} = {variable}: that environment variable is not set")
+    return value
+
+
+def matrix_transport(config: configuration.Config) -> Transport:
+    from adapters.matrix import MatrixConfig, MatrixTransport
+
+    raw = config.raw.get("matrix", {})
+
+    def get(key: str, default: str = "") -> str:
+        return raw.get(key, default).strip()
+
+    rooms = {config.channels.requests: get("requests_room"), config.channels.announce: get("announce_room")}
+    missing = [k for k, v in (("homeserver", get("homeserver")), ("user_id", get("user_id")),
+                              ("requests_room", rooms[config.channels.requests]),
+                              ("announce_room", rooms[config.channels.announce])) if not v]
+    if missing:
+        raise configuration.ConfigError(f"[matrix] {', '.join(missing)}: needed when transports has matrix")
+    store = Path(get("store_path", "var/matrix"))
+    try:
+        matrix_config = MatrixConfig(
+            homeserver=get("homeserver"),
+            user_id=get("user_id"),
+            store_path=str(store if store.is_absolute() else HERE / store),
+            password=_secret("matrix", "password_env", get("password_env")),
+            access_token=_secret("matrix", "access_token_env", get("access_token_env")),
+            device_name=get("device_name", "downtime-bot"),
+            rooms={k: v for k, v in rooms.items() if v},
+            allowed_inviters=frozenset(
+                a for role in Role for a in config.roles.accounts(role) if a.startswith("@")
+            ),
+        )
+    except ValueError as err:
+        raise configuration.ConfigError(str(err)) from None
+    return MatrixTransport(matrix_config)
+
+
 def build_transports(config: configuration.Config, stdout: TextIO) -> dict[str, Transport]:
     transports: dict[str, Transport] = {}
     for name in config.bot.transports:
         if name == "console":
             transports[name] = ConsoleTransport(config.bot.nick, stdout=stdout)
+        elif name == "matrix":
+            transports[name] = matrix_transport(config)
         else:
             raise configuration.ConfigError(f"[bot] transports: {name} is not available in this version yet")
     return transports

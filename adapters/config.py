@@ -49,16 +49,31 @@ class ChannelsSection:
 
 @dataclass(frozen=True)
 class RolesSection:
+    """[roles], with [people] linking one person's accounts across networks.
+
+    ``[people] carol = carol, @carol:mozilla.org`` makes the IRC account ``carol`` and the MXID
+    ``@carol:mozilla.org`` one person: a role given to either (or to ``carol``) holds on both.
+    """
+
     members: Mapping[Role, frozenset[str]] = field(default_factory=dict)
+    links: Mapping[str, frozenset[str]] = field(default_factory=dict)
+
+    def identities(self, account: str) -> frozenset[str]:
+        folded = account.casefold()
+        return self.links.get(folded, frozenset({folded}))
 
     def roles_of(self, account: str | None) -> frozenset[Role]:
         if not account:
             return frozenset()
-        folded = account.casefold()
-        return frozenset(r for r, people in self.members.items() if folded in people)
+        mine = self.identities(account)
+        return frozenset(r for r, people in self.members.items() if mine & people)
 
     def accounts(self, role: Role) -> list[str]:
-        return sorted(self.members.get(role, ()))
+        """Every account (on every network) of the people holding `role`, for mentions."""
+        found: set[str] = set()
+        for member in self.members.get(role, ()):
+            found |= self.identities(member)
+        return sorted(found)
 
 
 @dataclass(frozen=True)
@@ -210,9 +225,13 @@ def _build(raw: Mapping[str, Mapping[str, str]], path: str) -> Config:
     members = {}
     for role in Role:
         members[role] = frozenset(a.casefold() for a in _list(get("roles", role.value)))
-    roles = RolesSection(members)
+    links: dict[str, frozenset[str]] = {}
+    for person, accounts in raw.get("people", {}).items():
+        identities = frozenset(a.casefold() for a in (person, *_list(accounts)))
+        for identity in identities:
+            links[identity] = links.get(identity, frozenset()) | identities
+    roles = RolesSection(members, links)
 
-    p = Policy()
     try:
         policy = Policy(
             min_notice=_duration("policy", "min_notice", get("policy", "min_notice", "24h"), dt.timedelta()),
@@ -227,7 +246,6 @@ def _build(raw: Mapping[str, Mapping[str, str]], path: str) -> Config:
         )
     except PolicyError as err:
         raise ConfigError(f"[policy] {err}") from None
-    del p
 
     bz = BugzillaSection()
     bugzilla = BugzillaSection(

@@ -380,6 +380,7 @@ class MatrixTransport(Transport):
         same key is not posted twice by the homeserver. Raises ValueError for a target that can
         never be delivered on Matrix (an unknown channel, a non-MXID account).
         """
+        txn_id = txn_id if txn_id is not None else message.key
         client = self._client
         if client is None or not self._connected:
             raise TransportUnavailable("Matrix is not connected")

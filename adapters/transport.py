@@ -59,6 +59,7 @@ class Outgoing:
     text: str
     mentions: Sequence[str] = field(default_factory=tuple)  # accounts to ping
     html: str | None = None  # optional rich form (Matrix); text is always complete on its own
+    key: str | None = None  # the outbox row's key: lets a network drop a retried duplicate
 
 
 MessageHandler = Callable[[Incoming], Awaitable[None]]

@@ -55,3 +55,13 @@ def test_a_bad_value_names_the_section_and_key(tmp_path: Path, section: str, key
 def test_a_missing_config_file_given_explicitly_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         configuration.load(tmp_path / "nope.ini", environ={})
+
+
+def test_people_link_an_irc_account_and_an_mxid_so_roles_hold_on_both_networks(tmp_path: Path) -> None:
+    ini = tmp_path / "c.ini"
+    ini.write_text("[roles]\nsheriffs = sam\n[people]\nsam = sam, @sam:mozilla.org\n")
+    config = configuration.load(ini, environ={})
+    assert config.roles.roles_of("@Sam:mozilla.org") == frozenset({Role.SHERIFF})
+    assert config.roles.roles_of("sam") == frozenset({Role.SHERIFF})
+    assert config.roles.accounts(Role.SHERIFF) == ["@sam:mozilla.org", "sam"]
+    assert config.roles.roles_of("@mallory:mozilla.org") == frozenset()

@@ -1,0 +1,989 @@
+"""The IRC transport, on the `irc` library's asyncio client (``irc.client_aio``).
+
+What it adds to the library, which has no reconnect, no SASL on asyncio, no async flood
+control and a strict UTF-8 decoder:
+
+- **Connection**: plain or TLS (hostname verified; optional client certificate);
+  ``CAP LS 302`` requesting the IRCv3 capabilities that carry identity; SASL PLAIN with
+  ``CAP END`` held until 903/904 (a failure is logged and falls back to NickServ IDENTIFY
+  when a ``nickserv_password`` is set); a taken nick (433) moves to the alternate nick and
+  the bot regains its own periodically and as soon as the holder quits or renames.
+- **Channels**: joined on every 001 and rejoined after KICK/PART/reconnect; join errors
+  (437/471/473/474/477) are logged and retried with backoff.
+- **Reconnect forever**: exponential backoff with jitter from 1 s to 5 min, reset once a
+  connection has been up for ``stable_after`` seconds; a client-side PING when the link is
+  idle for ``ping_interval`` and the server declared dead after ``ping_timeout`` of silence.
+- **Output**: one queue per connection, drained by a writer task through a `Pacer` (a byte
+  bucket and a line bucket, see `IrcConfig`); every line fits in 512 bytes with CRLF after
+  the server adds ``:nick!user@host``; control characters never reach the wire.
+- **Identity**: the services account of each sender from the ``account`` tag, else from
+  extended-join/account-notify, else from a WHOIS 330 (at most ``whois_timeout`` seconds).
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import random
+import re
+import ssl
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import irc.client
+import irc.strings
+from irc.client_aio import AioConnection, AioReactor
+from jaraco.stream.buffer import LenientDecodingLineBuffer
+
+from adapters.transport import Incoming, MessageHandler, Outgoing, Transport, TransportUnavailable
+
+log = logging.getLogger(__name__)
+
+LINE_LIMIT = 512  # bytes per line, CRLF included (RFC 1459/2812)
+DEFAULT_PREFIX_RESERVE = 100  # room for ":nick!user@host " until the bot has seen its own mask
+WANTED_CAPS = (
+    "account-tag",
+    "extended-join",
+    "account-notify",
+    "server-time",
+    "message-tags",
+    "cap-notify",
+    "sasl",
+)
+JOIN_ERRORS = {"437", "471", "473", "474", "477", "403", "405"}
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # C0 and DEL; \t handled apart, \n splits
+_NEWLINES = re.compile(r"\r\n|\r|\n")
+
+
+@dataclass(frozen=True)
+class IrcConfig:
+    """Everything the IRC transport needs, parsed once at start-up.
+
+    Pacing defaults (measured on this project's machines, see tests/servers/ircd.py):
+
+    - ngircd 26 processes at most ~3 commands and ~256 bytes per second of one client before
+      it holds the rest until the next second (delayed, never dropped);
+    - InspIRCd 3's default connect class lets ~8 commands through at once, then exactly one
+      per second (fakelag), and kills a client whose unprocessed input overflows its recvq.
+
+    So by default the bot sends at most ``line_burst`` = 3 lines at once, then
+    ``line_rate`` = 1 line/s, and at most ``burst`` = 512 bytes at once refilled at
+    ``rate`` = 256 bytes/s. Neither server then lags or kills it. ``pacing=False`` turns
+    both buckets off (benchmarks against servers with flood rules off).
+    """
+
+    host: str
+    port: int = 6667
+    tls: bool = False
+    tls_verify: bool = True
+    client_cert: str | None = None  # PEM file holding the certificate and its key
+    nick: str = "downtimebot"
+    alt_nick: str | None = None  # default: nick + "_"
+    username: str | None = None
+    realname: str = "downtime-bot (tree-closing downtimes)"
+    sasl_username: str | None = None
+    sasl_password: str | None = field(default=None, repr=False)
+    nickserv_password: str | None = field(default=None, repr=False)
+    identity: Literal["account", "nick"] = "account"
+    channels: Mapping[str, str] = field(
+        default_factory=lambda: {"#ci": "#ci", "#developers": "#developers"}
+    )
+    pacing: bool = True
+    burst: int = 512  # bytes that may go out at once
+    rate: float = 256.0  # bytes per second refilled
+    line_burst: int = 3  # lines that may go out at once
+    line_rate: float = 1.0  # lines per second refilled
+    ping_interval: float = 60.0
+    ping_timeout: float = 120.0
+    stable_after: float = 300.0
+    backoff_min: float = 1.0
+    backoff_max: float = 300.0
+    connect_timeout: float = 30.0
+    regain_interval: float = 60.0
+    whois_timeout: float = 2.0
+    join_retry_min: float = 5.0
+
+    @property
+    def alternate_nick(self) -> str:
+        return self.alt_nick or self.nick + "_"
+
+
+# --- pure helpers ----------------------------------------------------------------------------
+
+
+def sanitize_lines(text: str) -> list[str]:
+    """Split text into the lines it means, with every control character removed.
+
+    CR, LF and CRLF end a line (each line becomes its own PRIVMSG); a tab becomes a space;
+    every other C0 character and DEL is dropped, so no text can smuggle a protocol line or
+    CTCP/formatting codes. Lines left empty are dropped (an empty PRIVMSG is an error).
+    """
+    lines = []
+    for raw in _NEWLINES.split(text):
+        line = _CONTROL.sub("", raw.replace("\t", " "))
+        if line.strip():
+            lines.append(line)
+    return lines
+
+
+def split_utf8(text: str, limit: int) -> list[str]:
+    """Split ``text`` into pieces of at most ``limit`` UTF-8 bytes, at spaces where possible.
+
+    A word longer than a piece is cut between characters, never inside one.
+    """
+    if limit < 4:
+        raise ValueError("limit must leave room for one UTF-8 character")
+    pieces: list[str] = []
+    rest = text
+    while len(rest.encode("utf-8")) > limit:
+        cut = _char_cut(rest, limit)
+        space = rest.rfind(" ", 0, cut + 1)
+        if space > 0 and space >= cut // 2:
+            pieces.append(rest[:space])
+            rest = rest[space + 1 :]
+        else:
+            pieces.append(rest[:cut])
+            rest = rest[cut:]
+    if rest:
+        pieces.append(rest)
+    return [piece for piece in pieces if piece]
+
+
+def _char_cut(text: str, limit: int) -> int:
+    """The largest number of characters of ``text`` whose UTF-8 encoding fits in ``limit``."""
+    encoded = text.encode("utf-8")[:limit]
+    return len(encoded.decode("utf-8", errors="ignore"))
+
+
+def fold(name: str) -> str:
+    """RFC 1459 case folding for nicks and channels."""
+    return irc.strings.lower(name)
+
+
+class TokenBucket:
+    """A token bucket: ``capacity`` tokens, refilled at ``rate`` per second.
+
+    A cost larger than the capacity waits for a full bucket and then drives it negative,
+    so one long line is delayed, never refused.
+    """
+
+    def __init__(self, capacity: float, rate: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.capacity = float(capacity)
+        self.rate = float(rate)
+        self._clock = clock
+        self._tokens = float(capacity)
+        self._stamp = clock()
+
+    def _refill(self) -> None:
+        now = self._clock()
+        self._tokens = min(self.capacity, self._tokens + (now - self._stamp) * self.rate)
+        self._stamp = now
+
+    def delay(self, cost: float) -> float:
+        """Seconds to wait before ``cost`` tokens can be taken."""
+        self._refill()
+        needed = min(cost, self.capacity)
+        return 0.0 if self._tokens >= needed else (needed - self._tokens) / self.rate
+
+    def take(self, cost: float) -> None:
+        self._refill()
+        self._tokens -= cost
+
+
+class Pacer:
+    """Flood control for one connection: a byte bucket and a line bucket, both must allow."""
+
+    def __init__(self, config: IrcConfig, clock: Callable[[], float] = time.monotonic) -> None:
+        self.bytes = TokenBucket(config.burst, config.rate, clock)
+        self.lines = TokenBucket(config.line_burst, config.line_rate, clock)
+
+    def delay(self, size: int) -> float:
+        return max(self.bytes.delay(size), self.lines.delay(1))
+
+    def take(self, size: int) -> None:
+        self.bytes.take(size)
+        self.lines.take(1)
+
+
+class Backoff:
+    """Exponential backoff with jitter between ``minimum`` and ``maximum`` seconds."""
+
+    def __init__(self, minimum: float, maximum: float, rng: random.Random | None = None) -> None:
+        self.minimum, self.maximum = minimum, maximum
+        self.attempt = 0
+        self._rng = rng or random.Random()
+
+    def next(self) -> float:
+        ceiling = min(self.maximum, self.minimum * 2**self.attempt)
+        self.attempt += 1
+        # "equal jitter": never below half the ceiling, so reconnects still back off
+        return max(self.minimum, ceiling / 2 + self._rng.uniform(0, ceiling / 2))
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+@dataclass
+class _Known:
+    account: str | None  # None: known not to be logged in
+    source: str  # "tag", "join", "notify", "whois"
+    seen: float
+
+
+class AccountMap:
+    """Which services account each nick is logged in as, as far as the bot has seen."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._by_nick: dict[str, tuple[str, _Known]] = {}  # folded nick -> (nick, what we know)
+        self._clock = clock
+
+    def set(self, nick: str, account: str | None, source: str) -> None:
+        self._by_nick[fold(nick)] = (nick, _Known(account, source, self._clock()))
+
+    def lookup(self, nick: str) -> _Known | None:
+        entry = self._by_nick.get(fold(nick))
+        return entry[1] if entry else None
+
+    def forget(self, nick: str) -> None:
+        self._by_nick.pop(fold(nick), None)
+
+    def rename(self, old: str, new: str) -> None:
+        """A nick change keeps the account (it belongs to the connection), except WHOIS answers."""
+        entry = self._by_nick.pop(fold(old), None)
+        if entry and entry[1].source != "whois":
+            self._by_nick[fold(new)] = (new, entry[1])
+
+    def nick_for(self, account: str) -> str | None:
+        """The nick most recently seen logged in as ``account``."""
+        best: tuple[float, str] | None = None
+        for nick, known in self._by_nick.values():
+            if known.account is not None and fold(known.account) == fold(account):
+                if best is None or known.seen > best[0]:
+                    best = (known.seen, nick)
+        return best[1] if best else None
+
+    def clear(self) -> None:
+        self._by_nick.clear()
+
+
+def tls_context(config: IrcConfig) -> ssl.SSLContext:
+    """The TLS context for a connection: system CAs and hostname checks unless turned off."""
+    context = ssl.create_default_context()
+    if not config.tls_verify:
+        log.warning("IRC TLS certificate verification is OFF for %s", config.host)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    if config.client_cert:
+        context.load_cert_chain(config.client_cert)
+    return context
+
+
+# --- the connection and its output queue ------------------------------------------------------
+
+
+class _Connection(AioConnection):
+    """An AioConnection that survives Latin-1 bytes and lets the transport run registration."""
+
+    buffer_class = LenientDecodingLineBuffer
+
+    async def open(self, host: str, port: int, nick: str, context: ssl.SSLContext | None) -> None:
+        self.buffer = self.buffer_class()
+        self.handlers = {}
+        self.real_server_name = ""
+        self.real_nickname = nick
+        self.nickname = nick
+        self.server, self.port = host, port
+        self.server_address = (host, port)
+        protocol = self.protocol_class(self, self.reactor.loop)
+        transport, _ = await self.reactor.loop.create_connection(
+            lambda: protocol, host, port, ssl=context, server_hostname=host if context else None
+        )
+        self.transport, self.protocol = transport, protocol
+        self.connected = True
+
+    def write_line(self, line: str, secret: bool = False) -> None:
+        """Write one already-checked line; secrets are never logged."""
+        if not self.connected or self.transport is None or self.transport.is_closing():
+            raise TransportUnavailable("IRC connection is closed")
+        data = line.encode("utf-8") + b"\r\n"
+        if len(data) > LINE_LIMIT or "\n" in line or "\r" in line or "\0" in line:
+            raise ValueError(f"refusing to send a malformed line ({len(data)} bytes)")
+        log.debug("IRC >> %s", line.split(" ", 1)[0] + " ****" if secret else line)
+        self.transport.write(data)
+
+
+@dataclass(order=True)
+class _Batch:
+    priority: int
+    seq: int
+    lines: list[str] = field(compare=False)
+    done: asyncio.Future[None] = field(compare=False)
+    secret: bool = field(default=False, compare=False)
+
+
+class _Writer:
+    """Drains one connection's output queue through the pacer; control lines go first."""
+
+    CONTROL, MESSAGE = 0, 1
+
+    def __init__(self, connection: _Connection, pacer: Pacer | None) -> None:
+        self._connection = connection
+        self._pacer = pacer
+        self._queue: asyncio.PriorityQueue[_Batch] = asyncio.PriorityQueue()
+        self._seq = 0
+        self._closed = False
+
+    def put(self, lines: list[str], priority: int = MESSAGE, secret: bool = False) -> asyncio.Future[None]:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self._closed:
+            done.set_exception(TransportUnavailable("IRC connection is closed"))
+            return done
+        self._seq += 1
+        self._queue.put_nowait(_Batch(priority, self._seq, lines, done, secret))
+        return done
+
+    async def run(self) -> None:
+        try:
+            while True:
+                batch = await self._queue.get()
+                try:
+                    await self._write(batch)
+                except TransportUnavailable as exc:
+                    if not batch.done.done():
+                        batch.done.set_exception(exc)
+                    return
+                if not batch.done.done():
+                    batch.done.set_result(None)
+        finally:
+            self.close()
+
+    async def _write(self, batch: _Batch) -> None:
+        for line in batch.lines:
+            if batch.done.done():  # the sender gave up (cancelled): drop the rest
+                return
+            size = len(line.encode("utf-8")) + 2
+            if self._pacer is not None:
+                while (wait := self._pacer.delay(size)) > 0:
+                    await asyncio.sleep(wait)
+                self._pacer.take(size)
+            self._connection.write_line(line, batch.secret)
+
+    def close(self) -> None:
+        """Fail everything still queued: the outbox will send it again later."""
+        self._closed = True
+        while not self._queue.empty():
+            batch = self._queue.get_nowait()
+            if not batch.done.done():
+                batch.done.set_exception(TransportUnavailable("IRC connection lost"))
+
+
+class _Session:
+    """The state of one connection; a reconnect starts a new session from scratch."""
+
+    def __init__(self, connection: _Connection, writer: _Writer, nick: str) -> None:
+        self.connection = connection
+        self.writer = writer
+        self.nick = nick
+        self.user: str | None = None
+        self.host: str | None = None
+        self.offered: dict[str, str] = {}
+        self.acked: set[str] = set()
+        self.cap_ended = False
+        self.sasl_done = False
+        self.registered = False
+        self.registered_at = 0.0
+        self.account: str | None = None
+        self.last_received = time.monotonic()
+        self.ping_outstanding = False
+        self.lost = asyncio.Event()
+        self.joined: set[str] = set()  # folded IRC channel names
+        self.join_backoff: dict[str, Backoff] = {}
+        self.whois: dict[str, asyncio.Future[str | None]] = {}
+        self.whois_seen: dict[str, str | None] = {}
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.nick_attempt = 0
+
+    def spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+
+@dataclass(frozen=True)
+class _Received:
+    nick: str
+    room: str | None
+    text: str
+    tags: dict[str, str]
+
+
+# --- the transport ---------------------------------------------------------------------------
+
+
+class IrcTransport(Transport):
+    """The bot on one IRC network. See the module docstring for what it guarantees."""
+
+    network = "irc"
+
+    def __init__(self, config: IrcConfig, rng: random.Random | None = None) -> None:
+        self.config = config
+        self._rng = rng or random.Random()
+        self._backoff = Backoff(config.backoff_min, config.backoff_max, self._rng)
+        self._accounts = AccountMap()
+        self._logical = {fold(irc_name): name for name, irc_name in config.channels.items()}
+        self._session: _Session | None = None
+        self._reactor: AioReactor | None = None
+        self._on_message: MessageHandler | None = None
+        self._incoming: asyncio.Queue[_Received] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = asyncio.Event()
+        self.connections = 0  # successful registrations so far (for operators and tests)
+        self._handlers: dict[str, Callable[[_Session, irc.client.Event], None]] = {
+            "all_raw_messages": self._on_raw,
+            "disconnect": self._on_disconnect,
+            "cap": self._on_cap,
+            "authenticate": self._on_authenticate,
+            "loggedin": self._on_logged_in,
+            "saslsuccess": self._on_sasl_success,
+            "saslfail": self._on_sasl_fail,
+            "sasltoolong": self._on_sasl_fail,
+            "saslaborted": self._on_sasl_fail,
+            "saslalready": self._on_sasl_success,
+            "welcome": self._on_welcome,
+            "396": self._on_host_hidden,
+            "nicknameinuse": self._on_nick_unavailable,
+            "erroneusnickname": self._on_nick_unavailable,
+            "nickcollision": self._on_nick_unavailable,
+            "join": self._on_join,
+            "part": self._on_part,
+            "kick": self._on_kick,
+            "quit": self._on_quit,
+            "nick": self._on_nick,
+            "account": self._on_account,
+            "pubmsg": self._on_pubmsg,
+            "privmsg": self._on_privmsg,
+            "whoisaccount": self._on_whois_account,
+            "endofwhois": self._on_end_of_whois,
+            "nosuchnick": self._on_end_of_whois,
+            "pong": self._on_pong,
+            "error": self._on_error,
+        }
+        for code in ("unavailresource", "channelisfull", "inviteonlychan", "bannedfromchan",
+                     "nochanmodes", "nosuchchannel", "toomanychannels"):
+            self._handlers[code] = self._on_join_error
+
+    # --- Transport interface ---
+
+    async def start(self, on_message: MessageHandler) -> None:
+        """Connect in the background (and keep reconnecting); ``on_message`` gets each line."""
+        if self.config.identity == "nick":
+            log.warning(
+                "IRC identity = nick: anyone can use any nick, so permissions are not safe; "
+                "use this only against a local test server"
+            )
+        self._on_message = on_message
+        self._stopping.clear()
+        self._reactor = AioReactor(loop=asyncio.get_running_loop())
+        self._reactor.connection_class = _Connection
+        self._reactor.add_global_handler("all_events", self._dispatch, 0)
+        self._tasks = [
+            asyncio.create_task(self._run(), name="irc-connect"),
+            asyncio.create_task(self._consume(), name="irc-incoming"),
+        ]
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        session = self._session
+        if session is not None and session.connection.connected:
+            session.connection.disconnect("downtime-bot stopping")  # sends QUIT, then closes
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
+    @property
+    def connected(self) -> bool:
+        session = self._session
+        return bool(session and session.registered and session.connection.connected)
+
+    @property
+    def nick(self) -> str | None:
+        """The bot's current nick, or None when disconnected."""
+        return self._session.nick if self._session else None
+
+    @property
+    def account(self) -> str | None:
+        """The services account the bot is logged in as (SASL 900), if any."""
+        return self._session.account if self._session else None
+
+    @property
+    def joined(self) -> set[str]:
+        """The logical names of the channels the bot is in right now."""
+        session = self._session
+        if not session or not self.connected:
+            return set()
+        return {self._logical[c] for c in session.joined if c in self._logical}
+
+    def nick_for(self, account: str) -> str:
+        if self.config.identity == "nick":
+            return account
+        return self._accounts.nick_for(account) or account
+
+    async def send(self, message: Outgoing) -> None:
+        """Write the message to the socket, or raise TransportUnavailable (the outbox retries)."""
+        session = self._session
+        if session is None or not self.connected:
+            raise TransportUnavailable("not connected to IRC")
+        target = await self._irc_target(session, message.target)
+        lines = sanitize_lines(message.text)
+        if message.mentions:
+            nicks = ", ".join(self._mention_nick(account) for account in message.mentions)
+            lines = [f"{nicks}: {lines[0]}" if lines else f"{nicks}:"] + lines[1:]
+        if not lines:
+            return
+        command = f"PRIVMSG {target} :"
+        room = LINE_LIMIT - 2 - self._prefix_reserve(session) - len(command.encode("utf-8"))
+        out = [command + piece for line in lines for piece in split_utf8(line, room)]
+        done = session.writer.put(out)
+        try:
+            await asyncio.shield(done)
+        except asyncio.CancelledError:
+            done.cancel()  # the writer drops lines it has not written yet
+            raise
+
+    # --- connection loop ---
+
+    async def _run(self) -> None:
+        while not self._stopping.is_set():
+            session: _Session | None = None
+            try:
+                session = await self._connect()
+                await self._keepalive(session)
+            except asyncio.CancelledError:
+                raise
+            except (OSError, asyncio.TimeoutError, ssl.SSLError, TransportUnavailable) as exc:
+                log.warning("IRC connection to %s:%s failed: %s", self.config.host, self.config.port, exc)
+            except Exception:
+                log.exception("IRC connection to %s:%s crashed", self.config.host, self.config.port)
+            finally:
+                if session is not None:
+                    self._end_session(session)
+            if session is not None and session.registered:
+                if time.monotonic() - session.registered_at >= self.config.stable_after:
+                    self._backoff.reset()
+            if self._stopping.is_set():
+                break
+            delay = self._backoff.next()
+            log.info("IRC reconnecting in %.1f s", delay)
+            try:
+                await asyncio.wait_for(self._stopping.wait(), delay)
+            except asyncio.TimeoutError:
+                pass
+
+    async def _connect(self) -> _Session:
+        assert self._reactor is not None
+        config = self.config
+        connection: _Connection = self._reactor.server()  # type: ignore[assignment]
+        context = tls_context(config) if config.tls else None
+        log.info("IRC connecting to %s:%s%s", config.host, config.port, " (TLS)" if context else "")
+        try:
+            await asyncio.wait_for(connection.open(config.host, config.port, config.nick, context),
+                                   config.connect_timeout)
+        except BaseException:
+            self._reactor.connections.remove(connection)
+            raise
+        pacer = Pacer(config) if config.pacing else None
+        session = _Session(connection, _Writer(connection, pacer), config.nick)
+        self._session = session
+        session.spawn(session.writer.run())
+        connection.write_line("CAP LS 302")
+        connection.write_line(f"NICK {config.nick}")
+        connection.write_line(f"USER {config.username or config.nick} 0 * :{config.realname}")
+        return session
+
+    async def _keepalive(self, session: _Session) -> None:
+        """Wait until the connection is lost; PING when idle, give up after ping_timeout."""
+        config = self.config
+        while not session.lost.is_set():
+            idle = time.monotonic() - session.last_received
+            if not session.registered and idle >= config.ping_timeout:
+                raise TransportUnavailable(f"no registration after {idle:.0f} s")
+            if idle >= config.ping_timeout:
+                log.warning("IRC server silent for %.0f s: reconnecting", idle)
+                session.connection.disconnect("ping timeout")
+                return
+            if idle >= config.ping_interval and not session.ping_outstanding and session.registered:
+                session.ping_outstanding = True
+                session.writer.put([f"PING :keepalive-{int(time.time())}"], _Writer.CONTROL)
+            next_check = config.ping_timeout if session.ping_outstanding else config.ping_interval
+            wait = max(0.05, next_check - idle)
+            try:
+                await asyncio.wait_for(session.lost.wait(), wait)
+            except asyncio.TimeoutError:
+                pass
+
+    def _end_session(self, session: _Session) -> None:
+        if session.connection.connected:
+            session.connection.disconnect("reconnecting")
+        session.writer.close()
+        for task in list(session.tasks):
+            task.cancel()
+        for future in session.whois.values():
+            if not future.done():
+                future.set_result(None)
+        if self._reactor is not None and session.connection in self._reactor.connections:
+            self._reactor.connections.remove(session.connection)
+        if self._session is session:
+            self._session = None
+        self._accounts.clear()  # the map is only true while we share channels with people
+        log.info("IRC disconnected from %s:%s", self.config.host, self.config.port)
+
+    # --- event dispatch ---
+
+    def _dispatch(self, connection: irc.client.ServerConnection, event: irc.client.Event) -> None:
+        session = self._session
+        if session is None or connection is not session.connection:
+            return  # a late event from a connection we already left
+        handler = self._handlers.get(event.type)
+        if handler is None:
+            return
+        try:
+            handler(session, event)
+        except Exception:  # never let one odd line kill the connection
+            log.exception("IRC: error handling %s", event.type)
+
+    def _send_control(self, session: _Session, line: str, secret: bool = False) -> None:
+        if session.registered:
+            session.writer.put([line], _Writer.CONTROL, secret)
+        else:
+            session.connection.write_line(line, secret)
+
+    def _on_raw(self, session: _Session, event: irc.client.Event) -> None:
+        session.last_received = time.monotonic()
+
+    def _on_pong(self, session: _Session, event: irc.client.Event) -> None:
+        session.ping_outstanding = False
+
+    def _on_disconnect(self, session: _Session, event: irc.client.Event) -> None:
+        session.lost.set()
+
+    def _on_error(self, session: _Session, event: irc.client.Event) -> None:
+        log.warning("IRC server error: %s", " ".join(filter(None, [event.target, *event.arguments])))
+
+    # registration: CAP, SASL, nick
+
+    def _on_cap(self, session: _Session, event: irc.client.Event) -> None:
+        sub, *params = event.arguments
+        sub = sub.upper()
+        caps = params[-1].split() if params else []
+        if sub in ("LS", "NEW"):
+            for cap in caps:
+                name, _, value = cap.partition("=")
+                session.offered[name] = value
+            if sub == "LS" and params[:1] == ["*"]:
+                return  # more LS lines follow
+            wanted = [cap for cap in WANTED_CAPS if cap in session.offered and cap not in session.acked]
+            if "sasl" in wanted and not self._sasl_usable(session):
+                wanted.remove("sasl")
+            if sub == "NEW" and "sasl" in wanted:
+                wanted.remove("sasl")  # post-registration SASL is not worth the complexity
+            if wanted:
+                self._send_control(session, "CAP REQ :" + " ".join(wanted))
+            else:
+                self._cap_end(session)
+        elif sub == "ACK":
+            session.acked.update(cap.lstrip("=~") for cap in caps if not cap.startswith("-"))
+            session.acked.difference_update(cap[1:] for cap in caps if cap.startswith("-"))
+            log.info("IRC capabilities: %s", " ".join(sorted(session.acked)))
+            if "sasl" in caps and not session.registered:
+                self._send_control(session, "AUTHENTICATE PLAIN")
+            else:
+                self._cap_end(session)
+        elif sub == "NAK":
+            log.warning("IRC server refused capabilities: %s", " ".join(caps))
+            self._cap_end(session)
+        elif sub == "DEL":
+            session.acked.difference_update(caps)
+
+    def _sasl_usable(self, session: _Session) -> bool:
+        if not (self.config.sasl_username and self.config.sasl_password):
+            return False
+        mechanisms = session.offered.get("sasl", "")
+        return not mechanisms or "PLAIN" in mechanisms.upper().split(",")
+
+    def _cap_end(self, session: _Session) -> None:
+        if not session.cap_ended and not session.registered:
+            session.cap_ended = True
+            self._send_control(session, "CAP END")
+
+    def _on_authenticate(self, session: _Session, event: irc.client.Event) -> None:
+        if event.target != "+":
+            return
+        user, password = self.config.sasl_username or "", self.config.sasl_password or ""
+        token = base64.b64encode(f"{user}\0{user}\0{password}".encode()).decode()
+        chunks = [token[i : i + 400] for i in range(0, len(token), 400)] or ["+"]
+        if len(chunks[-1]) == 400:
+            chunks.append("+")
+        for chunk in chunks:
+            self._send_control(session, f"AUTHENTICATE {chunk}", secret=True)
+
+    def _on_logged_in(self, session: _Session, event: irc.client.Event) -> None:
+        # 900 <nick> <nick!user@host> <account> :You are now logged in
+        mask, account = event.arguments[0], event.arguments[1]
+        session.account = account
+        self._learn_mask(session, mask)
+        log.info("IRC logged in as account %s", account)
+
+    def _on_sasl_success(self, session: _Session, event: irc.client.Event) -> None:
+        session.sasl_done = True
+        self._cap_end(session)
+
+    def _on_sasl_fail(self, session: _Session, event: irc.client.Event) -> None:
+        fallback = "NickServ IDENTIFY" if self.config.nickserv_password else "no login"
+        log.warning("IRC SASL login as %s failed (%s): falling back to %s",
+                    self.config.sasl_username, event.type, fallback)
+        self._cap_end(session)
+
+    def _on_welcome(self, session: _Session, event: irc.client.Event) -> None:
+        session.registered = True
+        session.registered_at = time.monotonic()
+        session.nick = event.target or session.nick
+        self.connections += 1
+        log.info("IRC registered as %s on %s:%s", session.nick, self.config.host, self.config.port)
+        if not session.sasl_done and self.config.nickserv_password:
+            account = self.config.sasl_username or self.config.nick
+            self._send_control(
+                session, f"PRIVMSG NickServ :IDENTIFY {account} {self.config.nickserv_password}", secret=True
+            )
+        for irc_channel in self.config.channels.values():
+            self._send_control(session, f"JOIN {irc_channel}")
+        if fold(session.nick) != fold(self.config.nick):
+            session.spawn(self._regain_loop(session))
+
+    def _on_host_hidden(self, session: _Session, event: irc.client.Event) -> None:
+        if event.arguments:
+            session.host = event.arguments[0]
+
+    def _on_nick_unavailable(self, session: _Session, event: irc.client.Event) -> None:
+        if session.registered:
+            return  # a regain attempt failed: try again later
+        session.nick_attempt += 1
+        if session.nick_attempt == 1:
+            candidate = self.config.alternate_nick
+        else:
+            candidate = f"{self.config.nick[:20]}{self._rng.randint(10, 9999)}"
+        log.warning("IRC nick %s unavailable, trying %s", event.arguments[0] if event.arguments else "?", candidate)
+        session.nick = candidate
+        self._send_control(session, f"NICK {candidate}")
+
+    async def _regain_loop(self, session: _Session) -> None:
+        while fold(session.nick) != fold(self.config.nick):
+            await asyncio.sleep(self.config.regain_interval)
+            self._try_regain(session)
+
+    def _try_regain(self, session: _Session) -> None:
+        if session.registered and fold(session.nick) != fold(self.config.nick):
+            self._send_control(session, f"NICK {self.config.nick}")
+
+    # channels and people
+
+    def _learn_mask(self, session: _Session, mask: str) -> None:
+        nick, _, userhost = mask.partition("!")
+        user, _, host = userhost.partition("@")
+        if user and host:
+            session.user, session.host = user, host
+
+    def _prefix_reserve(self, session: _Session) -> int:
+        if not (session.user and session.host):
+            return DEFAULT_PREFIX_RESERVE
+        nick_len = max(len(session.nick.encode()), len(self.config.nick.encode()))
+        return 1 + nick_len + 1 + len(session.user.encode()) + 1 + len(session.host.encode()) + 1
+
+    def _is_me(self, session: _Session, nick: str) -> bool:
+        return fold(nick) == fold(session.nick)
+
+    def _on_join(self, session: _Session, event: irc.client.Event) -> None:
+        channel = event.target
+        nick = event.source.nick
+        if self._is_me(session, nick):
+            self._learn_mask(session, str(event.source))
+            session.joined.add(fold(channel))
+            session.join_backoff.pop(fold(channel), None)
+            log.info("IRC joined %s", channel)
+            return
+        if "extended-join" in session.acked and event.arguments:
+            account = event.arguments[0]
+            self._accounts.set(nick, None if account == "*" else account, "join")
+
+    def _on_part(self, session: _Session, event: irc.client.Event) -> None:
+        nick = event.source.nick
+        if self._is_me(session, nick):
+            self._left(session, event.target, delay=1.0)
+        else:
+            self._accounts.forget(nick)
+
+    def _on_kick(self, session: _Session, event: irc.client.Event) -> None:
+        kicked = event.arguments[0] if event.arguments else ""
+        if self._is_me(session, kicked):
+            log.warning("IRC kicked from %s by %s: %s", event.target, event.source.nick,
+                        event.arguments[1] if len(event.arguments) > 1 else "")
+            self._left(session, event.target, delay=2.0)
+        else:
+            self._accounts.forget(kicked)
+
+    def _left(self, session: _Session, channel: str, delay: float) -> None:
+        session.joined.discard(fold(channel))
+        if fold(channel) in self._logical:
+            session.spawn(self._rejoin(session, channel, delay))
+
+    async def _rejoin(self, session: _Session, channel: str, delay: float) -> None:
+        await asyncio.sleep(delay)
+        if fold(channel) not in session.joined and session.registered:
+            self._send_control(session, f"JOIN {channel}")
+
+    def _on_join_error(self, session: _Session, event: irc.client.Event) -> None:
+        channel = event.arguments[0] if event.arguments else ""
+        if fold(channel) not in self._logical:
+            if event.type == "unavailresource" and not session.registered:
+                self._on_nick_unavailable(session, event)  # 437 on a nick
+            return
+        backoff = session.join_backoff.setdefault(
+            fold(channel), Backoff(self.config.join_retry_min, self.config.backoff_max, self._rng)
+        )
+        delay = backoff.next()
+        reason = event.arguments[-1] if len(event.arguments) > 1 else event.type
+        log.warning("IRC cannot join %s (%s): retrying in %.0f s", channel, reason, delay)
+        session.spawn(self._rejoin(session, channel, delay))
+
+    def _on_quit(self, session: _Session, event: irc.client.Event) -> None:
+        nick = event.source.nick
+        self._accounts.forget(nick)
+        if fold(nick) == fold(self.config.nick):
+            self._try_regain(session)
+
+    def _on_nick(self, session: _Session, event: irc.client.Event) -> None:
+        old, new = event.source.nick, event.target
+        if self._is_me(session, old):
+            session.nick = new
+            log.info("IRC nick is now %s", new)
+            return
+        self._accounts.rename(old, new)
+        session.whois_seen.pop(fold(old), None)
+        if fold(old) == fold(self.config.nick):
+            self._try_regain(session)
+
+    def _on_account(self, session: _Session, event: irc.client.Event) -> None:
+        account = event.target
+        self._accounts.set(event.source.nick, None if account in ("*", None) else account, "notify")
+
+    # identity
+
+    def _on_whois_account(self, session: _Session, event: irc.client.Event) -> None:
+        # 330 <me> <nick> <account> :is logged in as
+        if len(event.arguments) >= 2:
+            session.whois_seen[fold(event.arguments[0])] = event.arguments[1]
+
+    def _on_end_of_whois(self, session: _Session, event: irc.client.Event) -> None:
+        if not event.arguments:
+            return
+        nick = event.arguments[0]
+        account = session.whois_seen.get(fold(nick))
+        future = session.whois.pop(fold(nick), None)
+        if event.type == "endofwhois":
+            self._accounts.set(nick, account, "whois")
+        if future is not None and not future.done():
+            future.set_result(account)
+
+    async def _whois(self, session: _Session, nick: str) -> str | None:
+        """The account ``nick`` is logged in as, by WHOIS; None after whois_timeout."""
+        future = session.whois.get(fold(nick))
+        if future is None:
+            future = asyncio.get_running_loop().create_future()
+            session.whois[fold(nick)] = future
+            session.whois_seen.pop(fold(nick), None)
+            self._send_control(session, f"WHOIS {nick}")
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), self.config.whois_timeout)
+        except asyncio.TimeoutError:
+            log.warning("IRC WHOIS %s got no answer in %.1f s", nick, self.config.whois_timeout)
+            return None
+
+    async def _account_of(self, nick: str, tags: dict[str, str]) -> str | None:
+        if self.config.identity == "nick":
+            return nick
+        session = self._session
+        if "account" in tags:
+            self._accounts.set(nick, tags["account"], "tag")
+            return tags["account"]
+        if session is None:
+            return None
+        if "account-tag" in session.acked:
+            return None  # the server tags every logged-in sender: no tag, no account
+        known = self._accounts.lookup(nick)
+        if known is not None:
+            return known.account
+        return await self._whois(session, nick)
+
+    async def _irc_target(self, session: _Session, target: str) -> str:
+        if target.startswith("@"):
+            account = target[1:]
+            nick = self._find_nick(account) if self.config.identity == "account" else account
+            if nick is None:
+                if await self._whois(session, account) == account:
+                    nick = account
+            if nick is None:
+                raise TransportUnavailable(f"no IRC nick is logged in as {account} now")
+            return nick
+        irc_channel = self.config.channels.get(target)
+        if irc_channel is None:
+            raise ValueError(f"IRC: no channel configured for {target!r}")
+        if fold(irc_channel) not in session.joined:
+            raise TransportUnavailable(f"IRC: not in {irc_channel} yet")
+        return irc_channel
+
+    def _find_nick(self, account: str) -> str | None:
+        return self._accounts.nick_for(account)
+
+    def _mention_nick(self, account: str) -> str:
+        return re.sub(r"[\s,:]", "", self.nick_for(account)) or account
+
+    # incoming messages
+
+    def _on_pubmsg(self, session: _Session, event: irc.client.Event) -> None:
+        room = self._logical.get(fold(event.target))
+        if room is None:
+            return
+        self._receive(event, room)
+
+    def _on_privmsg(self, session: _Session, event: irc.client.Event) -> None:
+        if not self._is_me(session, event.target):
+            return
+        self._receive(event, None)
+
+    def _receive(self, event: irc.client.Event, room: str | None) -> None:
+        tags = {tag["key"]: tag["value"] or "" for tag in (event.tags or [])}
+        text = event.arguments[0] if event.arguments else ""
+        self._incoming.put_nowait(_Received(event.source.nick, room, text, tags))
+
+    async def _consume(self) -> None:
+        """Hand each received line to the handler in order, its sender's account resolved."""
+        while True:
+            received = await self._incoming.get()
+            try:
+                account = await self._account_of(received.nick, received.tags)
+                incoming = Incoming(
+                    network=self.network,
+                    room=received.room,
+                    account=account,
+                    nick=received.nick,
+                    text=received.text,
+                    msgid=received.tags.get("msgid"),
+                )
+                assert self._on_message is not None
+                await self._on_message(incoming)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("IRC: the message handler failed")
