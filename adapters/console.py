@@ -21,6 +21,15 @@ log = logging.getLogger(__name__)
 LINE = re.compile(r"^(?:(?P<room>#\S+)\s+)?(?P<who>[~@]?[^\s:]+):\s?(?P<text>.*)$")
 
 
+BANNER = """\
+downtime-bot console. Type chat lines as '#<room> <account>: <text>', for example
+  #ci alice: !downtime propose tomorrow 14:00 UTC for 2h -- Upgrade hg.mozilla.org
+  #ci ciduty: !downtime help
+'<account>: <text>' is a private message, '~nick' someone not logged in; '/as <account>' and
+'/join #room' set who speaks where for plain lines. Ctrl-D quits. {nick} answers below.
+"""
+
+
 class ConsoleTransport(Transport):
     network = "console"
 
@@ -39,6 +48,9 @@ class ConsoleTransport(Transport):
         return True
 
     async def start(self, on_message: MessageHandler) -> None:
+        if self.stdin.isatty():
+            self.stdout.write(BANNER.format(nick=self.nick))
+            self.stdout.flush()
         self._task = asyncio.create_task(self._read(on_message), name="console-reader")
 
     async def stop(self) -> None:

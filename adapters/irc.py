@@ -109,6 +109,60 @@ class IrcConfig:
     def alternate_nick(self) -> str:
         return self.alt_nick or self.nick + "_"
 
+    @classmethod
+    def from_settings(
+        cls, section: Mapping[str, str], channels: Mapping[str, str], environ: Mapping[str, str]
+    ) -> IrcConfig:
+        """Build from the ``[irc]`` INI section; secrets come from the ``*_env`` variables.
+
+        ``channels`` maps logical names to IRC channels ({"#ci": "#ci", ...}).
+        Raises ValueError naming the key and what was expected.
+        """
+
+        def flag(key: str, default: bool) -> bool:
+            value = section.get(key, "").strip().lower()
+            if not value:
+                return default
+            if value in ("1", "yes", "true", "on"):
+                return True
+            if value in ("0", "no", "false", "off"):
+                return False
+            raise ValueError(f"[irc] {key}: expected on/off, got {value!r}")
+
+        def secret(key: str) -> str | None:
+            name = section.get(key, "").strip()
+            if not name:
+                return None
+            if name not in environ:
+                raise ValueError(f"[irc] {key}: environment variable {name} is not set")
+            return environ[name]
+
+        host = section.get("host", "").strip()
+        if not host:
+            raise ValueError("[irc] host: expected the server's host name")
+        try:
+            port = int(section.get("port", "6697" if flag("tls", False) else "6667"))
+        except ValueError:
+            raise ValueError(f"[irc] port: expected a number, got {section.get('port')!r}") from None
+        identity = section.get("identity", "account").strip().lower()
+        if identity not in ("account", "nick"):
+            raise ValueError(f"[irc] identity: expected account or nick, got {identity!r}")
+        return cls(
+            host=host,
+            port=port,
+            tls=flag("tls", False),
+            tls_verify=flag("tls_verify", True),
+            client_cert=section.get("client_cert") or None,
+            nick=section.get("nick", "downtimebot").strip() or "downtimebot",
+            alt_nick=section.get("alt_nick") or None,
+            sasl_username=section.get("sasl_username") or None,
+            sasl_password=secret("sasl_password_env"),
+            nickserv_password=secret("nickserv_password_env"),
+            identity="nick" if identity == "nick" else "account",
+            channels=dict(channels),
+            pacing=flag("pacing", True),
+        )
+
 
 # --- pure helpers ----------------------------------------------------------------------------
 

@@ -385,8 +385,12 @@ async def help_(ctx: Ctx, args: str) -> None:
     """
     topic = " ".join(args.lower().split()).removeprefix(ctx.prefix).removeprefix("downtime ").strip()
     if not topic:
-        usages = [f"{ctx.prefix}{c.usage}" for c in ctx.commands.values()]
-        ctx.reply("Commands: " + " | ".join(usages) + f" — details: {ctx.prefix}downtime help <subcommand>")
+        names = [n.removeprefix("downtime ") for n in ctx.commands if n.startswith("downtime ")]
+        others = [f"{ctx.prefix}{n}" for n in ctx.commands if not n.startswith("downtime ")]
+        ctx.reply(
+            f"Commands: {ctx.prefix}downtime {', '.join(names)}; also {', '.join(others)}. "
+            f"Usage and an example: {ctx.prefix}downtime help <subcommand>"
+        )
         return
     cmd = ctx.commands.get(f"downtime {topic}") or ctx.commands.get(topic)
     if cmd is None:

@@ -133,7 +133,11 @@ def test_list_is_paged_ten_at_a_time(chat: Chat) -> None:
     out = chat.say("alice", "!downtime list")
     assert len(out) == 11 and out[-1] == "#ci Page 1 of 2: next !downtime list upcoming 2"
     out = chat.say("alice", "!downtime list upcoming 2")
-    assert out == ["#ci #11 [proposed] 2026-12-20 05:00 UTC, 1h: work 10", "#ci #12 [proposed] 2026-12-21 05:00 UTC, 1h: work 11", "#ci Page 2 of 2"]
+    assert out == [
+        "#ci #11 [proposed] 2026-12-20 05:00 UTC (Sat 2026-12-19 21:00 America/Los_Angeles), 1h: work 10",
+        "#ci #12 [proposed] 2026-12-21 05:00 UTC (Sun 2026-12-20 21:00 America/Los_Angeles), 1h: work 11",
+        "#ci Page 2 of 2",
+    ]
 
 
 def test_someone_not_identified_gets_identify_with_services_first(chat: Chat) -> None:
@@ -144,7 +148,11 @@ def test_someone_not_identified_gets_identify_with_services_first(chat: Chat) ->
 
 def test_help_lists_the_commands_and_explains_one_with_an_example(chat: Chat) -> None:
     out = chat.say("alice", "!downtime help")
-    assert out[0].startswith("#ci Commands: !downtime propose <start> for <duration>")
+    assert out == [
+        "#ci Commands: !downtime propose, list, show, bug add, bug drop, approve, reject, preapprove, object, notice, "
+        "announce, reschedule, extend, cancel, start, done, end, verify, queue, suggest, merge, systems, history, help; "
+        "also !trees, !trees close, !trees restore, !canipush. Usage and an example: !downtime help <subcommand>"
+    ]
     out = chat.say("alice", "!downtime help approve")
     assert out == [
         "#ci !downtime approve <id>",
