@@ -297,11 +297,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--console", action="store_true", help="run in console mode whatever [bot] transports says")
     parser.add_argument("--check-config", action="store_true", help="check the configuration and exit")
     options = parser.parse_args(argv)
-    logging.basicConfig(
-        level=os.environ.get("DOWNTIMEBOT_LOG_LEVEL", "INFO").upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
     try:
         config = configuration.load(options.config)
         if options.console:
@@ -309,6 +304,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except configuration.ConfigError as err:
         print(f"configuration error: {err}", file=sys.stderr)
         return 2
+    # In console mode the log shares the terminal with the conversation: warnings only, unless asked.
+    default_level = "WARNING" if config.bot.transports == ("console",) else "INFO"
+    logging.basicConfig(
+        level=os.environ.get("DOWNTIMEBOT_LOG_LEVEL", default_level).upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
     if options.check_config:
         print(f"{config.path}: OK (transports: {', '.join(config.bot.transports)})")
         return 0
