@@ -253,7 +253,7 @@ class BugzillaClient:
                 f"reading {_plural(len(chunk), 'bug')}",
                 lambda: self._connection().getbugs(chunk, include_fields=list(FIELDS),
                                                    permissive=True))
-            found.update((b.id, BugInfo.from_json(b.get_raw_data())) for b in bugs if b)
+            found.update((b.id, BugInfo.from_json(_raw(b))) for b in bugs if b)
         return {i: found.get(i) for i in wanted}
 
     def search_nominated(self) -> list[BugInfo]:
@@ -265,7 +265,7 @@ class BugzillaClient:
             return bz.query(query)
 
         found = self._call("searching nominations", search)
-        bugs = [BugInfo.from_json(b.get_raw_data()) for b in found]
+        bugs = [BugInfo.from_json(_raw(b)) for b in found]
         # build_query's flag search is a substring match; keep the exact flag only.
         return sorted((b for b in bugs if b.flag_status(self.flag) == "?"), key=lambda b: b.id)
 
@@ -424,6 +424,14 @@ class BugzillaClient:
 
     def _scrub(self, text: str) -> str:
         return text.replace(self._api_key, "<api key>") if self._api_key else text
+
+
+def _raw(bug: Any) -> dict[str, Any]:
+    """A python-bugzilla Bug's data. get_raw_data() deep-copies it, which costs more than
+    the request for a few hundred bugs; BugInfo.from_json only reads it and copies what
+    it keeps into immutable values, so the Bug's own dict is read when it is there."""
+    raw = getattr(bug, "_rawdata", None)
+    return raw if isinstance(raw, dict) else bug.get_raw_data()
 
 
 def _first_number(text: str) -> int | None:

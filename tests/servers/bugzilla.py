@@ -340,8 +340,13 @@ class BugzillaServer:
                   and not re.fullmatch(r"[ov]\d+|(type|value)[\d-]+", key)):
                 # Like Bugzilla, empty simple parameters are ignored.
                 conditions.append((key, "anyexact", ",".join(_values(query, key))))
-        found = [b for b in sorted(self.bugs.values(), key=lambda b: b.id)
-                 if all(_matches(b, *c) for c in conditions)]
+        candidates = sorted(self.bugs.values(), key=lambda b: b.id)
+        for name, operator, value in conditions:
+            if name in ("id", "bug_id") and operator == "anyexact":
+                # Fetching bugs by id is the common case: look them up, don't scan.
+                wanted = {int(v) for v in value.split(",") if v.isdigit()}
+                candidates = [b for b in candidates if b.id in wanted]
+        found = [b for b in candidates if all(_matches(b, *c) for c in conditions)]
         visible = [b for b in found if set(b.groups) <= groups]
         limit = int(_first(query, "limit") or 0)
         if limit:
