@@ -14,7 +14,7 @@ from adapters.clock import FakeClock
 from adapters.mail import FakeMailer
 from adapters.transport import FakeTransport
 from bot import Bot
-from tests.conftest import NOW, Chat, make_config
+from tests.conftest import Chat, make_config
 from tests.servers.bugzilla import BugzillaServer
 
 pytestmark = pytest.mark.integration
