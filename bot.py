@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import TextIO
 
 from adapters import config as configuration
+from adapters.bugzilla import BugTracker, BugzillaClient
+from adapters.bugzilla_jobs import BugzillaSync
 from adapters.calendar import downtime_invitation
 from adapters.clock import Clock, SystemClock
 from adapters.console import ConsoleTransport
@@ -32,6 +34,7 @@ from adapters.transport import Outgoing, Transport, TransportUnavailable
 from models.lifecycle import Role
 from models.orm import Downtime, OutboxMessage
 from models.service import MailRouting, Settings
+from plugins.context import NoBugzilla
 from plugins.dispatcher import Dispatcher
 
 log = logging.getLogger("downtimebot")
@@ -61,6 +64,15 @@ def settings_from(config: configuration.Config, networks: Sequence[str]) -> Sett
     )
 
 
+def bugzilla_from(config: configuration.Config) -> BugzillaClient:
+    """The Bugzilla client for [bugzilla]; the API key comes from the environment only."""
+    api_key = os.environ.get(config.bugzilla.api_key_env) or None
+    if api_key is None:
+        log.warning("[bugzilla] api_key_env: %s is not set; Bugzilla changes will be refused",
+                    config.bugzilla.api_key_env)
+    return BugzillaClient(config.bugzilla.url, api_key, flag=config.bugzilla.flag)
+
+
 def mailer_from(config: configuration.Config, stdout: TextIO) -> Mailer:
     m = config.mail
     if not m.configured:
@@ -88,7 +100,10 @@ class Bot:
         clock: Clock | None = None,
         mailer: Mailer | None = None,
         stdout: TextIO | None = None,
+        bugzilla: BugTracker | None = None,
     ):
+        """`bugzilla`: the tracker to use when [bugzilla] is enabled (default: a
+        BugzillaClient for [bugzilla] url with the key from the environment)."""
         self.config = config
         self.clock = clock or SystemClock()
         self.transports = transports
@@ -109,6 +124,21 @@ class Bot:
             for name, t in transports.items()
         ]
         self.workers.append(OutboxWorker(self.sessions, self.clock, kind="mail", deliver=self._send_mail))
+        self.bugzilla: BugzillaSync | None = None
+        if config.bugzilla.enabled:
+            self.bugzilla = BugzillaSync(
+                bugzilla or bugzilla_from(config),
+                sessions=self.sessions,
+                clock=self.clock,
+                settings=self.settings,
+                render=self.render,
+                product=config.bugzilla.product,
+                report_after=config.bugzilla.report_after,
+                on_queued=lambda: self.poke(),
+            )
+            self.workers.append(
+                OutboxWorker(self.sessions, self.clock, kind="bugzilla", deliver=self.bugzilla.deliver)
+            )
         self.dispatcher = Dispatcher(
             sessions=self.sessions,
             clock=self.clock,
@@ -120,6 +150,7 @@ class Bot:
             push=config.push,
             systems=config.systems,
             on_change=self.poke,
+            bugzilla=self.bugzilla.lookup if self.bugzilla else NoBugzilla(),
         )
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -193,7 +224,14 @@ class Bot:
         for transport in self.transports.values():
             await transport.start(self.dispatcher.handle)
         self._tasks = [asyncio.create_task(w.run(), name=f"outbox-{w.name}") for w in self.workers]
+        if self.bugzilla is not None:
+            # In the background: a Bugzilla that is down must not hold up the chat.
+            self._tasks.append(asyncio.create_task(self._check_bugzilla(), name="bugzilla-check"))
         log.info("downtime-bot running: transports %s, database %s", ", ".join(self.transports), self.config.bot.database)
+
+    async def _check_bugzilla(self) -> None:
+        assert self.bugzilla is not None
+        await self.bugzilla.check()
 
     async def drain(self, timeout: float = 30.0) -> None:
         """Wait until every worker has delivered all it can (used at the end of console input)."""

@@ -131,6 +131,7 @@ class BugTracker(Protocol):
     def check(self, product: str | None = None) -> None: ...
     def get_bugs(self, ids: Sequence[int]) -> dict[int, BugInfo | None]: ...
     def search_nominated(self) -> list[BugInfo]: ...
+    def comments(self, ids: Sequence[int]) -> dict[int, list[str]]: ...
     def update(self, ids: Sequence[int], *, flag_status: str | None = None,
                whiteboard: str | None = None, whiteboard_tag: str | None = None,
                comment: str | None = None) -> None: ...
@@ -252,7 +253,7 @@ class BugzillaClient:
                 f"reading {_plural(len(chunk), 'bug')}",
                 lambda: self._connection().getbugs(chunk, include_fields=list(FIELDS),
                                                    permissive=True))
-            found.update((b.id, BugInfo.from_json(b.get_raw_data())) for b in bugs if b)
+            found.update((b.id, BugInfo.from_json(_raw(b))) for b in bugs if b)
         return {i: found.get(i) for i in wanted}
 
     def search_nominated(self) -> list[BugInfo]:
@@ -264,9 +265,21 @@ class BugzillaClient:
             return bz.query(query)
 
         found = self._call("searching nominations", search)
-        bugs = [BugInfo.from_json(b.get_raw_data()) for b in found]
+        bugs = [BugInfo.from_json(_raw(b)) for b in found]
         # build_query's flag search is a substring match; keep the exact flag only.
         return sorted((b for b in bugs if b.flag_status(self.flag) == "?"), key=lambda b: b.id)
+
+    def comments(self, ids: Sequence[int]) -> dict[int, list[str]]:
+        """The text of every comment on each bug: one request per bug (REST has no bulk
+        form), so callers ask only when they must (a retry checking what already landed)."""
+        wanted = list(dict.fromkeys(int(i) for i in ids))
+        if not wanted:
+            return {}
+        found = self._call(f"reading the comments of {_plural(len(wanted), 'bug')}",
+                           lambda: self._connection().get_comments(wanted), wanted)
+        bugs = found.get("bugs", {})
+        return {i: [str(c.get("text", "")) for c in bugs.get(str(i), {}).get("comments", [])]
+                for i in wanted}
 
     def update(self, ids: Sequence[int], *, flag_status: str | None = None,
                whiteboard: str | None = None, whiteboard_tag: str | None = None,
@@ -320,7 +333,11 @@ class BugzillaClient:
 
         if flag_status is None and whiteboard is None and comment is None:
             return
-        self._call(f"updating {_plural(len(ids), 'bug')}", put, ids)
+        # A 5xx or a timeout does not say whether the change was made: repeating a flag
+        # or whiteboard is harmless, repeating a comment is not. So an update with a
+        # comment is tried once; the caller retries after checking what landed.
+        self._call(f"updating {_plural(len(ids), 'bug')}", put, ids,
+                   retries=0 if comment else None)
         log.info("Bugzilla: updated bugs %s (flag %s, whiteboard %s, comment %s)",
                  ",".join(map(str, ids)), flag_status or "unchanged",
                  "set" if whiteboard is not None else "unchanged", "added" if comment else "none")
@@ -349,7 +366,9 @@ class BugzillaClient:
         result: dict[str, Any] = response.json()
         return result
 
-    def _call(self, what: str, fn: Callable[[], T], bug_ids: Sequence[int] = ()) -> T:
+    def _call(self, what: str, fn: Callable[[], T], bug_ids: Sequence[int] = (),
+              retries: int | None = None) -> T:
+        retries = self._retries if retries is None else retries
         attempt = 0
         while True:
             delay = self._backoff * 2 ** attempt
@@ -371,12 +390,12 @@ class BugzillaClient:
                     delay = retry_after
             except (requests.RequestException, json.JSONDecodeError) as e:
                 reason = type(e).__name__
-            if attempt >= self._retries:
+            if attempt >= retries:
                 raise BugzillaUnavailable(f"Bugzilla is unavailable ({reason}) while {what}; "
                                           f"gave up after {_plural(attempt + 1, 'attempt')}.")
             attempt += 1
             log.warning("Bugzilla: %s failed (%s); retry %d of %d in %.1f s",
-                        what, reason, attempt, self._retries, delay)
+                        what, reason, attempt, retries, delay)
             self._sleep(delay)
 
     def _translate(self, e: bugzilla.BugzillaError, what: str,
@@ -405,6 +424,14 @@ class BugzillaClient:
 
     def _scrub(self, text: str) -> str:
         return text.replace(self._api_key, "<api key>") if self._api_key else text
+
+
+def _raw(bug: Any) -> dict[str, Any]:
+    """A python-bugzilla Bug's data. get_raw_data() deep-copies it, which costs more than
+    the request for a few hundred bugs; BugInfo.from_json only reads it and copies what
+    it keeps into immutable values, so the Bug's own dict is read when it is there."""
+    raw = getattr(bug, "_rawdata", None)
+    return raw if isinstance(raw, dict) else bug.get_raw_data()
 
 
 def _first_number(text: str) -> int | None:
@@ -455,7 +482,7 @@ class FakeBugzilla:
     denied: set[int] = field(default_factory=set)
     failures: list[BugzillaError] = field(default_factory=list)
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-    comments: dict[int, list[str]] = field(default_factory=dict)
+    comments_on: dict[int, list[str]] = field(default_factory=dict)
 
     def add_bug(self, id: int, summary: str = "", assignee: str = "someone@example.org",
                 *, status: str = "NEW", resolution: str = "", whiteboard: str = "",
@@ -489,6 +516,13 @@ class FakeBugzilla:
                        and not b.resolution and b.flag_status(self.flag) == "?"),
                       key=lambda b: b.id)
 
+    def comments(self, ids: Sequence[int]) -> dict[int, list[str]]:
+        self._record("comments", ids=tuple(ids))
+        for bug_id in ids:
+            if self._visible(bug_id) is None:
+                raise BugNotVisible(bug_id, "missing" if bug_id not in self.bugs else "no access")
+        return {i: list(self.comments_on.get(i, [])) for i in dict.fromkeys(ids)}
+
     def update(self, ids: Sequence[int], *, flag_status: str | None = None,
                whiteboard: str | None = None, whiteboard_tag: str | None = None,
                comment: str | None = None) -> None:
@@ -513,4 +547,4 @@ class FakeBugzilla:
             self.bugs[bug_id] = replace(bug, whiteboard=new_whiteboard,
                                         flags=flags if flag_status is not None else bug.flags)
             if comment:
-                self.comments.setdefault(bug_id, []).append(comment)
+                self.comments_on.setdefault(bug_id, []).append(comment)

@@ -273,7 +273,9 @@ class Core:
         self._audit(downtime.id, "propose", "", State.PROPOSED.value, wording)
         outcome = Outcome(downtime, warnings=self.rules(downtime))
         outcome.notes.extend(self._system_overlaps(downtime))
-        if bugs and not self.settings.bugzilla_enabled:
+        if bugs and self.settings.bugzilla_enabled:
+            self._nominate(downtime, list(dict.fromkeys(bugs)), f"dt{downtime.id}:bz-nominate")
+        elif bugs:
             outcome.manual.append(
                 f"Bugzilla is not configured: set {self.settings.bugzilla_flag}? on bug "
                 f"{_bug_list(bugs)} by hand"
@@ -350,7 +352,21 @@ class Core:
             outcome.manual.append(
                 f"Bugzilla is not configured: set {self.settings.bugzilla_flag}? on bug {bug} by hand"
             )
+        elif not existing:
+            self._nominate(downtime, [bug], f"dt{downtime.id}:bz-nominate:{bug}")
+            if not summary:
+                outcome.notes.append(
+                    f"Bugzilla did not answer: bug {bug} gets {self.settings.bugzilla_flag}? when it does "
+                    f"(see !downtime show {downtime.id})"
+                )
         return outcome
+
+    def _nominate(self, downtime: Downtime, bugs: list[int], key: str) -> None:
+        flag = self.settings.bugzilla_flag
+        self.outbox.job(
+            "bugzilla", key, f"set {flag}? on bug {_bug_list(bugs)} unless already set",
+            {"op": "nominate", "bugs": bugs}, downtime_id=downtime.id,
+        )
 
     def drop_bug(self, downtime_id: int, bug: int) -> Outcome:
         downtime = self.get(downtime_id)

@@ -412,5 +412,5 @@ def test_the_fake_records_calls_and_applies_updates():
     assert fake.get_bugs([1, 2, 3]) == {1: fake.bugs[1], 2: None, 3: None}
     assert fake.bugs[1].flag_status(FLAG) == "+"
     assert fake.bugs[1].whiteboard == "[tree-closure 2026-12-05]"
-    assert fake.comments == {1: ["ok"]}
+    assert fake.comments_on == {1: ["ok"]}
     assert [name for name, _ in fake.calls] == ["search_nominated", "update", "update", "get_bugs"]

@@ -110,6 +110,9 @@ class _Fault:
     count: int | None
     until: float | None  # time.monotonic() deadline
     retry_after: str | None
+    after: int = 0  # let this many requests through first
+    apply: bool = False  # do the request, then answer with the error anyway
+    methods: frozenset[str] = frozenset()  # only these methods (all if empty)
 
 
 class BugzillaServer:
@@ -169,11 +172,17 @@ class BugzillaServer:
         return bug
 
     def fail_with(self, status: int, count: int | None = None, until: float | None = None,
-                  retry_after: str | None = None) -> None:
+                  retry_after: str | None = None, *, after: int = 0, apply: bool = False,
+                  methods: Iterable[str] = ()) -> None:
         """Answer the next `count` requests (or all until time.monotonic() > `until`, or all
-        until clear_faults()) with HTTP `status` and a non-JSON body, like a proxy would."""
+        until clear_faults()) with HTTP `status` and a non-JSON body, like a proxy would.
+
+        `after`: let that many requests through first. `apply`: carry the request out and
+        answer with the error anyway (a proxy timing out on a change that went through).
+        `methods`: only requests with these methods count (e.g. ``["PUT"]``)."""
         with self._lock:
-            self._faults.append(_Fault(status, count, until, retry_after))
+            self._faults.append(_Fault(status, count, until, retry_after, after, apply,
+                                       frozenset(methods)))
 
     def clear_faults(self) -> None:
         with self._lock:
@@ -214,13 +223,18 @@ class BugzillaServer:
 
     # ---- request handling (called from handler threads) ---------------------------------
 
-    def _take_fault(self) -> _Fault | None:
+    def _take_fault(self, method: str) -> _Fault | None:
         with self._lock:
             while self._faults:
                 fault = self._faults[0]
                 if fault.until is not None and time.monotonic() > fault.until:
                     self._faults.pop(0)
                     continue
+                if fault.methods and method not in fault.methods:
+                    return None
+                if fault.after > 0:
+                    fault.after -= 1
+                    return None
                 if fault.count is not None:
                     fault.count -= 1
                     if fault.count <= 0:
@@ -326,8 +340,13 @@ class BugzillaServer:
                   and not re.fullmatch(r"[ov]\d+|(type|value)[\d-]+", key)):
                 # Like Bugzilla, empty simple parameters are ignored.
                 conditions.append((key, "anyexact", ",".join(_values(query, key))))
-        found = [b for b in sorted(self.bugs.values(), key=lambda b: b.id)
-                 if all(_matches(b, *c) for c in conditions)]
+        candidates = sorted(self.bugs.values(), key=lambda b: b.id)
+        for name, operator, value in conditions:
+            if name in ("id", "bug_id") and operator == "anyexact":
+                # Fetching bugs by id is the common case: look them up, don't scan.
+                wanted = {int(v) for v in value.split(",") if v.isdigit()}
+                candidates = [b for b in candidates if b.id in wanted]
+        found = [b for b in candidates if all(_matches(b, *c) for c in conditions)]
         visible = [b for b in found if set(b.groups) <= groups]
         limit = int(_first(query, "limit") or 0)
         if limit:
@@ -468,7 +487,12 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(app.latency)
         if len(self.path) > MAX_TARGET:
             return self._send(414, "Request-URI Too Long\n", "text/plain")
-        if fault := app._take_fault():
+        if fault := app._take_fault(method):
+            if fault.apply and status == 0:
+                try:
+                    app.dispatch(method, split.path, query, body, login, groups)
+                except ApiError:
+                    pass
             extra = {"Retry-After": fault.retry_after} if fault.retry_after else {}
             return self._send(fault.status, f"HTTP {fault.status}\n", "text/plain", extra)
         if status == 0:

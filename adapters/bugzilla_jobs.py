@@ -1,0 +1,380 @@
+"""Bugzilla kept in step with the downtimes: lookups for commands, and the outbox worker.
+
+- `BugzillaLookup` answers the commands' read-only questions (`lookup`, `nominated`).
+- `perform` carries out one queued change ("bugzilla" outbox row) against a `BugTracker`
+  with as few requests as Bugzilla allows, and says what it could not do.
+- `BugzillaSync` ties both to the bot: the start-up check, the outbox `deliver` function
+  (Retry while Bugzilla is down, Permanent with the reason when a bug refuses), the
+  report to CiDuty when a change is still not made after ``[bugzilla] report_after``.
+
+Idempotency: a retried job reads the bugs again and only writes what is still
+missing. Flags and whiteboards are compared with what was read; comments carry a
+marker naming the job, and on a retry (``row.attempts > 0``) the bugs' comments are
+read and bugs that already have the marker get no second comment.
+"""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from adapters.bugzilla import (
+    BugInfo, BugNotVisible, BugTracker, BugzillaError, BugzillaUnavailable, FlagDenied,
+    InvalidApiKey, whiteboard_with_tag, whiteboard_without_tag,
+)
+from adapters.clock import Clock
+from adapters.outbox import Permanent, Retry
+from models.lifecycle import DomainError
+from models.orm import DowntimeBug, OutboxMessage
+from models.outbox import Outbox
+from models.service import Settings
+
+log = logging.getLogger(__name__)
+
+NOT_VISIBLE = ("bug {bug} is not visible to the bot (restricted or missing): file a separate "
+               "tracking bug that CiDuty can see, and track it closely")
+# What `!downtime end` does to the flag, by outcome: work that landed keeps its "+";
+# work that did not is taken off ("X") so that it is nominated again when it is ready.
+OUTCOME_FLAG: Mapping[str, str | None] = {
+    "landed": None, "landed-and-stuck": None, "rolled-back": "X", "not-done": "X",
+}
+
+
+def marker(key: str) -> str:
+    """The line a job's comments end with, so a retry can tell they were made."""
+    return f"(downtime-bot {key})"
+
+
+# ---- the status of Bugzilla, as the bot last saw it ---------------------------------------
+
+@dataclass
+class BugzillaStatus:
+    available: bool = True
+    key_refused: bool = False
+    reason: str = ""
+
+    def up(self) -> None:
+        if not self.available:
+            log.info("Bugzilla answers again")
+        self.available, self.reason = True, ""
+
+    def down(self, reason: str) -> None:
+        if self.available:
+            log.warning("Bugzilla marked unavailable: %s", reason)
+        self.available, self.reason = False, reason
+
+    def refuse_key(self, reason: str) -> None:
+        # BMO blocks the IP of a client that keeps sending a bad key: stop asking until
+        # the operator fixes the key and restarts.
+        log.error("Bugzilla refused the API key; no more Bugzilla requests until a restart: %s",
+                  reason)
+        self.available, self.key_refused, self.reason = False, True, reason
+
+
+# ---- read-only questions from commands -----------------------------------------------------
+
+class BugzillaLookup:
+    """`plugins.context.BugLookup` over a BugTracker; every call runs in a thread."""
+
+    enabled = True
+
+    def __init__(self, tracker: BugTracker, status: BugzillaStatus) -> None:
+        self.tracker = tracker
+        self.status = status
+
+    async def lookup(self, bug: int) -> BugInfo | None:
+        """The bug as Bugzilla has it; None when Bugzilla cannot answer now (the bug is
+        still added and nominated once Bugzilla is back); DomainError when invisible."""
+        if self.status.key_refused:
+            return None
+        try:
+            found = await asyncio.to_thread(self.tracker.get_bugs, [bug])
+        except InvalidApiKey as err:
+            self.status.refuse_key(str(err))
+            return None
+        except BugzillaError as err:
+            self.status.down(str(err))
+            log.warning("Bugzilla lookup of bug %s failed: %s", bug, err)
+            return None
+        self.status.up()
+        info = found.get(bug)
+        if info is None:
+            raise DomainError(NOT_VISIBLE.format(bug=bug))
+        return info
+
+    async def nominated(self) -> list[BugInfo]:
+        if self.status.key_refused:
+            raise DomainError(f"Bugzilla is not usable: {self.status.reason}")
+        try:
+            bugs = await asyncio.to_thread(self.tracker.search_nominated)
+        except BugzillaError as err:
+            if isinstance(err, InvalidApiKey):
+                self.status.refuse_key(str(err))
+            else:
+                self.status.down(str(err))
+            raise DomainError(f"{err} Try again later.") from err
+        self.status.up()
+        return bugs
+
+
+# ---- carrying out one change (synchronous: runs in a thread) ---------------------------------
+
+@dataclass
+class Report:
+    """What a job did: bugs changed, problems to tell CiDuty, bugs as read (for the database)."""
+
+    done: list[int] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    read: dict[int, BugInfo] = field(default_factory=dict)
+
+
+class _Job:
+    def __init__(self, tracker: BugTracker, flag: str, key: str, attempts: int) -> None:
+        self.tracker, self.flag, self.key, self.attempts = tracker, flag, key, attempts
+        self.report = Report()
+
+    def read(self, ids: Sequence[int]) -> dict[int, BugInfo]:
+        bugs = self.tracker.get_bugs(ids)
+        hidden = [i for i, b in bugs.items() if b is None]
+        if hidden:
+            self.report.problems.append(
+                f"bug {_ids(hidden)} not visible to the bot (restricted or missing), left out: "
+                "file a separate tracking bug that CiDuty can see")
+        self.report.read = {i: b for i, b in bugs.items() if b is not None}
+        return self.report.read
+
+    def put(self, ids: Sequence[int], **changes: Any) -> list[int]:
+        """One PUT for all `ids`; bugs Bugzilla refuses are reported and the rest sent again."""
+        left = list(ids)
+        while left:
+            try:
+                self.tracker.update(left, **changes)
+            except FlagDenied as err:
+                refused = [i for i in err.bug_ids if i in left] or left
+                self.report.problems.append(str(err).rstrip("."))
+            except BugNotVisible as err:
+                refused = [err.bug_id] if err.bug_id in left else left
+                self.report.problems.append(
+                    f"bug {_ids(refused)} became unreadable to the bot, left out")
+            else:
+                self.report.done.extend(i for i in left if i not in self.report.done)
+                return left
+            left = [i for i in left if i not in refused]
+        return []
+
+    def put_with_whiteboards(self, new_whiteboards: dict[str, list[int]], ids: list[int],
+                             **changes: Any) -> None:
+        """Whiteboards (one PUT per distinct new text) and `changes` on `ids` (one PUT).
+
+        The whiteboard is replaced whole, so bugs share a PUT only when their new
+        whiteboard is the same; when that is every bug of `ids`, it rides along in the
+        one PUT. Whiteboards go first: they are idempotent, so a failure part-way
+        leaves only what a retry compares and skips."""
+        groups = [(text, bugs) for text, bugs in new_whiteboards.items() if bugs]
+        if len(groups) == 1 and ids and sorted(groups[0][1]) == sorted(ids):
+            self.put(ids, whiteboard=groups[0][0], **changes)
+            return
+        for text, bugs in groups:
+            self.put(bugs, whiteboard=text)
+        if ids and any(v is not None for v in changes.values()):
+            self.put(ids, **changes)
+
+    def commented(self, ids: Sequence[int]) -> set[int]:
+        """Bugs that already have this job's comment (asked only on a retry)."""
+        if self.attempts == 0 or not ids:
+            return set()
+        mark = marker(self.key)
+        return {i for i, texts in self.tracker.comments(ids).items()
+                if any(mark in t for t in texts)}
+
+    def comment(self, text: str) -> str:
+        return f"{text.rstrip()}\n\n{marker(self.key)}"
+
+
+def perform(tracker: BugTracker, flag: str, key: str, payload: Mapping[str, Any],
+            attempts: int = 0, outcome_lines: Mapping[str, str] | None = None) -> Report:
+    """Carry out one queued Bugzilla change; raises BugzillaUnavailable/InvalidApiKey to retry.
+
+    Requests, whatever the number of bugs: nominate = 1 read + 1 update; approve = 1 read +
+    1 update for the flags + 1 per distinct new whiteboard (all in one when every bug gets
+    the same whiteboard); rescheduled/cancelled = 1 read + 1 per distinct whiteboard +
+    1 comment update; outcomes = 1 read + 1 update per distinct outcome. A retry adds one
+    comment read per bug when the job leaves comments.
+    """
+    job = _Job(tracker, flag, key, attempts)
+    op = payload.get("op")
+    if op == "nominate":
+        bugs = job.read(payload["bugs"])
+        need = [i for i, b in bugs.items() if b.flag_status(flag) not in ("?", "+")]
+        job.put(need, flag_status="?")
+        job.report.done.extend(i for i in bugs if i not in need)
+    elif op == "approve":
+        bugs = job.read(payload["bugs"])
+        nobody = [i for i, b in bugs.items() if b.unassigned]
+        if nobody:
+            job.report.problems.append(
+                f"bug {_ids(nobody)} has nobody assigned, left out: assign the person doing the "
+                f"work, then set {flag}+ and the whiteboard by hand")
+        ok = {i: b for i, b in bugs.items() if i not in nobody}
+        job.put_with_whiteboards(_whiteboards(ok, payload["tag"]),
+                                 [i for i, b in ok.items() if b.flag_status(flag) != "+"],
+                                 flag_status="+")
+    elif op in ("rescheduled", "cancelled"):
+        bugs = job.read(payload["bugs"])
+        commented = job.commented(list(bugs))
+        fresh = [i for i in bugs if i not in commented]
+        # Cancelled: approved for a closure that will not happen, so back to the queue of
+        # nominations; in the comment's update when that is every bug (the usual case).
+        approved = ([i for i, b in bugs.items() if b.flag_status(flag) == "+"]
+                    if op == "cancelled" else [])
+        together = bool(approved) and sorted(approved) == sorted(fresh)
+        job.put_with_whiteboards(_whiteboards(bugs, payload["tag"]), fresh,
+                                 comment=job.comment(payload["comment"]),
+                                 flag_status="?" if together else None)
+        if approved and not together:
+            job.put(approved, flag_status="?")
+    elif op == "outcomes":
+        outcomes: dict[int, tuple[str, str]] = {
+            int(bug): (status, note) for bug, (status, note) in payload["outcomes"].items()}
+        bugs = job.read(list(outcomes))
+        done = job.commented(list(bugs))
+        groups: dict[tuple[str, str], list[int]] = {}
+        for bug in bugs:
+            if bug not in done:
+                groups.setdefault(outcomes[bug], []).append(bug)
+        lines = outcome_lines or {}
+        for (status, note), ids in groups.items():
+            line = lines.get(_outcome_key(status, note), f"Outcome: {status}.")
+            job.put(ids, comment=job.comment(f"{payload['comment'].rstrip()}\n{line}"),
+                    flag_status=OUTCOME_FLAG.get(status))
+        job.report.done.extend(i for i in done if i not in job.report.done)
+    else:
+        raise ValueError(f"unknown Bugzilla job {op!r}")
+    return job.report
+
+
+def _whiteboards(bugs: Mapping[int, BugInfo], tag: str) -> dict[str, list[int]]:
+    """Each distinct new whiteboard and the bugs that get it (bugs already right left out)."""
+    groups: dict[str, list[int]] = {}
+    for bug_id, bug in bugs.items():
+        new = whiteboard_with_tag(bug.whiteboard, tag) if tag else whiteboard_without_tag(bug.whiteboard)
+        if new != bug.whiteboard:
+            groups.setdefault(new, []).append(bug_id)
+    return groups
+
+
+def _outcome_key(status: str, note: str) -> str:
+    return f"{status}\x00{note}"
+
+
+def _ids(ids: Sequence[int]) -> str:
+    return ", ".join(map(str, ids))
+
+
+# ---- the bot's side: start-up check, outbox delivery, reports ------------------------------
+
+class BugzillaSync:
+    """Everything the bot does with Bugzilla, given a tracker (the real client or a fake)."""
+
+    def __init__(self, tracker: BugTracker, *, sessions: sessionmaker[Session], clock: Clock,
+                 settings: Settings, render: Callable[..., str], product: str = "",
+                 report_after: dt.timedelta = dt.timedelta(minutes=30),
+                 on_queued: Callable[[], None] = lambda: None) -> None:
+        self.tracker = tracker
+        self.sessions, self.clock, self.settings, self.render = sessions, clock, settings, render
+        self.product, self.report_after, self.on_queued = product, report_after, on_queued
+        self.flag = settings.bugzilla_flag
+        self.status = BugzillaStatus()
+        self.lookup = BugzillaLookup(tracker, self.status)
+
+    async def check(self) -> bool:
+        """The start-up check: the key works and the flag exists. On failure Bugzilla is
+        marked unavailable, CiDuty is told, and the queued changes wait and retry."""
+        try:
+            await asyncio.to_thread(self.tracker.check, self.product or None)
+        except BugzillaError as err:
+            if isinstance(err, InvalidApiKey):
+                self.status.refuse_key(str(err))
+            else:
+                self.status.down(str(err))
+            log.error("Bugzilla start-up check failed: %s Bugzilla is marked unavailable; "
+                      "its changes stay queued and are retried.", err)
+            now = self.clock.now()
+            self._say(f"bugzilla:check:{now:%Y%m%dT%H%M%S}",
+                      self.render("bugzilla_check_chat.txt", error=str(err)), None)
+            return False
+        self.status.up()
+        log.info("Bugzilla start-up check passed (flag %s%s)", self.flag,
+                 f" in {self.product}" if self.product else "")
+        return True
+
+    async def deliver(self, row: OutboxMessage) -> None:
+        """Deliver one "bugzilla" outbox row (OutboxWorker's deliver function)."""
+        if self.status.key_refused:
+            raise Retry(self.status.reason)
+        lines = {}
+        if row.payload.get("op") == "outcomes":
+            lines = {_outcome_key(s, n): self.render("bug_outcome.txt", status=s, note=n, flag=self.flag).strip()
+                     for s, n in row.payload["outcomes"].values()}
+        try:
+            report = await asyncio.to_thread(perform, self.tracker, self.flag, row.key,
+                                             row.payload, row.attempts, lines)
+        except InvalidApiKey as err:
+            self.status.refuse_key(str(err))
+            self._report_stuck(row, str(err), now=True)
+            raise Retry(str(err)) from err
+        except BugzillaUnavailable as err:
+            self.status.down(str(err))
+            self._report_stuck(row, str(err))
+            raise Retry(str(err)) from err
+        except BugzillaError as err:
+            self._report_failed(row, str(err))
+            raise Permanent(str(err)) from err
+        self.status.up()
+        if row.downtime_id is not None and report.read:
+            self._remember(row.downtime_id, report.read)
+        if report.problems:
+            reason = "; ".join(report.problems)
+            self._report_failed(row, reason)
+            raise Permanent(reason)
+        log.info("Bugzilla: %s done (bug %s)", row.key, _ids(report.done) or "none")
+
+    def _remember(self, downtime_id: int, read: Mapping[int, BugInfo]) -> None:
+        """Keep what Bugzilla said of the bugs (a bug added while Bugzilla was down has no
+        summary or assignee yet, and approve needs the assignee)."""
+        with self.sessions() as session, session.begin():
+            rows = session.scalars(select(DowntimeBug).where(
+                DowntimeBug.downtime_id == downtime_id, DowntimeBug.bug.in_(list(read))))
+            for row in rows:
+                info = read[row.bug]
+                row.summary = row.summary or info.summary
+                row.assignee = info.assignee
+                row.security = row.security or info.restricted
+
+    def _report_stuck(self, row: OutboxMessage, error: str, *, now: bool = False) -> None:
+        waited = self.clock.now() - row.created_at
+        if now or waited >= self.report_after:
+            self._say(f"{row.key}:stuck", self.render(
+                "bugzilla_stuck_chat.txt", row=row, error=error, waited=waited), row.downtime_id)
+
+    def _report_failed(self, row: OutboxMessage, reason: str) -> None:
+        self._say(f"{row.key}:failed",
+                  self.render("bugzilla_failed_chat.txt", row=row, reason=reason), row.downtime_id)
+
+    def _say(self, key: str, text: str, downtime_id: int | None) -> None:
+        """Tell CiDuty in the requests channel, once per key (the outbox keeps it)."""
+        with self.sessions() as session, session.begin():
+            outbox = Outbox(session, now=self.clock.now(), networks=self.settings.networks)
+            outbox.chat(key, self.settings.requests_channel, text, mentions=self.settings.ciduty,
+                        downtime_id=downtime_id)
+            queued = bool(outbox.added)
+            outbox.write()
+        if queued:
+            self.on_queued()
+

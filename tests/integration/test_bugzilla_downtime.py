@@ -1,0 +1,311 @@
+"""Whole downtimes with [bugzilla] on: the bot core, the real python-bugzilla client over HTTP,
+and the local BMO-contract server, read like chat transcripts."""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from adapters.bugzilla import BugzillaClient
+from adapters.clock import FakeClock
+from adapters.mail import FakeMailer
+from adapters.transport import FakeTransport
+from bot import Bot
+from tests.conftest import Chat, make_config
+from tests.servers.bugzilla import BugzillaServer
+
+pytestmark = pytest.mark.integration
+
+KEY = "bot-key-0123456789abcdef"
+BOT = "downtime-bot@example.org"
+FLAG = "needs-treeclosure"
+PRODUCT = "Infrastructure & Operations"
+TAG = "[tree-closure 2026-12-05 14:00 UTC]"
+UTC = dt.timezone.utc
+
+
+class BugzillaChat(Chat):
+    """The Chat harness with [bugzilla] on, given the client (retries without sleeping)."""
+
+    def __init__(self, tmp_path: Path, clock: FakeClock, server: BugzillaServer, **bugzilla: str):
+        config = make_config(tmp_path, bugzilla={"url": server.url, "enabled": "on", "product": PRODUCT,
+                                                 **bugzilla})
+        self.server = server
+        self.loop = asyncio.new_event_loop()
+        self.clock = clock
+        self.transports = {"irc": FakeTransport("irc")}
+        self.mailer = FakeMailer()
+        client = BugzillaClient(server.url, KEY, flag=bugzilla.get("flag", FLAG), timeout=5, retries=1, sleep=lambda s: None)
+        self.bot = Bot(config, transports=dict(self.transports), clock=clock, mailer=self.mailer,
+                       bugzilla=client)
+        self._seen = {"irc": 0}
+
+    def requests_during(self, who: str, text: str) -> tuple[list[str], dict[str, int]]:
+        """Say `text`, deliver, and count the Bugzilla requests it cost (by method)."""
+        before = len(self.server.requests)
+        out = self.say(who, text)
+        sent = [r for r in self.server.requests[before:] if r.path != "/rest/version"]
+        return out, {m: sum(r.method == m for r in sent) for m in ("GET", "PUT")}
+
+    def check(self) -> bool:
+        assert self.bot.bugzilla is not None
+        ok = self.loop.run_until_complete(self.bot.bugzilla.check())
+        self.deliver()
+        return ok
+
+
+@pytest.fixture
+def server() -> Iterator[BugzillaServer]:
+    with BugzillaServer() as srv:
+        srv.add_account(BOT, KEY, groups=["infra"])
+        srv.add_product(PRODUCT, ["RelOps: General"])
+        yield srv
+
+
+@pytest.fixture
+def bz(tmp_path: Path, clock: FakeClock, server: BugzillaServer) -> Iterator[BugzillaChat]:
+    harness = BugzillaChat(tmp_path, clock, server)
+    yield harness
+    harness.close()
+
+
+def twenty_bugs(server: BugzillaServer) -> list[int]:
+    """Bugs 101..120: three kinds of whiteboard, so approving needs three whiteboard updates."""
+    ids = list(range(101, 121))
+    for n, bug_id in enumerate(ids):
+        whiteboard = "[infra]" if n < 5 else "[hg] [tree-closure 2026-11-01 10:00 UTC]" if n < 8 else ""
+        server.add_bug(bug_id, f"Work item {n}", f"eng{n}@example.org", whiteboard=whiteboard)
+    return ids
+
+
+def comments(server: BugzillaServer, bug_id: int) -> list[str]:
+    return [c["text"] for c in server.bugs[bug_id].comments]
+
+
+def test_a_whole_downtime_with_twenty_bugs_keeps_bugzilla_in_step(bz, server):
+    ids = twenty_bugs(server)
+    server.add_bug(500, "Waiting for a slot", "dana@example.org", flags=[(FLAG, "?")])
+    counts: dict[str, dict[str, int]] = {}
+
+    out = bz.say("alice", "!downtime propose 2026-12-05 14:00 UTC for 2h bug "
+                 + ",".join(map(str, ids)) + " -- Upgrade hg.mozilla.org")
+    assert out[0].startswith("#ci Downtime #1 proposed by alice")
+    assert all(server.bugs[i].flags[0].status == "?" for i in ids)
+    assert server.bugs[101].flags[0].setter == BOT
+
+    out, counts["queue"] = bz.requests_during("carol", "!downtime queue")
+    assert out == ["#ci Bug 500 (dana@example.org): Waiting for a slot"]
+
+    out, counts["approve"] = bz.requests_during("carol", "!downtime approve 1")
+    assert out[0].startswith(f"#ci Downtime #1 approved ({TAG})")
+    assert all(server.bugs[i].flags[0].status == "+" for i in ids)
+    assert server.bugs[101].whiteboard == f"[infra] {TAG}"
+    assert server.bugs[106].whiteboard == f"[hg] {TAG}"
+    assert server.bugs[120].whiteboard == TAG
+
+    bz.say("pat", "!downtime preapprove 1")
+    out = bz.say("carol", "!downtime announce 1")
+    assert "#ci Downtime #1 announced for 2026-12-05 14:00 UTC (06:00 America/Los_Angeles)." in out
+    bz.clock.set(dt.datetime(2026, 12, 5, 13, 55, tzinfo=UTC))
+    bz.say("carol", "!downtime start 1")
+    for bug_id in ids[:15]:
+        bz.say("carol", f"!downtime done 1 {bug_id} landed")
+    for bug_id in ids[15:18]:
+        bz.say("carol", f"!downtime done 1 {bug_id} rolled-back -- replication lag")
+    bz.clock.set(dt.datetime(2026, 12, 5, 15, 40, tzinfo=UTC))
+
+    out, counts["end"] = bz.requests_during("carol", "!downtime end 1")
+    assert out[0] == "#ci Downtime #1 ended: TREE OPEN sent; sheriffs, please verify."
+
+    assert comments(server, 101) == [
+        "Downtime #1 ran from 2026-12-05 13:55 to 2026-12-05 15:40 UTC.\nOutcome: landed.\n\n"
+        "(downtime-bot dt1:bz-outcomes)"]
+    assert "Outcome: rolled back." in comments(server, 116)[0]
+    assert "Note: replication lag" in comments(server, 116)[0]
+    assert "Outcome: not done in this downtime." in comments(server, 119)[0]
+    assert all(len(comments(server, i)) == 1 for i in ids)
+    assert [f.status for f in server.bugs[101].flags] == ["+"]  # landed: kept
+    assert server.bugs[116].flags == [] and server.bugs[120].flags == []  # cleared
+    assert server.bugs[106].whiteboard.count("[tree-closure") == 1
+    assert "Pending bugzilla" not in "\n".join(bz.say("alice", "!downtime show 1"))
+
+    figures = f"Bugzilla requests for a downtime with {len(ids)} bugs: " + "; ".join(
+        f"{what} {c['GET']} read(s) + {c['PUT']} update(s)" for what, c in counts.items())
+    print("\n" + figures)
+    assert counts["queue"] == {"GET": 1, "PUT": 0}
+    # 1 read + 3 distinct new whiteboards + 1 update for all the flags.
+    assert counts["approve"] == {"GET": 1, "PUT": 3 + 1}
+    # 1 read + 1 update per distinct outcome: landed, rolled-back (same note), not-done.
+    assert counts["end"] == {"GET": 1, "PUT": 3}
+    assert "approve 1 read(s) + 4 update(s)" in figures
+
+
+def test_approving_bugs_that_all_get_the_same_whiteboard_takes_one_read_and_one_update(bz, server):
+    for bug_id in (1, 2, 3):
+        server.add_bug(bug_id, "work", "eng@example.org")
+    bz.say("alice", "!downtime propose 2026-12-05 14:00 UTC for 2h bug 1,2,3 -- Upgrade hg.mozilla.org")
+
+    _, count = bz.requests_during("carol", "!downtime approve 1")
+
+    assert count == {"GET": 1, "PUT": 1}
+    assert all(server.bugs[i].whiteboard == TAG for i in (1, 2, 3))
+
+
+def test_bugzilla_failing_for_a_while_loses_nothing_and_doubles_nothing(bz, server):
+    ids = twenty_bugs(server)
+    bz.say("alice", "!downtime propose 2026-12-05 14:00 UTC for 2h bug "
+           + ",".join(map(str, ids)) + " -- Upgrade hg.mozilla.org")
+    server.fail_with(500)
+
+    out = bz.say("carol", "!downtime approve 1")
+    assert out[0].startswith("#ci Downtime #1 approved")
+    show = bz.say("alice", "!downtime show 1")
+    assert any(line.startswith("#ci Pending bugzilla: set needs-treeclosure+ and whiteboard") and
+               "(pending, 1 attempt(s): Bugzilla is unavailable (HTTP 500)" in line for line in show)
+
+    bz.clock.advance(dt.timedelta(minutes=31))  # past [bugzilla] report_after (30m)
+    bz.deliver()
+    bz.deliver()
+    reports = [line for line in bz.new_lines() if "still not made" in line]
+    assert reports == [
+        "#ci carol: Downtime #1: a Bugzilla change is still not made after 31m (set needs-treeclosure+ and "
+        f"whiteboard {TAG} on bug " + ", ".join(map(str, ids)) + "): Bugzilla is unavailable (HTTP 500) while "
+        "reading 20 bugs; gave up after 2 attempts. The bot keeps trying; see !downtime show 1."]
+    bz.clock.advance(dt.timedelta(minutes=30))
+    bz.deliver()
+    bz.deliver()
+    assert not [line for line in bz.new_lines() if "still not made" in line]  # reported once
+
+    server.clear_faults()
+    bz.deliver()
+    assert all(server.bugs[i].flags[0].status == "+" for i in ids)
+    assert all(server.bugs[i].whiteboard.count("[tree-closure") == 1 for i in ids)
+
+    bz.say("pat", "!downtime preapprove 1")
+    bz.say("carol", "!downtime announce 1")
+    bz.clock.set(dt.datetime(2026, 12, 5, 13, 55, tzinfo=UTC))
+    bz.say("carol", "!downtime start 1")
+    # The worst case: the comment update goes through but the answer is a 500.
+    server.fail_with(500, count=1, apply=True, methods=["PUT"])
+    bz.say("carol", "!downtime end 1")
+    assert all(len(comments(server, i)) == 1 for i in ids)  # made, but the bot could not know
+    bz.deliver()
+
+    assert all(len(comments(server, i)) == 1 for i in ids)
+    assert not any(line.startswith("#ci Pending bugzilla") for line in bz.say("alice", "!downtime show 1"))
+
+
+def test_bugzilla_down_at_start_up_the_bot_runs_and_catches_up(bz, server):
+    server.add_bug(7, "Move the build database", "eng@example.org")
+    server.fail_with(503)
+
+    assert bz.check() is False
+    assert bz.new_lines() == [
+        "#ci carol: Bugzilla is unavailable to the bot: Bugzilla is unavailable (HTTP 503) while checking the "
+        "API key; gave up after 2 attempts. Bugzilla changes stay queued and are retried; see the log."]
+    out = bz.say("alice", "!downtime propose 2026-12-05 14:00 UTC for 2h -- Upgrade hg.mozilla.org")
+    assert out[0].startswith("#ci Downtime #1 proposed")
+    out = bz.say("alice", "!downtime bug add 1 7")
+    assert out == ["#ci Bug 7 is in downtime #1.",
+                   "#ci Note: Bugzilla did not answer: bug 7 gets needs-treeclosure? when it does "
+                   "(see !downtime show 1)"]
+    assert server.bugs[7].flags == []
+
+    server.clear_faults()
+    bz.deliver()  # the worker catches up: nominated, and the bug's assignee is now known
+
+    assert [(f.name, f.status) for f in server.bugs[7].flags] == [(FLAG, "?")]
+    out = bz.say("carol", "!downtime approve 1")
+    assert out[0].startswith("#ci Downtime #1 approved")
+    assert server.bugs[7].flags[0].status == "+"
+    assert "Bug 7 [approved] eng@example.org: Move the build database" in "\n".join(
+        bz.say("alice", "!downtime show 1"))
+
+
+def test_start_up_check_passes_with_the_key_from_the_environment(tmp_path, clock, server, monkeypatch):
+    monkeypatch.setenv("TEST_BZ_KEY", KEY)
+    config = make_config(tmp_path, bugzilla={"url": server.url, "enabled": "on", "product": PRODUCT,
+                                             "api_key_env": "TEST_BZ_KEY"})
+    bot = Bot(config, transports={"irc": FakeTransport("irc")}, clock=clock, mailer=FakeMailer())
+    try:
+        assert bot.bugzilla is not None
+        assert asyncio.run(bot.bugzilla.check()) is True
+    finally:
+        asyncio.run(bot.stop())
+
+    assert {r.login for r in server.requests} == {BOT}
+    assert all(KEY not in r.target for r in server.requests)
+
+
+def test_start_up_check_names_a_missing_flag(tmp_path, clock, server):
+    harness = BugzillaChat(tmp_path, clock, server, flag="needs-closure")
+    try:
+        assert harness.check() is False
+        assert harness.new_lines() == [
+            f"#ci carol: Bugzilla is unavailable to the bot: Bugzilla product {PRODUCT!r} has no active flag "
+            "'needs-closure'; check [bugzilla] flag. Bugzilla changes stay queued and are retried; see the log."]
+    finally:
+        harness.close()
+
+
+def test_a_restricted_bug_the_bot_cannot_see_gets_the_process_advice(bz, server):
+    server.add_bug(42, "Secret infra work", "eng@example.org", groups=["infra-only"])
+    bz.say("alice", "!downtime propose 2026-12-05 14:00 UTC for 2h -- Upgrade hg.mozilla.org")
+
+    out = bz.say("alice", "!downtime bug add 1 42")
+
+    assert out == ["#ci bug 42 is not visible to the bot (restricted or missing): file a separate tracking bug "
+                   "that CiDuty can see, and track it closely"]
+    assert "Bug 42" not in "\n".join(bz.say("alice", "!downtime show 1"))
+
+
+def test_a_missing_bug_gets_the_same_advice_and_changes_nothing(bz, server):
+    out = bz.say("alice", "!downtime propose 2026-12-05 14:00 UTC for 2h bug 999999 -- Upgrade hg.mozilla.org")
+
+    assert out == ["#ci bug 999999 is not visible to the bot (restricted or missing): file a separate tracking "
+                   "bug that CiDuty can see, and track it closely"]
+    assert bz.say("alice", "!downtime show 1") == ["#ci there is no downtime #1 (see !downtime list)"]
+
+
+def test_a_restricted_bug_the_bot_can_see_is_described_vaguely(bz, server):
+    server.add_bug(43, "Rotate the signing keys", "eng@example.org", groups=["infra"])
+    bz.say("alice", "!downtime propose 2026-12-05 14:00 UTC for 2h -- Upgrade hg.mozilla.org")
+
+    out = bz.say("alice", "!downtime bug add 1 43")
+
+    assert out == ["#ci Bug 43 is in downtime #1 (security-sensitive: described vaguely)."]
+    assert "Rotate the signing keys" not in "\n".join(bz.say("alice", "!downtime notice 1"))
+
+
+def test_approving_a_bug_with_nobody_assigned_is_refused_and_names_it(bz, server):
+    server.add_bug(1, "Assigned", "eng@example.org")
+    server.add_bug(2, "Unassigned", "nobody@mozilla.org")
+    bz.say("alice", "!downtime propose 2026-12-05 14:00 UTC for 2h bug 1,2 -- Upgrade hg.mozilla.org")
+
+    out = bz.say("carol", "!downtime approve 1")
+
+    assert out == ["#ci bug 2 has nobody assigned: assign the person doing the work first"]
+    assert server.bugs[1].flags[0].status == "?"
+
+
+def test_a_flag_permission_error_is_reported_to_ciduty_and_the_other_bugs_are_approved(bz, server):
+    server.add_bug(1, "Allowed", "eng@example.org")
+    server.add_bug(2, "Guarded", "eng@example.org")
+    bz.say("alice", "!downtime propose 2026-12-05 14:00 UTC for 2h bug 1,2 -- Upgrade hg.mozilla.org")
+    server.deny_flag(FLAG, 2)
+
+    out = bz.say("carol", "!downtime approve 1")
+    bz.deliver()
+    out += bz.new_lines()
+
+    report = [line for line in out if "refused" in line]
+    assert report == [
+        "#ci carol: Downtime #1: Bugzilla refused part of a change (set needs-treeclosure+ and whiteboard "
+        f"{TAG} on bug 1, 2): Bugzilla refused the needs-treeclosure change on bug 2: You tried to set "
+        "needs-treeclosure+ on bug 2, but you are not allowed to modify this flag."]
+    assert server.bugs[1].flags[0].status == "+" and server.bugs[2].flags[0].status == "?"
+    show = "\n".join(bz.say("alice", "!downtime show 1"))
+    assert "Pending bugzilla: set needs-treeclosure+" in show and "(failed, 1 attempt(s): " in show
