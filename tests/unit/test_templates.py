@@ -7,7 +7,7 @@ import pytest
 
 from adapters.config import NoticeSection
 from adapters.templates import Renderer
-from models.orm import AuditEvent, Downtime, DowntimeBug, Tree
+from models.orm import AuditEvent, Downtime, DowntimeBug, OutboxMessage, Tree
 
 UTC = dt.timezone.utc
 RENDER = Renderer(zones=("America/Los_Angeles",), prefix="!", trees=("autoland", "try"), links=NoticeSection())
@@ -55,6 +55,11 @@ CONTEXT = {
     "bugs": [],
     "flag": "needs-treeclosure",
     "pending": [],
+    "status": "rolled-back",
+    "note": "lag",
+    "error": "HTTP 500",
+    "row": OutboxMessage(key="k", kind="bugzilla", target="bugzilla", body="set flags on bug 1", downtime_id=7),
+    "waited": dt.timedelta(minutes=31),
 }
 
 
