@@ -171,9 +171,16 @@ class Bot:
 
         return deliver
 
-    async def _send_direct(self, network: str, message: Outgoing) -> None:
+    async def _send_direct(self, network: str, message: Outgoing, sender: str = "") -> None:
+        transport = self.transports[network]
+        limit = transport.max_channel_lines
+        lines = message.text.count("\n") + 1
+        if limit and lines > limit and message.target.startswith("#") and sender:
+            # A long answer would flood the channel: send it privately, leave a pointer.
+            await self._send_direct(network, Outgoing("@" + sender, message.text))
+            message = Outgoing(message.target, f"{sender}: the answer has {lines} lines; sent to you privately.")
         try:
-            await self.transports[network].send(message)
+            await transport.send(message)
         except TransportUnavailable:
             log.warning("reply to %s on %s lost: not connected (asking again answers again)", message.target, network)
 
@@ -297,6 +304,18 @@ def matrix_transport(config: configuration.Config) -> Transport:
     return MatrixTransport(matrix_config)
 
 
+def irc_transport(config: configuration.Config) -> Transport:
+    from adapters.irc import IrcConfig, IrcTransport
+
+    section = dict(config.raw.get("irc", {}))
+    section.setdefault("nick", config.bot.nick)
+    channels = {c: c for c in config.channels.all}
+    try:
+        return IrcTransport(IrcConfig.from_settings(section, channels, os.environ))
+    except ValueError as err:
+        raise configuration.ConfigError(str(err)) from None
+
+
 def build_transports(config: configuration.Config, stdout: TextIO) -> dict[str, Transport]:
     transports: dict[str, Transport] = {}
     for name in config.bot.transports:
@@ -304,6 +323,8 @@ def build_transports(config: configuration.Config, stdout: TextIO) -> dict[str, 
             transports[name] = ConsoleTransport(config.bot.nick, stdout=stdout)
         elif name == "matrix":
             transports[name] = matrix_transport(config)
+        elif name == "irc":
+            transports[name] = irc_transport(config)
         else:
             raise configuration.ConfigError(f"[bot] transports: {name} is not available in this version yet")
     return transports

@@ -480,6 +480,8 @@ class IrcTransport(Transport):
     """The bot on one IRC network. See the module docstring for what it guarantees."""
 
     network = "irc"
+    # Paced at about a line a second: a longer answer goes privately, with a pointer in the channel.
+    max_channel_lines = 4
 
     def __init__(self, config: IrcConfig, rng: random.Random | None = None) -> None:
         self.config = config

@@ -57,6 +57,8 @@ class OutboxWorker:
         self.backoff_max = backoff_max
         self._delay = backoff_min
         self._stopping = False
+        # run() and a caller such as Bot.drain() must never deliver the same row side by side.
+        self._delivering = asyncio.Lock()
 
     @property
     def name(self) -> str:
@@ -84,6 +86,10 @@ class OutboxWorker:
 
     async def deliver_pending(self) -> bool:
         """Deliver what is pending now. False when a transient failure stopped the run."""
+        async with self._delivering:
+            return await self._deliver_pending()
+
+    async def _deliver_pending(self) -> bool:
         last = 0
         while rows := self._pending(last):
             for row in rows:

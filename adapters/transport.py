@@ -69,6 +69,8 @@ class Transport(abc.ABC):
     """A chat network. Subclasses: ConsoleTransport, IrcTransport, MatrixTransport."""
 
     network: str = "abstract"
+    # Longer direct answers go to the asker privately, with a pointer in the channel (None: no limit).
+    max_channel_lines: int | None = None
 
     @abc.abstractmethod
     async def start(self, on_message: MessageHandler) -> None:

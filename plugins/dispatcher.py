@@ -25,7 +25,7 @@ from plugins.registry import Command, collect, parse_line, run
 
 log = logging.getLogger(__name__)
 
-SendDirect = Callable[[str, Outgoing], Awaitable[None]]
+SendDirect = Callable[[str, Outgoing, str], Awaitable[None]]
 RolesOf = Callable[[str | None], frozenset]
 
 
@@ -65,7 +65,7 @@ class Dispatcher:
             self.on_change()
         else:
             for text in replies:
-                await self.send_direct(message.network, Outgoing(message.reply_target, text))
+                await self.send_direct(message.network, Outgoing(message.reply_target, text), message.account or "")
         return replies
 
     async def _run(self, message: Incoming, parsed) -> tuple[list[str], bool]:  # type: ignore[no-untyped-def]
