@@ -982,7 +982,11 @@ class Core:
 
 
 def _names_host(text: str, host: str) -> bool:
-    return re.search(rf"(?<![\w.-]){re.escape(host)}(?![\w-]|\.\w)", text, re.IGNORECASE) is not None
+    """Whether `text` names `host` whole, also as the process document writes it (build.m.o)."""
+    forms = {host, re.sub(r"\.mozilla\.org$", ".m.o", host)}
+    return any(
+        re.search(rf"(?<![\w.-]){re.escape(form)}(?![\w-]|\.\w)", text, re.IGNORECASE) for form in forms
+    )
 
 
 def _tree_state(status: str, reason: str) -> str:
