@@ -245,13 +245,14 @@ class FakeTreestatus:
     """A hand-written Treestatus for unit tests: trees in memory, a stack, and failure knobs.
 
     `unavailable`: the next N calls raise TreestatusUnavailable; `refuse`: every write raises
-    TreestatusError with this text. `calls` records what was asked.
+    TreestatusError with this text. `calls` records what was asked, `changes` what was done.
     """
 
     def __init__(self, trees: Mapping[str, tuple[str, str, tuple[str, ...]]]):
         self.state = {n: TreeState(n, s, r, tuple(t)) for n, (s, r, t) in trees.items()}
         self.entries: list[dict[str, Any]] = []  # newest first
         self.calls: list[tuple[Any, ...]] = []
+        self.changes: list[tuple[str, int]] = []
         self.unavailable = 0
         self.refuse: str | None = None
 
@@ -290,6 +291,7 @@ class FakeTreestatus:
                 "current_status": "closed", "current_reason": reason, "current_tags": list(tags)}})
             self.state[n] = TreeState(n, "closed", reason, tuple(tags))
         self.entries.insert(0, entry)
+        self.changes.append(("close", entry["id"]))
         return int(entry["id"])
 
     def restore(self, stack_id: int) -> RestoreReport:
@@ -308,4 +310,5 @@ class FakeTreestatus:
             self.state[n] = TreeState(n, last["status"], last["reason"], tuple(last["tags"]))
             restored.append(n)
         self.entries.remove(entry)
+        self.changes.append(("restore", stack_id))
         return RestoreReport(restored=tuple(restored), changed=tuple(changed))
