@@ -75,6 +75,7 @@ class TreeJobs:
         self.reader = reader or client
         self.on_queued = on_queued
         self.account = account
+        self._lock = asyncio.Lock()
 
     # ----- !trees ------------------------------------------------------------------------------
 
@@ -93,12 +94,20 @@ class TreeJobs:
         op = row.payload.get("op")
         if op not in ("close", "restore"):
             raise Permanent(f"unknown tree job {op!r}")
-        if self.settings.tree_backend == "advisory":
-            self._advise(row, op)
-        elif op == "close":
-            await self._close(row)
-        else:
-            await self._restore(row)
+        # One tree job at a time, and never one already done: two deliveries of the same row
+        # can overlap (Bot.drain runs deliver_pending while the worker's own loop does).
+        async with self._lock:
+            with self.sessions() as session:
+                current = session.get(OutboxMessage, row.id)
+                if current is not None and current.status != "pending":
+                    log.info("tree job %s is %s already", row.key, current.status)
+                    return
+            if self.settings.tree_backend == "advisory":
+                self._advise(row, op)
+            elif op == "close":
+                await self._close(row)
+            else:
+                await self._restore(row)
 
     async def _close(self, row: OutboxMessage) -> None:
         p = row.payload

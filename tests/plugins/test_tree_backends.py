@@ -154,3 +154,26 @@ def test_advisory_asks_sheriffs_and_ciduty_for_the_exact_change_and_records_who_
     history = advisory.say("bob", "!downtime history 1")
     confirms = [line for line in history if "trees confirm" in line]
     assert len(confirms) == 2 and "sam" in confirms[0] and "carol" in confirms[1]
+
+
+def test_two_overlapping_deliveries_of_the_tree_jobs_change_treestatus_once(ts: Chat, fake: FakeTreestatus) -> None:
+    import asyncio
+
+    fake.unavailable = 1000
+    start(ts)
+    ts.say("carol", "!downtime end 1")
+    fake.unavailable = 0
+    tried = len(fake.calls)
+    worker = next(w for w in ts.bot.workers if w.kind == "trees")
+
+    async def both() -> None:  # as when Bot.drain runs while the worker's own loop delivers
+        await asyncio.gather(worker.deliver_pending(), worker.deliver_pending())
+
+    ts.loop.run_until_complete(both())
+    ts.deliver()
+
+    assert fake.changes == [("close", 1), ("restore", 1)]
+    # The second delivery waited for the first and found its rows done: one call each.
+    assert [c[0] for c in fake.calls[tried:] if c[0] in ("close", "restore")] == ["close", "restore"]
+    notes = [line for line in ts.new_lines() if "Treestatus:" in line]
+    assert len(notes) == 2 and "restored autoland, mozilla-central, mozilla-beta, try" in notes[1]
