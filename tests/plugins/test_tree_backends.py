@@ -65,6 +65,7 @@ def test_a_started_downtime_closes_its_trees_in_treestatus_once_and_ciduty_hears
     assert [c for c in fake.calls if c[0] == "close"] == [("close", TREES, REASON, ("planned",))]
     assert ("#ci carol: Treestatus: autoland, mozilla-beta, mozilla-central, try closed for downtime #1 "
             "(tree change 1, Treestatus change 1).") in out
+    assert any(line.endswith("trees: tree change 1 (see !trees)") for line in ts.say("bob", "!downtime show 1"))
     assert ts.say("bob", "!trees")[:3] == [
         "#ci From Treestatus:", f"#ci autoland: closed ({REASON})", f"#ci mozilla-central: closed ({REASON})"]
     assert ts.say("bob", "!trees")[-1] == (
