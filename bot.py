@@ -30,6 +30,8 @@ from adapters.db import make_engine, migrate, session_factory
 from adapters.mail import Mail, Mailer, MailConfig, MailError, MailRejected, PrintMailer, SmtpMailer
 from adapters.outbox import OutboxWorker, Permanent, Retry
 from adapters.templates import Renderer
+from adapters.tree_jobs import TreeJobs, TreeService
+from adapters.treestatus import TreestatusClient
 from adapters.transport import Outgoing, Transport, TransportUnavailable
 from models.lifecycle import Role
 from models.orm import Downtime, OutboxMessage
@@ -89,6 +91,28 @@ def mailer_from(config: configuration.Config, stdout: TextIO) -> Mailer:
     )
 
 
+def tree_jobs_from(config: configuration.Config, bot: Bot, client: TreeService | None) -> TreeJobs | None:
+    """The "trees" outbox deliverer for [trees] backend = treestatus or advisory (None for builtin)."""
+    t = config.trees
+    if t.backend == "builtin":
+        return None
+    reader = client
+    if client is None and t.treestatus_url:
+        token = os.environ.get(t.treestatus_token_env)
+        if t.backend == "treestatus" and not token:
+            raise configuration.ConfigError(
+                f"[trees] backend = treestatus needs the Treestatus token in the environment variable "
+                f"{t.treestatus_token_env} (treestatus_token_env)"
+            )
+        client = TreestatusClient(t.treestatus_url, token) if t.backend == "treestatus" else None
+        # !trees waits for this one while other commands queue: fail fast.
+        reader = TreestatusClient(t.treestatus_url, token, timeout=5, retries=1)
+    return TreeJobs(
+        bot.sessions, bot.clock, bot.settings, bot.render,
+        client=client, reader=reader, on_queued=bot.poke, account=config.bot.nick,
+    )
+
+
 class Bot:
     """Everything wired together; `run` until stopped."""
 
@@ -101,6 +125,7 @@ class Bot:
         mailer: Mailer | None = None,
         stdout: TextIO | None = None,
         bugzilla: BugTracker | None = None,
+        treestatus: TreeService | None = None,
     ):
         """`bugzilla`: the tracker to use when [bugzilla] is enabled (default: a
         BugzillaClient for [bugzilla] url with the key from the environment)."""
@@ -139,6 +164,10 @@ class Bot:
             self.workers.append(
                 OutboxWorker(self.sessions, self.clock, kind="bugzilla", deliver=self.bugzilla.deliver)
             )
+        self.tree_jobs = tree_jobs_from(config, self, treestatus)
+        if self.tree_jobs is not None:
+            # First, so that the notes it queues are delivered in the same pass.
+            self.workers.insert(0, OutboxWorker(self.sessions, self.clock, kind="trees", deliver=self.tree_jobs.deliver))
         self.dispatcher = Dispatcher(
             sessions=self.sessions,
             clock=self.clock,
@@ -149,6 +178,7 @@ class Bot:
             prefix=config.bot.command_prefix,
             push=config.push,
             systems=config.systems,
+            trees_remote=self.tree_jobs.read_trees if self.tree_jobs and self.tree_jobs.reader else None,
             on_change=self.poke,
             bugzilla=self.bugzilla.lookup if self.bugzilla else NoBugzilla(),
         )

@@ -238,8 +238,11 @@ class Core:
             )
 
     def _tag_systems(self, text: str) -> str:
-        lowered = text.lower()
-        return ",".join(host for host in self.settings.systems if host.lower() in lowered)
+        """The registry's hosts that the wording names, as whole host names.
+
+        "mail.build.mozilla.org" names that host only, not "build.mozilla.org" too.
+        """
+        return ",".join(host for host in self.settings.systems if _names_host(text, host))
 
     def propose(
         self,
@@ -293,26 +296,33 @@ class Core:
         return outcome
 
     def _system_overlaps(self, downtime: Downtime) -> list[str]:
-        """Other active downtimes that touch the same hosts: candidates for consolidation."""
+        """Other active downtimes that work on the same hosts or overlap in time: offered for consolidation.
+
+        (A downtime merely near in time gets the planner's "near" warning instead.)
+        """
         notes = []
-        if not downtime.systems:
-            return notes
         mine = set(downtime.system_names)
         others = self.session.scalars(
-            select(Downtime).where(
+            select(Downtime)
+            .where(
                 Downtime.id != downtime.id,
-                Downtime.systems != "",
                 Downtime.state.in_([s.value for s in lifecycle.ACTIVE]),
                 Downtime.start_at >= self.now - planning.MAX_DURATION,
             )
+            .order_by(Downtime.start_at)
         )
         for other in others:
             shared = mine & set(other.system_names)
-            if shared:
-                notes.append(
-                    f"downtime #{other.id} also works on {', '.join(sorted(shared))}: consolidate RelEng and IT "
-                    f"downtimes with !downtime merge {other.id} {downtime.id}"
-                )
+            overlaps = other.start_at < downtime.end_at and downtime.start_at < other.end_at
+            if not shared and not overlaps:
+                continue
+            why = [f"also works on {', '.join(sorted(shared))}"] if shared else []
+            if overlaps:
+                why.append(f"overlaps it in time ({other.start_at:%Y-%m-%d %H:%M}–{other.end_at:%H:%M} UTC)")
+            notes.append(
+                f"downtime #{other.id} {' and '.join(why)}: consolidate RelEng and IT downtimes with "
+                f"!downtime merge {other.id} {downtime.id}"
+            )
         return notes
 
     def add_bug(
@@ -728,7 +738,13 @@ class Core:
         outcome.notes.append(f"downtime #{other.id} is cancelled (merged into #{into.id})")
         return outcome
 
-    # ----- trees (built-in registry) ---------------------------------------------------------
+    # ----- trees -----------------------------------------------------------------------------
+    #
+    # builtin: the trees live in this database (Tree, TreeLog) and a downtime's closure is one
+    # remembered TreeChange, restored at the end. treestatus and advisory: the change is made
+    # outside (an outbox job of kind "trees", see adapters/tree_jobs.py); the local TreeChange
+    # row stands for it (state pending/requested → active → restoring → restored) so that
+    # !trees and !downtime show can name it.
 
     def _downtime_trees(self, downtime: Downtime) -> list[str]:
         return downtime.tree_names or list(self.settings.trees)
@@ -740,41 +756,77 @@ class Core:
             change = self.close_trees(names, reason, downtime_id=downtime.id)
             downtime.tree_change_id = change.id
             outcome.notes.append(f"closed {', '.join(names)} (tree change {change.id})")
-        else:
-            self.outbox.job(
-                "trees",
-                f"dt{downtime.id}:trees-close",
-                f"close {', '.join(names)} with the reason \"{reason}\"",
-                {"op": "close", "trees": names, "reason": reason, "tags": ["planned"]},
-                downtime_id=downtime.id,
+            return
+        advisory = self.settings.tree_backend == "advisory"
+        change = TreeChange(
+            at=self.now, who=self.actor.who, status="closed", reason=reason, tags="planned",
+            downtime_id=downtime.id, state="requested" if advisory else "pending",
+        )
+        for name in names:
+            # The state before is not known here: Treestatus remembers it (treestatus), or the
+            # person who makes the change does (advisory).
+            change.items.append(
+                TreeChangeItem(tree=name, last_status="", current_status="closed", current_reason=reason,
+                               current_tags="planned")
             )
-            outcome.notes.append(f"closing {', '.join(names)} through {self.settings.tree_backend}")
+        self.session.add(change)
+        self.session.flush()
+        downtime.tree_change_id = change.id
+        self.outbox.job(
+            "trees",
+            f"dt{downtime.id}:trees-close",
+            f"close {', '.join(names)} with the reason \"{reason}\"",
+            {"op": "close", "trees": names, "reason": reason, "tags": ["planned"], "change": change.id},
+            downtime_id=downtime.id,
+        )
+        if advisory:
+            outcome.notes.append(
+                f"sheriffs and CiDuty are asked to close {', '.join(names)} in Treestatus (tree change {change.id}; "
+                f"confirm with !trees confirm {change.id})"
+            )
+        else:
+            outcome.notes.append(f"closing {', '.join(names)} in Treestatus (tree change {change.id})")
 
     def _restore_trees(self, downtime: Downtime, outcome: Outcome) -> None:
+        change = self.session.get(TreeChange, downtime.tree_change_id) if downtime.tree_change_id else None
         if self.settings.tree_backend == "builtin":
-            if downtime.tree_change_id is None:
+            if change is None:
                 return
-            restored, left = self.restore_trees(downtime.tree_change_id)
-            if restored:
-                outcome.notes.append(f"restored {', '.join(restored)}")
+            if change.state != "active":
+                # A sheriff or CiDuty restored it by hand while the downtime ran.
+                outcome.notes.append(f"tree change {change.id} was already {change.state}: no tree touched")
+                return
+            restored, left = self.restore_trees(change.id)
+            outcome.notes.append(f"restored {', '.join(restored)}" if restored else "no tree needed restoring")
             if left:
-                outcome.notes.append(f"left alone (changed during the downtime): {', '.join(left)}")
+                outcome.notes.append(f"left alone (changed during the downtime): {'; '.join(left)}")
+            return
+        self.outbox.job(
+            "trees",
+            f"dt{downtime.id}:trees-restore",
+            f"restore the trees closed for downtime #{downtime.id}",
+            {"op": "restore", "downtime": downtime.id, "change": change.id if change else None},
+            downtime_id=downtime.id,
+        )
+        if self.settings.tree_backend == "advisory":
+            outcome.notes.append("sheriffs and CiDuty are asked to restore the trees in Treestatus")
         else:
-            self.outbox.job(
-                "trees",
-                f"dt{downtime.id}:trees-restore",
-                f"restore the trees closed for downtime #{downtime.id}",
-                {"op": "restore", "downtime": downtime.id},
-                downtime_id=downtime.id,
-            )
-            outcome.notes.append(f"restoring the trees through {self.settings.tree_backend}")
+            outcome.notes.append("restoring the trees in Treestatus; CiDuty is told what was restored")
 
     def next_downtime(self) -> Downtime | None:
-        """The running downtime, or the next announced one."""
+        """The running downtime (even one running over its end), else the next announced one."""
+        running = self.session.scalars(
+            select(Downtime)
+            .where(Downtime.state == State.IN_PROGRESS.value, Downtime.start_at >= self.now - planning.MAX_DURATION * 2)
+            .order_by(Downtime.start_at)
+            .limit(1)
+        ).first()
+        if running is not None:
+            return running
         return self.session.scalars(
             select(Downtime)
             .where(
-                Downtime.state.in_([State.ANNOUNCED.value, State.IN_PROGRESS.value]),
+                Downtime.state == State.ANNOUNCED.value,
                 Downtime.start_at >= self.now - planning.MAX_DURATION,
                 Downtime.end_at >= self.now,
             )
@@ -787,19 +839,68 @@ class Core:
         if Role.ADMIN not in self.actor.roles and not set(roles) & self.actor.roles:
             raise lifecycle.Forbidden(f"only {lifecycle.describe_roles(roles)} may {what}")
 
+    def _builtin_only(self, what: str) -> None:
+        if self.settings.tree_backend != "builtin":
+            raise DomainError(
+                f"the trees are kept in Treestatus ([trees] backend = {self.settings.tree_backend}): "
+                f"{what} there; the bot only changes them for downtimes"
+            )
+
     def close_trees_by_hand(self, names: Sequence[str], reason: str) -> TreeChange:
         self._require("close trees", Role.SHERIFF, Role.CIDUTY)
+        self._builtin_only("close trees")
         return self.close_trees(names, _clean_wording(reason), tags="other")
+
+    def open_trees_by_hand(self, names: Sequence[str], reason: str) -> list[str]:
+        """Reopen trees without remembering it (a sheriff reopening early): logged, not on the stack."""
+        self._require("open trees", Role.SHERIFF, Role.CIDUTY)
+        self._builtin_only("open trees")
+        names = list(dict.fromkeys(names))
+        if not names:
+            raise DomainError("name the trees to open, comma-separated")
+        self._check_trees(names)
+        self._ensure_trees()
+        reason = _clean_wording(reason) if reason.strip() else ""
+        opened = []
+        for name in names:
+            tree = self.session.get(Tree, name)
+            assert tree is not None
+            if tree.status != "open" or tree.reason != reason:
+                self._set_tree(tree, "open", reason, "")
+                opened.append(name)
+        self._audit(None, "trees open", "", "open", f"{', '.join(names)}" + (f": {reason}" if reason else ""))
+        return opened
 
     def restore_trees_by_hand(self, change_id: int) -> tuple[list[str], list[str]]:
         self._require("restore trees", Role.SHERIFF, Role.CIDUTY)
+        self._builtin_only("restore trees")
         return self.restore_trees(change_id)
 
+    def confirm_tree_change(self, change_id: int) -> tuple[TreeChange, str]:
+        """Advisory backend: a sheriff or CiDuty says the asked-for change is made in Treestatus."""
+        self._require("confirm tree changes", Role.SHERIFF, Role.CIDUTY)
+        change = self.session.get(TreeChange, change_id)
+        if change is None:
+            raise DomainError(f"there is no tree change {change_id} (see !trees)")
+        if change.state == "requested":
+            what, change.state = "closed", "active"
+            change.who = self.actor.who  # who made it in Treestatus
+        elif change.state == "restoring":
+            what, change.state = "restored", "restored"
+        else:
+            raise DomainError(f"tree change {change_id} waits for no confirmation (it is {change.state})")
+        trees = ", ".join(i.tree for i in change.items)
+        self._audit(change.downtime_id, "trees confirm", "", what, f"change {change.id}: {trees} {what} in Treestatus")
+        return change, what
+
     def tree_changes(self) -> list[TreeChange]:
-        """The remembered changes still on the stack, newest first."""
+        """The changes not yet undone (on the stack, or waiting for Treestatus), newest first."""
         return list(
             self.session.scalars(
-                select(TreeChange).where(TreeChange.state == "active").order_by(TreeChange.id.desc()).limit(10)
+                select(TreeChange)
+                .where(TreeChange.state.in_(["active", "pending", "requested", "restoring"]))
+                .order_by(TreeChange.id.desc())
+                .limit(10)
             )
         )
 
@@ -818,6 +919,9 @@ class Core:
         self, names: Sequence[str], reason: str, *, downtime_id: int | None = None, tags: str = "planned"
     ) -> TreeChange:
         """Close trees in one remembered change (each tree's state before is kept)."""
+        names = list(dict.fromkeys(names))  # a tree named twice would remember its own closure
+        if not names:
+            raise DomainError("name the trees to close, comma-separated")
         self._check_trees(names)
         self._ensure_trees()
         change = TreeChange(
@@ -849,33 +953,62 @@ class Core:
         self.changed = True
 
     def restore_trees(self, change_id: int) -> tuple[list[str], list[str]]:
-        """Undo one remembered change; a tree changed since by someone else is left alone."""
+        """Undo one remembered change, following Treestatus's stack.
+
+        Returns the trees put back and, for the others, why each was left alone:
+        - a later remembered change still on the stack holds the tree (another downtime, a
+          bustage closure made with !trees close): that change inherits this one's "before"
+          state, so restoring it later gives the tree back its state from before both;
+        - someone changed the tree since without remembering it (a sheriff reopened it early):
+          their change stands.
+        """
         change = self.session.get(TreeChange, change_id)
         if change is None or change.state != "active":
             raise DomainError(f"there is no tree change {change_id} to restore (see !trees)")
-        restored, left = [], []
+        restored: list[str] = []
+        left: list[str] = []
         for item in change.items:
             tree = self.session.get(Tree, item.tree)
             if tree is None:
                 continue
-            if (tree.status, tree.reason) != (item.current_status, item.current_reason):
-                left.append(f"{tree.name} ({tree.status}{': ' + tree.reason if tree.reason else ''})")
-                continue
-            # A later change still on the stack that covers this tree takes over its "before" state.
+            made = (item.current_status, item.current_reason)
             later = self.session.scalars(
                 select(TreeChangeItem)
                 .join(TreeChange)
                 .where(TreeChange.state == "active", TreeChange.id > change.id, TreeChangeItem.tree == item.tree)
+                .order_by(TreeChange.id)
             ).first()
-            if later is not None:
+            if later is not None and (later.last_status, later.last_reason) == made:
+                # The later change was made on top of ours: it now remembers what was before ours.
                 later.last_status, later.last_reason, later.last_tags = item.last_status, item.last_reason, item.last_tags
-                left.append(f"{tree.name} (still held by tree change {later.change_id})")
+                left.append(
+                    f"{tree.name} (still {tree.status} under tree change {later.change_id}, whose restore gives it back "
+                    f"its state from before)"
+                )
+                continue
+            if (tree.status, tree.reason) != made:
+                left.append(f"{tree.name} (now {_tree_state(tree.status, tree.reason)})")
                 continue
             self._set_tree(tree, item.last_status, item.last_reason, item.last_tags)
             restored.append(tree.name)
         change.state = "restored"
-        self._audit(change.downtime_id, "trees restore", "", "", f"change {change.id}: restored {', '.join(restored) or 'nothing'}")
+        self._audit(
+            change.downtime_id, "trees restore", "", "",
+            f"change {change.id}: restored {', '.join(restored) or 'nothing'}" + (f"; left {'; '.join(left)}" if left else ""),
+        )
         return restored, left
+
+
+def _names_host(text: str, host: str) -> bool:
+    """Whether `text` names `host` whole, also as the process document writes it (build.m.o)."""
+    forms = {host, re.sub(r"\.mozilla\.org$", ".m.o", host)}
+    return any(
+        re.search(rf"(?<![\w.-]){re.escape(form)}(?![\w-]|\.\w)", text, re.IGNORECASE) for form in forms
+    )
+
+
+def _tree_state(status: str, reason: str) -> str:
+    return f"{status}: {reason}" if reason else status
 
 
 # ----- small pure helpers ------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -50,6 +50,8 @@ class CommandContext:
     push: Mapping[str, dt.timedelta] = field(default_factory=dict)
     systems: Mapping[str, str] = field(default_factory=dict)
     requests_channel: str = "#ci"
+    # [trees] backend = treestatus: reads the trees from Treestatus (raises a DomainError when it cannot).
+    trees_remote: Callable[[], Awaitable[Mapping[str, Any]]] | None = None
     replies: list[str] = field(default_factory=list)
     failed: bool = False
 

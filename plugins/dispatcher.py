@@ -13,6 +13,7 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -45,6 +46,7 @@ class Dispatcher:
     bugzilla: BugLookup = field(default_factory=NoBugzilla)
     push: Mapping[str, dt.timedelta] = field(default_factory=dict)
     systems: Mapping[str, str] = field(default_factory=dict)
+    trees_remote: Callable[[], Awaitable[Mapping[str, Any]]] | None = None
     on_change: Callable[[], None] = lambda: None
     commands: dict[str, Command] = field(default_factory=all_commands)
 
@@ -91,6 +93,7 @@ class Dispatcher:
                 push=self.push,
                 systems=self.systems,
                 requests_channel=self.settings.requests_channel,
+                trees_remote=self.trees_remote,
             )
             await run(ctx, parsed)
             self.handled += 1

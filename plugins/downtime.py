@@ -349,6 +349,8 @@ async def systems(ctx: Ctx, args: str) -> None:
         ctx.reply(ctx.render("systems.txt", systems=sorted(ctx.systems.items()), requests=ctx.requests_channel))
         return
     name = words[0].lower()
+    if name.endswith(".m.o"):  # the process document's shorthand for mozilla.org
+        name = name[: -len(".m.o")] + ".mozilla.org"
     exact = {h: w for h, w in ctx.systems.items() if h.lower() == name}
     matches = exact or {h: w for h, w in ctx.systems.items() if name in h.lower()}
     if not matches:

@@ -2,11 +2,21 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 
-from models.lifecycle import DomainError
+from models.lifecycle import DomainError, State
 from plugins import args as a
 from plugins.context import CommandContext as Ctx
 from plugins.registry import UsageError, command
+
+
+@dataclass(frozen=True)
+class TreeRow:
+    """One tree as `trees.txt` shows it, whichever backend it comes from."""
+
+    name: str
+    status: str
+    reason: str
 
 
 @command("trees", examples=["!trees", "!trees autoland"])
@@ -18,12 +28,30 @@ async def trees(ctx: Ctx, args: str) -> None:
     words = args.split()
     if len(words) > 1:
         raise UsageError(f"unexpected '{' '.join(words[1:])[:40]}'")
-    rows = ctx.core.trees()
+    if ctx.trees_remote is not None:
+        remote = await ctx.trees_remote()  # raises a DomainError when Treestatus cannot answer
+        names = [n for n in ctx.core.settings.trees if n in remote] or sorted(remote)
+        rows = [TreeRow(n, remote[n].status, remote[n].reason) for n in names]
+        source = "Treestatus"
+    elif ctx.core.settings.tree_backend != "builtin":
+        rows, source = [], "unread"  # advisory without a Treestatus to read
+    else:
+        rows = [TreeRow(t.name, t.status, t.reason) for t in ctx.core.trees()]
+        source = ""
     if words:
-        rows = [t for t in rows if t.name == words[0]]
-        if not rows:
-            raise DomainError(f"unknown tree '{words[0][:40]}': the trees are {', '.join(t.name for t in ctx.core.trees())}")
-    ctx.reply(ctx.render("trees.txt", tree_rows=rows, changes=[] if words else ctx.core.tree_changes()))
+        known = ", ".join(r.name for r in rows)
+        rows = [r for r in rows if r.name == words[0]]
+        if not rows and source != "unread":
+            raise DomainError(f"unknown tree '{words[0][:40]}': the trees are {known}")
+    changes = [] if words else ctx.core.tree_changes()
+    ctx.reply(ctx.render("trees.txt", tree_rows=rows, changes=changes, source=source, builtin=ctx.trees_remote is None and ctx.core.settings.tree_backend == "builtin"))
+
+
+def _tree_names(text: str) -> list[str]:
+    names = [n for n in text.split(",") if n]
+    if not names:
+        raise UsageError("name the trees, comma-separated")
+    return names
 
 
 @command("trees close", role="sheriffs or ciduty", examples=["!trees close autoland,try -- bustage on linux64"])
@@ -36,8 +64,21 @@ async def trees_close(ctx: Ctx, args: str) -> None:
     (names,) = a.exactly(head.split(), 1, "the trees (comma-separated)")
     if not reason:
         raise UsageError("say why after ' -- '")
-    change = ctx.core.close_trees_by_hand([n for n in names.split(",") if n], reason)
+    change = ctx.core.close_trees_by_hand(_tree_names(names), reason)
     ctx.reply(f"Closed {', '.join(i.tree for i in change.items)} (tree change {change.id}; undo: {ctx.prefix}trees restore {change.id}).")
+
+
+@command("trees open", role="sheriffs or ciduty", examples=["!trees open autoland -- reopened early, all green"])
+async def trees_open(ctx: Ctx, args: str) -> None:
+    """trees open <tree>[,<tree>…] [-- <reason>]
+
+    Open trees now without remembering it (e.g. reopening early during a downtime);
+    the downtime's end then leaves them alone.
+    """
+    head, reason = a.split_wording(args)
+    (names,) = a.exactly(head.split(), 1, "the trees (comma-separated)")
+    opened = ctx.core.open_trees_by_hand(_tree_names(names), reason or "")
+    ctx.reply(f"Opened {', '.join(opened)}." if opened else "Those trees were open already.")
 
 
 @command("trees restore", role="sheriffs or ciduty", examples=["!trees restore 3"])
@@ -46,18 +87,34 @@ async def trees_restore(ctx: Ctx, args: str) -> None:
 
     Put the trees of a remembered change back as they were before it.
     """
+    restored, left = ctx.core.restore_trees_by_hand(_change_id(args))
+    ctx.reply(ctx.render("trees_restored.txt", change=args.strip(), restored=restored, left=left))
+
+
+@command("trees confirm", role="sheriffs or ciduty", examples=["!trees confirm 3"])
+async def trees_confirm(ctx: Ctx, args: str) -> None:
+    """trees confirm <change>
+
+    With [trees] backend = advisory: say that the change the bot asked for is made in Treestatus.
+    """
+    change, what = ctx.core.confirm_tree_change(_change_id(args))
+    ctx.reply(
+        f"Tree change {change.id} confirmed by {ctx.actor.who}: {', '.join(i.tree for i in change.items)} {what} "
+        f"in Treestatus."
+    )
+
+
+def _change_id(args: str) -> int:
     (token,) = a.exactly(args.split(), 1, "the tree change number")
     if not token.isdigit() or len(token) > 9:
         raise UsageError(f"'{token[:20]}' is not a tree change number")
-    restored, left = ctx.core.restore_trees_by_hand(int(token))
-    text = f"Tree change {token} restored: {', '.join(restored) or 'nothing to restore'}."
-    if left:
-        text += f" Left alone: {'; '.join(left)}."
-    ctx.reply(text)
+    return int(token)
 
 
-def _hm(t: dt.datetime) -> str:
-    return t.astimezone(dt.timezone.utc).strftime("%H:%M UTC")
+def _at(t: dt.datetime, now: dt.datetime) -> str:
+    """13:40 UTC today; 2026-12-05 13:40 UTC on another day."""
+    t = t.astimezone(dt.timezone.utc)
+    return f"{t:%H:%M} UTC" if t.date() == now.astimezone(dt.timezone.utc).date() else f"{t:%Y-%m-%d %H:%M} UTC"
 
 
 @command("canipush", examples=["!canipush", "!canipush autoland"])
@@ -78,13 +135,21 @@ async def canipush(ctx: Ctx, args: str) -> None:
     results = ctx.now + e2e
     d = ctx.core.next_downtime()
     if d is None:
-        ctx.reply(f"No downtime is announced: push away ({branch}: results in about {a.format_duration(e2e)}, by {_hm(results)}).")
-    elif d.start_at <= ctx.now or d.state == "in_progress":
-        ctx.reply(f"Trees are closed now for downtime #{d.id} until about {_hm(d.end_at)}; wait for the TREE OPEN.")
+        case = "none"
+    elif d.tree_names and branch in ctx.core.settings.trees and branch not in d.tree_names:
+        case = "not_closed"
+    elif d.state == State.IN_PROGRESS.value:
+        case = "running" if ctx.now <= d.end_at else "overrunning"
+    elif d.start_at <= ctx.now:
+        case = "due"
     elif results <= d.start_at:
-        ctx.reply(f"Push now: {branch} results by {_hm(results)}, before the downtime #{d.id} at {_hm(d.start_at)}.")
+        case = "in_time"
     else:
-        ctx.reply(
-            f"{branch} results would not be back before trees close at {_hm(d.start_at)} (downtime #{d.id}, "
-            f"results take about {a.format_duration(e2e)}); trees reopen at about {_hm(d.end_at)}."
+        case = "too_late"
+    ctx.reply(
+        ctx.render(
+            "canipush.txt", case=case, d=d, branch=branch, e2e=a.format_duration(e2e),
+            results=_at(results, ctx.now), start=_at(d.start_at, ctx.now) if d else "",
+            end=_at(d.end_at, ctx.now) if d else "",
         )
+    )

@@ -5,6 +5,7 @@ import asyncio
 import datetime as dt
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -34,14 +35,16 @@ def make_config(tmp_path: Path, **sections: Mapping[str, str]) -> configuration.
 class Chat:
     """The real bot core behind fake transports: say things, read what the bot said."""
 
-    def __init__(self, config: configuration.Config, clock: FakeClock, networks: tuple[str, ...] = ("irc",)):
+    def __init__(
+        self, config: configuration.Config, clock: FakeClock, networks: tuple[str, ...] = ("irc",), **bot_options: Any
+    ):
         from bot import Bot
 
         self.loop = asyncio.new_event_loop()
         self.clock = clock
         self.transports = {n: FakeTransport(n) for n in networks}
         self.mailer = FakeMailer()
-        self.bot = Bot(config, transports=dict(self.transports), clock=clock, mailer=self.mailer)
+        self.bot = Bot(config, transports=dict(self.transports), clock=clock, mailer=self.mailer, **bot_options)
         self._seen = {n: 0 for n in networks}
 
     def say(self, who: str | None, text: str, room: str | None = "#ci", network: str | None = None) -> list[str]:

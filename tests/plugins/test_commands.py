@@ -151,7 +151,8 @@ def test_help_lists_the_commands_and_explains_one_with_an_example(chat: Chat) ->
     assert out == [
         "#ci Commands: !downtime propose, list, show, bug add, bug drop, approve, reject, preapprove, object, notice, "
         "announce, reschedule, extend, cancel, start, done, end, verify, queue, suggest, merge, systems, history, help; "
-        "also !trees, !trees close, !trees restore, !canipush. Usage and an example: !downtime help <subcommand>"
+        "also !trees, !trees close, !trees open, !trees restore, !trees confirm, !canipush. Usage and an example: "
+        "!downtime help <subcommand>"
     ]
     out = chat.say("alice", "!downtime help approve")
     assert out == [

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import types
 
 import pytest
 
 from adapters.config import NoticeSection
 from adapters.templates import Renderer
-from models.orm import AuditEvent, Downtime, DowntimeBug, OutboxMessage, Tree
+from models.orm import AuditEvent, Downtime, DowntimeBug, OutboxMessage, Tree, TreeChange, TreeChangeItem
 
 UTC = dt.timezone.utc
 RENDER = Renderer(zones=("America/Los_Angeles",), prefix="!", trees=("autoland", "try"), links=NoticeSection())
@@ -60,12 +61,33 @@ CONTEXT = {
     "error": "HTTP 500",
     "row": OutboxMessage(key="k", kind="bugzilla", target="bugzilla", body="set flags on bug 1", downtime_id=7),
     "waited": dt.timedelta(minutes=31),
+    "source": "",
+    "builtin": True,
+    "case": "push",
+    "branch": "autoland",
+    "e2e": "2h",
+    "results": "13:40 UTC",
+    "start": "14:00 UTC",
+    "end": "16:00 UTC",
+    "downtime": 7,
+    "op": "close",
+    "stack_id": 3,
+    "restored": ["autoland"],
+    "left": [],
+    "unconfirmed": False,
+    "report": types.SimpleNamespace(restored=["autoland"], changed=["try"], waiting={"mozilla-central": 4}),
 }
+CHANGE = TreeChange(id=3, at=dt.datetime(2026, 12, 5, 14, 0, tzinfo=UTC), who="carol", status="closed",
+                    reason="Downtime #7: x", tags="planned", state="active", remote_id=9)
+CHANGE.items = [TreeChangeItem(tree="autoland", last_status="open", current_status="closed")]
+# Templates where a name means something else than in the shared context above.
+OVERRIDES = {"trees_restored.txt": {"change": 3}}
 
 
 @pytest.mark.parametrize("name", RENDER.names())
 def test_every_template_renders(name: str) -> None:
-    text = RENDER(name, d=downtime(), **CONTEXT)
+    context = {**CONTEXT, "change": CHANGE, "changes": [CHANGE], **OVERRIDES.get(name, {})}
+    text = RENDER(name, d=downtime(), **context)
     assert text.strip()
 
 
