@@ -180,6 +180,16 @@ class _Job:
         if len(groups) == 1 and ids and sorted(groups[0][1]) == sorted(ids):
             self.put(ids, whiteboard=groups[0][0], **changes)
             return
+        if changes.get("comment") is None:
+            # Without a comment the other changes (a flag) are idempotent, so they ride in
+            # each whiteboard's PUT, and only bugs whose whiteboard stays need one more.
+            for text, bugs in groups:
+                self.put(bugs, whiteboard=text, **changes)
+            grouped = {i for _, bugs in groups for i in bugs}
+            rest = [i for i in ids if i not in grouped]
+            if rest and any(v is not None for v in changes.values()):
+                self.put(rest, **changes)
+            return
         for text, bugs in groups:
             self.put(bugs, whiteboard=text)
         if ids and any(v is not None for v in changes.values()):
@@ -202,8 +212,8 @@ def perform(tracker: BugTracker, flag: str, key: str, payload: Mapping[str, Any]
     """Carry out one queued Bugzilla change; raises BugzillaUnavailable/InvalidApiKey to retry.
 
     Requests, whatever the number of bugs: nominate = 1 read + 1 update; approve = 1 read +
-    1 update for the flags + 1 per distinct new whiteboard (all in one when every bug gets
-    the same whiteboard); rescheduled/cancelled = 1 read + 1 per distinct whiteboard +
+    1 update per distinct new whiteboard, carrying the flag (plus 1 for bugs whose whiteboard
+    does not change); rescheduled/cancelled = 1 read + 1 per distinct whiteboard +
     1 comment update; outcomes = 1 read + 1 update per distinct outcome. A retry adds one
     comment read per bug when the job leaves comments.
     """

@@ -47,13 +47,13 @@ def test_nominating_bugs_that_all_have_the_flag_makes_no_update(fake):
     assert calls(fake) == ["get_bugs"]
 
 
-def test_approving_sets_the_flag_in_one_update_and_one_update_per_distinct_whiteboard(fake):
+def test_approving_takes_one_update_per_distinct_whiteboard_each_carrying_the_flag(fake):
     report = perform(fake, FLAG, "dt1:r0:bz-approve", {"op": "approve", "bugs": [1, 2, 3], "tag": TAG})
 
     updates = [args for name, args in fake.calls if name == "update"]
-    assert calls(fake) == ["get_bugs", "update", "update", "update"]
+    assert calls(fake) == ["get_bugs", "update", "update"]
     assert [(u["ids"], u["whiteboard"], u["flag_status"]) for u in updates] == [
-        ((1,), f"[infra] {TAG}", None), ((2, 3), TAG, None), ((1, 2, 3), None, "+")]
+        ((1,), f"[infra] {TAG}", "+"), ((2, 3), TAG, "+")]
     assert [fake.bugs[i].whiteboard for i in (1, 2, 3)] == [f"[infra] {TAG}", TAG, TAG]
     assert all(fake.bugs[i].flag_status(FLAG) == "+" for i in (1, 2, 3)) and not report.problems
 
