@@ -121,6 +121,8 @@ class Config:
     # Raw sections for the transports, which parse their own keys (irc, matrix).
     raw: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     path: str = ""
+    # [people] account = mail address: where the draft reaches the requester (casefolded accounts).
+    people: Mapping[str, str] = field(default_factory=dict)
 
 
 def _list(value: str) -> tuple[str, ...]:
@@ -278,7 +280,13 @@ def _build(raw: Mapping[str, Mapping[str, str]], path: str) -> Config:
         for branch, value in (raw.get("push") or DEFAULT_PUSH).items()
     }
     systems = dict(raw.get("systems") or DEFAULT_SYSTEMS)
-    return Config(bot, channels, roles, policy, bugzilla, mail, trees, notice, push, systems, raw, path)
+    people = {}
+    for who, address in (raw.get("people") or {}).items():
+        address = address.strip()
+        if "@" not in address or any(c.isspace() or c in "<>,;" for c in address):
+            raise ConfigError(f"[people] {who} = {address!r}: expected a mail address such as alice@example.org")
+        people[who.casefold()] = address
+    return Config(bot, channels, roles, policy, bugzilla, mail, trees, notice, push, systems, raw, path, people)
 
 
 DEFAULT_LOW_IMPACT = "mon-fri 04:00-08:00 UTC, sat-sun 00:00-24:00 UTC"
