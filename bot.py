@@ -13,6 +13,7 @@ import asyncio
 
 import logging
 import os
+import re
 import signal
 import sys
 from collections.abc import Sequence
@@ -159,7 +160,7 @@ class Bot:
 
     def _mail_of(self, row: OutboxMessage) -> Mail:
         p = row.payload
-        thread = f"<{p['thread']}@{self.mail_domain}>" if p.get("thread") else None
+        thread = self._message_id(p["thread"]) if p.get("thread") else None
         ics = None
         calendar = p.get("calendar")
         if calendar and row.downtime_id is not None:
@@ -183,13 +184,18 @@ class Bot:
             cc=tuple(p["cc"]),
             subject=p["subject"],
             body=row.body,
-            message_id=f"<{row.key}@{self.mail_domain}>",
+            message_id=self._message_id(row.key),
             in_reply_to=thread,
             references=(thread,) if thread else (),
             ics=ics,
             ics_method=calendar["method"] if calendar else "REQUEST",
             date=row.created_at,
         )
+
+    def _message_id(self, key: str) -> str:
+        """<dt1.r0.announce.mail@domain>: the outbox key, made a dot-atom (RFC 5322 has no ':' there)."""
+        left = re.sub(r"[^A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+", ".", key).strip(".")
+        return f"<{left}@{self.mail_domain}>"
 
     async def _send_mail(self, row: OutboxMessage) -> None:
         try:
