@@ -306,12 +306,14 @@ class ReminderScheduler:
     def _queue(self, session: Session, todo: list[tuple[Downtime, plans.Reminder]], now: dt.datetime, *, late: bool) -> None:
         """Queue the reminders in one transaction, then wake the outbox."""
         queued = 0
-        for downtime, reminder in todo:
-            if notices.queue_reminder(
-                session, now=now, settings=self.settings, render=self.render,
-                downtime=downtime, reminder=reminder, late=late, nick=self.nick,
-            ):
-                queued += 1
+        known = self._queued_keys(session, [r.job_id for _, r in todo])
+        with session.no_autoflush:
+            for downtime, reminder in todo:
+                if notices.queue_reminder(
+                    session, now=now, settings=self.settings, render=self.render,
+                    downtime=downtime, reminder=reminder, late=late, nick=self.nick, queued=known,
+                ):
+                    queued += 1
         session.commit()
         for _, reminder in todo:
             self._handled.add(reminder.job_id)
@@ -319,6 +321,16 @@ class ReminderScheduler:
         if queued:
             log.info("queued %d reminder(s)%s", queued, " (late)" if late else "")
             self.on_queued()
+
+    def _queued_keys(self, session: Session, job_ids: list[str]) -> set[str]:
+        """The outbox keys of these reminders that are already queued (one query per 500)."""
+        channels = {self.settings.requests_channel, self.settings.announce_channel}
+        # notices.queue_reminder keys each line "<job id>:<network>:<target>" (Outbox.chat).
+        keys = [f"{j}:{n}:{c}" for j in job_ids for n in self.settings.networks for c in channels]
+        found: set[str] = set()
+        for i in range(0, len(keys), _CHUNK):
+            found.update(session.scalars(select(OutboxMessage.key).where(OutboxMessage.key.in_(keys[i : i + _CHUNK]))))
+        return found
 
     def send_due(self) -> None:
         """Queue every reminder due at the clock's time (without APScheduler: tests with a fake clock)."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Set
 
 from sqlalchemy.orm import Session
 
@@ -40,6 +40,7 @@ def queue_reminder(
     reminder: plan.Reminder,
     late: bool,
     nick: str,
+    queued: Set[str] | None = None,
 ) -> bool:
     """Queue the chat lines of `reminder` (or, for the start with auto_start, start the downtime).
 
@@ -53,7 +54,7 @@ def queue_reminder(
         started = _auto_start(session, now=now, settings=settings, render=render, downtime=downtime, nick=nick)
         if started:
             return True
-    outbox = Outbox(session, now=now, networks=settings.networks)
+    outbox = Outbox(session, now=now, networks=settings.networks, queued=queued)
     text = render("reminder.txt", d=downtime, kind=kind, late=late, auto_start=settings.policy.auto_start)
     if reminder.is_offset:
         assert reminder.offset is not None
