@@ -13,6 +13,7 @@ import asyncio
 
 import logging
 import os
+import re
 import signal
 import sys
 from collections.abc import Sequence
@@ -29,11 +30,13 @@ from adapters.console import ConsoleTransport
 from adapters.db import make_engine, migrate, session_factory
 from adapters.mail import Mail, Mailer, MailConfig, MailError, MailRejected, PrintMailer, SmtpMailer
 from adapters.outbox import OutboxWorker, Permanent, Retry
+from adapters.scheduler import ReminderScheduler
 from adapters.templates import Renderer
 from adapters.tree_jobs import TreeJobs, TreeService
 from adapters.treestatus import TreestatusClient
 from adapters.transport import Outgoing, Transport, TransportUnavailable
 from models.lifecycle import Role
+from models.notices import queue_mail_failure
 from models.orm import Downtime, OutboxMessage
 from models.service import MailRouting, Settings
 from plugins.context import NoBugzilla
@@ -41,6 +44,8 @@ from plugins.dispatcher import Dispatcher
 
 log = logging.getLogger("downtimebot")
 HERE = Path(__file__).resolve().parent
+# A mail still failing after this many deliveries (each with the mailer's own retries) is reported.
+MAIL_REPORT_AFTER = 3
 
 
 def settings_from(config: configuration.Config, networks: Sequence[str]) -> Settings:
@@ -60,6 +65,7 @@ def settings_from(config: configuration.Config, networks: Sequence[str]) -> Sett
             cc=config.mail.cc,
             announce_to=config.mail.announce_to,
             copy_to=config.mail.copy_to,
+            people=config.people,
         ),
         ciduty=tuple(config.roles.accounts(Role.CIDUTY)),
         sheriffs=tuple(config.roles.accounts(Role.SHERIFF)),
@@ -182,9 +188,17 @@ class Bot:
             on_change=self.poke,
             bugzilla=self.bugzilla.lookup if self.bugzilla else NoBugzilla(),
         )
+        self.reminders = ReminderScheduler(
+            self.sessions, self.clock, self.settings, self.render, nick=config.bot.nick, on_queued=self._poke_workers
+        )
         self._tasks: list[asyncio.Task[None]] = []
 
     def poke(self) -> None:
+        """Something changed: deliver the outbox and re-derive the reminder jobs."""
+        self._poke_workers()
+        self.reminders.poke()
+
+    def _poke_workers(self) -> None:
         for worker in self.workers:
             worker.poke()
 
@@ -216,7 +230,7 @@ class Bot:
 
     def _mail_of(self, row: OutboxMessage) -> Mail:
         p = row.payload
-        thread = f"<{p['thread']}@{self.mail_domain}>" if p.get("thread") else None
+        thread = self._message_id(p["thread"]) if p.get("thread") else None
         ics = None
         calendar = p.get("calendar")
         if calendar and row.downtime_id is not None:
@@ -240,7 +254,7 @@ class Bot:
             cc=tuple(p["cc"]),
             subject=p["subject"],
             body=row.body,
-            message_id=f"<{row.key}@{self.mail_domain}>",
+            message_id=self._message_id(row.key),
             in_reply_to=thread,
             references=(thread,) if thread else (),
             ics=ics,
@@ -248,16 +262,43 @@ class Bot:
             date=row.created_at,
         )
 
+    def _message_id(self, key: str) -> str:
+        """<dt1.r0.announce.mail@domain>: the outbox key, made a dot-atom (RFC 5322 has no ':' there)."""
+        left = re.sub(r"[^A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+", ".", key).strip(".")
+        return f"<{left}@{self.mail_domain}>"
+
     async def _send_mail(self, row: OutboxMessage) -> None:
-        mail = self._mail_of(row)
+        try:
+            mail = self._mail_of(row)
+        except ValueError as err:  # no recipient, a bad address: it can never be sent as it is
+            self._report_mail_failure(row, str(err), final=True)
+            raise Permanent(str(err)) from err
         try:
             await asyncio.to_thread(self.mailer.send, mail, self.clock.now())
         except MailRejected as err:
+            self._report_mail_failure(row, str(err), final=True)
             raise Permanent(str(err)) from err
         except MailError as err:
+            if row.attempts + 1 >= MAIL_REPORT_AFTER:
+                self._report_mail_failure(row, str(err), final=False)
             raise Retry(str(err)) from err
 
+    def _report_mail_failure(self, row: OutboxMessage, reason: str, *, final: bool) -> None:
+        """Tell CiDuty in the requests channel, once per mail (the outbox key sees to it)."""
+        with self.sessions() as session:
+            queued = queue_mail_failure(
+                session, now=self.clock.now(), settings=self.settings, render=self.render,
+                row=row, reason=reason, final=final,
+            )
+            session.commit()
+        if queued:
+            for worker in self.workers:
+                if worker.kind == "chat":
+                    worker.poke()
+
     async def start(self) -> None:
+        # Reminders first: what fell due while the bot was down is queued before any command.
+        await self.reminders.start()
         for transport in self.transports.values():
             await transport.start(self.dispatcher.handle)
         self._tasks = [asyncio.create_task(w.run(), name=f"outbox-{w.name}") for w in self.workers]
@@ -282,6 +323,7 @@ class Bot:
                 break
 
     async def stop(self) -> None:
+        self.reminders.stop()
         for worker in self.workers:
             worker.stop()
         for task in self._tasks:

@@ -136,6 +136,8 @@ class Config:
     # Raw sections for the transports, which parse their own keys (irc, matrix).
     raw: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     path: str = ""
+    # [people]: account (casefolded) → mail address, where the draft reaches the requester.
+    people: Mapping[str, str] = field(default_factory=dict)
 
 
 def _list(value: str) -> tuple[str, ...]:
@@ -225,11 +227,24 @@ def _build(raw: Mapping[str, Mapping[str, str]], path: str) -> Config:
     members = {}
     for role in Role:
         members[role] = frozenset(a.casefold() for a in _list(get("roles", role.value)))
+    # [people] <person> = <IRC account>, <@mxid:server>, <mail address>: one person's accounts
+    # (a role given to any holds on every network) and where mail reaches them.
     links: dict[str, frozenset[str]] = {}
-    for person, accounts in raw.get("people", {}).items():
-        identities = frozenset(a.casefold() for a in (person, *_list(accounts)))
+    people: dict[str, str] = {}
+    for person, entries in raw.get("people", {}).items():
+        accounts, mails = [person], []
+        for entry in _list(entries):
+            if entry.startswith("@") or "@" not in entry:
+                accounts.append(entry)
+            elif any(c.isspace() or c in "<>,;" for c in entry) or "." not in entry.rpartition("@")[2]:
+                raise ConfigError(f"[people] {person} = {entries!r}: {entry!r} is not a mail address or an account")
+            else:
+                mails.append(entry)
+        identities = frozenset(a.casefold() for a in accounts)
         for identity in identities:
             links[identity] = links.get(identity, frozenset()) | identities
+            if mails:
+                people[identity] = mails[0]
     roles = RolesSection(members, links)
 
     try:
@@ -296,7 +311,7 @@ def _build(raw: Mapping[str, Mapping[str, str]], path: str) -> Config:
         for branch, value in (raw.get("push") or DEFAULT_PUSH).items()
     }
     systems = dict(raw.get("systems") or DEFAULT_SYSTEMS)
-    return Config(bot, channels, roles, policy, bugzilla, mail, trees, notice, push, systems, raw, path)
+    return Config(bot, channels, roles, policy, bugzilla, mail, trees, notice, push, systems, raw, path, people)
 
 
 DEFAULT_LOW_IMPACT = "mon-fri 04:00-08:00 UTC, sat-sun 00:00-24:00 UTC"

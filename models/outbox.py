@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Sequence, Set
 from typing import Any
 
 from sqlalchemy import select
@@ -14,15 +14,22 @@ from models.orm import OutboxMessage
 class Outbox:
     """Adds outbox rows to a session; the unique key makes queuing idempotent."""
 
-    def __init__(self, session: Session, *, now: dt.datetime, networks: Sequence[str]):
+    def __init__(
+        self, session: Session, *, now: dt.datetime, networks: Sequence[str], queued: Set[str] | None = None
+    ):
         self.session = session
         self.now = now
         self.networks = tuple(networks)
         self.added: list[OutboxMessage] = []
+        # The keys already in the table, when the caller looked them up in bulk (a burst of
+        # reminders): saves one query per row.
+        self.queued = queued
 
     def _add(self, key: str, *, first: bool = False, **fields: Any) -> OutboxMessage | None:
         """Keep a row for `write`; None when a row with this key exists (already queued)."""
-        if any(m.key == key for m in self.added) or self.session.scalar(
+        if any(m.key == key for m in self.added):
+            return None
+        if key in self.queued if self.queued is not None else self.session.scalar(
             select(OutboxMessage.id).where(OutboxMessage.key == key)
         ):
             return None

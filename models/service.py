@@ -46,6 +46,7 @@ class MailRouting:
     cc: tuple[str, ...] = ()
     announce_to: tuple[str, ...] = ()
     copy_to: tuple[str, ...] = ()
+    people: Mapping[str, str] = field(default_factory=dict)  # casefolded account -> mail address
 
 
 @dataclass(frozen=True)
@@ -424,11 +425,20 @@ class Core:
         return outcome
 
     def _mail_draft(self, downtime: Downtime, outcome: Outcome) -> None:
+        """The draft goes to everyone working in the downtime, the requester and the pre-approvers."""
         routing = self.settings.mail
-        assignees = [b.assignee for b in downtime.bugs if b.assignee and "@" in b.assignee]
-        to = list(dict.fromkeys([*assignees, *routing.preapprovers]))
+        assignees = [b.assignee for b in downtime.bugs if b.assignee and "@" in b.assignee and not _nobody(b.assignee)]
+        requester = routing.people.get(downtime.requester.casefold(), "")
+        if routing.configured and not requester:
+            outcome.notes.append(
+                f"the requester {downtime.requester} has no mail address in [people]: the draft does not reach them"
+            )
+        to = list(dict.fromkeys(a for a in [*assignees, requester, *routing.preapprovers] if a))
         if not to and not routing.configured:
             to = ["(pre-approvers)"]
+        if not to and not routing.cc:
+            outcome.manual.append("nobody to mail the draft to: set [mail] preapprovers (and [people])")
+            return
         self.outbox.mail(
             f"dt{downtime.id}:r{downtime.revision}:draft",
             to=to,
@@ -498,7 +508,8 @@ class Core:
         text = self.render("announce_chat.txt", d=downtime)
         for channel in self._channels():
             self.outbox.chat(key, channel, text, downtime_id=downtime.id)
-        self._mail_lists(downtime, "announce", thread=None, calendar="REQUEST")
+        # A second announcement (after a reschedule) answers the first: one conversation.
+        self._mail_lists(downtime, "announce", thread=self._announcement_thread(downtime), calendar="REQUEST")
         outcome = Outcome(downtime, warnings=[f for f in failures if not f.hard])
         if blockers:
             outcome.notes.append(f"announced over: {'; '.join(blockers)} (reason logged: {force_reason})")
@@ -508,18 +519,29 @@ class Core:
         return list(dict.fromkeys([self.settings.announce_channel, self.settings.requests_channel]))
 
     def _mail_lists(self, downtime: Downtime, event: str, *, thread: str | None, calendar: str | None) -> None:
+        """Mail the lists; a later mail goes where the announcement went, in its thread."""
         routing = self.settings.mail
-        to = list(routing.announce_to) or ["(announcement lists)"]
+        to, cc = list(routing.announce_to), list(routing.copy_to)
+        first = self.session.scalar(select(OutboxMessage).where(OutboxMessage.key == thread)) if thread else None
+        if first is not None:
+            to = list(dict.fromkeys([*first.payload.get("to", []), *to]))
+            cc = [a for a in dict.fromkeys([*first.payload.get("cc", []), *cc]) if a not in to]
+        if not to and not cc:
+            if routing.configured:
+                return  # no lists configured: the channels were told
+            to = ["(announcement lists)"]
+        # A cancellation must outrank the last invitation, or calendars keep the event (RFC 5546).
+        sequence = downtime.revision + (1 if calendar == "CANCEL" else 0)
         self.outbox.mail(
             f"dt{downtime.id}:r{downtime.revision}:{event}:mail",
             to=to,
-            cc=routing.copy_to,
+            cc=cc,
             subject=self.render(f"{event}_subject.txt", d=downtime).strip(),
             body=self.render(f"{event}_message.txt", d=downtime),
             downtime_id=downtime.id,
             thread=thread,
             calendar=(
-                {"method": calendar, "sequence": downtime.revision,
+                {"method": calendar, "sequence": sequence,
                  "status": "CANCELLED" if calendar == "CANCEL" else "CONFIRMED"}
                 if calendar
                 else None

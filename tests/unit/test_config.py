@@ -65,3 +65,14 @@ def test_people_link_an_irc_account_and_an_mxid_so_roles_hold_on_both_networks(t
     assert config.roles.roles_of("sam") == frozenset({Role.SHERIFF})
     assert config.roles.accounts(Role.SHERIFF) == ["@sam:mozilla.org", "sam"]
     assert config.roles.roles_of("@mallory:mozilla.org") == frozenset()
+
+
+def test_people_give_a_mail_address_to_every_account_of_a_person(tmp_path: Path) -> None:
+    ini = tmp_path / "c.ini"
+    ini.write_text("[people]\nalice = alice, @alice:mozilla.org, alice@example.org\n")
+    config = configuration.load(ini, environ={})
+    assert config.people["alice"] == config.people["@alice:mozilla.org"] == "alice@example.org"
+    assert config.roles.identities("alice") == frozenset({"alice", "@alice:mozilla.org"})
+    ini.write_text("[people]\nbob = bob@nowhere\n")
+    with pytest.raises(ConfigError, match=r"\[people\] bob"):
+        configuration.load(ini, environ={})

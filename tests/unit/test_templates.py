@@ -62,6 +62,11 @@ CONTEXT = {
     "row": OutboxMessage(key="k", kind="bugzilla", target="bugzilla", body="set flags on bug 1", downtime_id=7),
     "waited": dt.timedelta(minutes=31),
     "source": "",
+    "auto_start": False,
+    "final": True,
+    "subject": "Tree-closing downtime #7",
+    "to": ["dev-planning@example.org"],
+    "attempts": 3,
     "builtin": True,
     "case": "push",
     "branch": "autoland",
@@ -108,4 +113,4 @@ def test_the_tree_open_mail_lists_what_did_and_did_not_get_done() -> None:
 
 
 def test_a_late_reminder_says_it_is_late() -> None:
-    assert "(late:" in RENDER("reminder.txt", d=downtime(), kind="start", late=True)
+    assert "(late:" in RENDER("reminder.txt", d=downtime(), kind="start", late=True, auto_start=False)
