@@ -27,7 +27,7 @@ from adapters.bugzilla_jobs import BugzillaSync
 from adapters.calendar import downtime_invitation
 from adapters.clock import Clock, SystemClock
 from adapters.console import ConsoleTransport
-from adapters.db import make_engine, migrate, session_factory
+from adapters.db import Checkpointer, make_engine, migrate, session_factory
 from adapters.mail import Mail, Mailer, MailConfig, MailError, MailRejected, PrintMailer, SmtpMailer
 from adapters.outbox import OutboxWorker, Permanent, Retry
 from adapters.scheduler import ReminderScheduler
@@ -138,7 +138,8 @@ class Bot:
         self.config = config
         self.clock = clock or SystemClock()
         self.transports = transports
-        self.engine = make_engine(config.bot.database, base=HERE)
+        self.engine = make_engine(config.bot.database, base=HERE, background_checkpoints=True)
+        self.checkpointer = Checkpointer(self.engine)
         migrate(self.engine)
         self.sessions = session_factory(self.engine)
         self.render = Renderer(
@@ -302,6 +303,8 @@ class Bot:
         for transport in self.transports.values():
             await transport.start(self.dispatcher.handle)
         self._tasks = [asyncio.create_task(w.run(), name=f"outbox-{w.name}") for w in self.workers]
+        if self.engine.dialect.name == "sqlite":
+            self._tasks.append(asyncio.create_task(self.checkpointer.run(), name="sqlite-checkpoints"))
         if self.bugzilla is not None:
             # In the background: a Bugzilla that is down must not hold up the chat.
             self._tasks.append(asyncio.create_task(self._check_bugzilla(), name="bugzilla-check"))
@@ -331,6 +334,8 @@ class Bot:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for transport in self.transports.values():
             await transport.stop()
+        if self.engine.dialect.name == "sqlite":
+            await asyncio.to_thread(self.checkpointer.checkpoint, "TRUNCATE")
         self.engine.dispose()
 
 

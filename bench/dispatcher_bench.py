@@ -84,6 +84,8 @@ def main() -> None:
             loop = asyncio.new_event_loop()
             bot = Bot(config, transports={"irc": FakeTransport("irc")}, clock=FakeClock(NOW), mailer=FakeMailer())
             fill(bot, size)
+            # As in the running bot: the write-ahead log is checkpointed in a thread, not by commits.
+            checkpoints = loop.create_task(bot.checkpointer.run())
             ids = list(range(1, size + 1))
             rng = random.Random(1)
             cases = {
@@ -98,6 +100,7 @@ def main() -> None:
             measure(bot, loop, ["!downtime list", "!downtime show 1"] * 10)  # warm up caches
             for name, lines in cases.items():
                 print(report(name, size, measure(bot, loop, lines)).replace(f"| {size:>7,} |", f"| {size:,} |"))
+            checkpoints.cancel()
             loop.run_until_complete(bot.stop())
             loop.close()
 

@@ -34,3 +34,25 @@ def test_a_relative_sqlite_path_is_created_under_the_given_base(tmp_path: Path) 
     engine = make_engine("sqlite:///var/x.db", base=tmp_path)
     migrate(engine)
     assert (tmp_path / "var" / "x.db").exists()
+
+
+def test_with_background_checkpoints_commits_only_append_to_the_log_until_the_checkpointer_runs(tmp_path: Path) -> None:
+    from adapters.db import Checkpointer
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'c.db'}", background_checkpoints=True)
+    migrate(engine)
+    wal = tmp_path / "c.db-wal"
+    with engine.begin() as connection:
+        connection.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
+    for n in range(700):
+        with engine.begin() as connection:
+            connection.execute(
+                text("insert into audit_events (at, account, network, action, from_state, to_state, detail) "
+                     "values ('2026-12-01 10:00:00', 'a', 'irc', 'x', '', '', :n)"), {"n": str(n)})
+    grown = wal.stat().st_size
+    assert grown > 1000 * 4096  # more than the 1000 pages after which SQLite would checkpoint itself
+    Checkpointer(engine).checkpoint("TRUNCATE")
+    assert wal.stat().st_size == 0
+    fresh = make_engine(f"sqlite:///{tmp_path / 'c.db'}")
+    with fresh.connect() as connection:
+        assert connection.execute(text("select count(*) from audit_events")).scalar() == 700
