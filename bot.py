@@ -316,6 +316,13 @@ def matrix_transport(config: configuration.Config) -> Transport:
     if missing:
         raise configuration.ConfigError(f"[matrix] {', '.join(missing)}: needed when transports has matrix")
     store = Path(get("store_path", "var/matrix"))
+    tuning: dict[str, float] = {}
+    for key, cast in (("sync_timeout_ms", int), ("backoff_min", float), ("backoff_max", float)):
+        if get(key):
+            try:
+                tuning[key] = cast(get(key))
+            except ValueError:
+                raise configuration.ConfigError(f"[matrix] {key}: expected a number, got {get(key)!r}") from None
     try:
         matrix_config = MatrixConfig(
             homeserver=get("homeserver"),
@@ -328,6 +335,7 @@ def matrix_transport(config: configuration.Config) -> Transport:
             allowed_inviters=frozenset(
                 a for role in Role for a in config.roles.accounts(role) if a.startswith("@")
             ),
+            **tuning,  # type: ignore[arg-type]
         )
     except ValueError as err:
         raise configuration.ConfigError(str(err)) from None

@@ -57,6 +57,8 @@ class RolesSection:
 
     members: Mapping[Role, frozenset[str]] = field(default_factory=dict)
     links: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    # [people] names that are not also one of that person's accounts: never mentioned.
+    names: frozenset[str] = frozenset()
 
     def identities(self, account: str) -> frozenset[str]:
         folded = account.casefold()
@@ -73,7 +75,7 @@ class RolesSection:
         found: set[str] = set()
         for member in self.members.get(role, ()):
             found |= self.identities(member)
-        return sorted(found)
+        return sorted(found - self.names)
 
 
 @dataclass(frozen=True)
@@ -226,11 +228,15 @@ def _build(raw: Mapping[str, Mapping[str, str]], path: str) -> Config:
     for role in Role:
         members[role] = frozenset(a.casefold() for a in _list(get("roles", role.value)))
     links: dict[str, frozenset[str]] = {}
+    names: set[str] = set()
     for person, accounts in raw.get("people", {}).items():
-        identities = frozenset(a.casefold() for a in (person, *_list(accounts)))
+        listed = frozenset(a.casefold() for a in _list(accounts))
+        identities = listed | {person.casefold()}
+        if person.casefold() not in listed:
+            names.add(person.casefold())
         for identity in identities:
             links[identity] = links.get(identity, frozenset()) | identities
-    roles = RolesSection(members, links)
+    roles = RolesSection(members, links, frozenset(names))
 
     try:
         policy = Policy(
