@@ -144,10 +144,11 @@ class Bot:
         self.settings = settings_from(config, list(transports))
         self.mailer = mailer or mailer_from(config, stdout or sys.stdout)
         self.mail_domain = config.mail.sender.rpartition("@")[2].rstrip(">") or "downtimebot.localhost"
-        self.workers = [
-            OutboxWorker(self.sessions, self.clock, kind="chat", network=name, deliver=self._chat_sender(t))
-            for name, t in transports.items()
-        ]
+        self.workers: list[OutboxWorker] = []
+        for name, t in transports.items():
+            worker = OutboxWorker(self.sessions, self.clock, kind="chat", network=name, deliver=self._chat_sender(t))
+            t.on_connected = worker.poke  # back after an outage: deliver what waited, now
+            self.workers.append(worker)
         self.workers.append(OutboxWorker(self.sessions, self.clock, kind="mail", deliver=self._send_mail))
         self.bugzilla: BugzillaSync | None = None
         if config.bugzilla.enabled:

@@ -871,6 +871,8 @@ class IrcTransport(Transport):
             session.joined.add(fold(channel))
             session.join_backoff.pop(fold(channel), None)
             log.info("IRC joined %s", channel)
+            if self.on_connected is not None:  # what waited for this channel can go now
+                self.on_connected()
             return
         if "extended-join" in session.acked and event.arguments:
             account = event.arguments[0]

@@ -478,7 +478,7 @@ def test_a_bot_killed_with_a_command_in_flight_and_messages_queued_runs_nothing_
                 proxy.fault("/send/", None)
                 bot.start()
 
-                await say(p.eve, p.ci, scene, "!downtime show 1", starting("Downtime #1"))
+                await say(p.eve, p.ci, scene, "!downtime show 1", starting("#1 ["))
                 await p.sam.wait_for(from_bot(scene, starting("Downtime #1 announced:")), p.dev)
                 await p.carol.wait_for(from_bot(scene, starting("Downtime #1 announced:")), p.ci)
                 await until(lambda: not scene.sql("SELECT 1 FROM outbox WHERE status != 'sent'"),
@@ -532,7 +532,7 @@ def test_synapse_down_for_30_seconds_the_bot_backs_off_then_delivers_what_was_qu
                     await asyncio.to_thread(synapse.start)
                 ping = await p.carol.wait_for(from_bot(scene, containing("New downtime request #1")), p.ci, timeout=30)
                 assert "During the outage" in ping.source["content"]["body"]
-                await say(p.carol, p.ci, scene, "!downtime show 1", starting("Downtime #1"))
+                await say(p.carol, p.ci, scene, "!downtime show 1", starting("#1 ["))
                 # Backoff 0.5 s doubling to 4 s: about ten attempts in 30 s; a tight loop makes thousands.
                 assert 3 <= during <= 25, proxy.requests
                 assert sum("New downtime request #1" in b for b in bodies(p.carol, scene, p.ci)) == 1
