@@ -34,3 +34,17 @@ def test_a_relative_sqlite_path_is_created_under_the_given_base(tmp_path: Path) 
     engine = make_engine("sqlite:///var/x.db", base=tmp_path)
     migrate(engine)
     assert (tmp_path / "var" / "x.db").exists()
+
+
+def test_a_database_at_the_newest_migration_is_opened_without_loading_alembic(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'm.db'}")
+    migrate(engine)
+    code = (
+        "import sys; from adapters.db import make_engine, migrate; "
+        f"migrate(make_engine('sqlite:///{tmp_path / 'm.db'}')); print('alembic' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
