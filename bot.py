@@ -151,10 +151,11 @@ class Bot:
         self.settings = settings_from(config, list(transports))
         self.mailer = mailer or mailer_from(config, stdout or sys.stdout)
         self.mail_domain = config.mail.sender.rpartition("@")[2].rstrip(">") or "downtimebot.localhost"
-        self.workers = [
-            OutboxWorker(self.sessions, self.clock, kind="chat", network=name, deliver=self._chat_sender(t))
-            for name, t in transports.items()
-        ]
+        self.workers: list[OutboxWorker] = []
+        for name, t in transports.items():
+            worker = OutboxWorker(self.sessions, self.clock, kind="chat", network=name, deliver=self._chat_sender(t))
+            t.on_connected = worker.poke  # back after an outage: deliver what waited, now
+            self.workers.append(worker)
         self.workers.append(OutboxWorker(self.sessions, self.clock, kind="mail", deliver=self._send_mail))
         self.bugzilla: BugzillaSync | None = None
         if config.bugzilla.enabled:
@@ -363,6 +364,13 @@ def matrix_transport(config: configuration.Config) -> Transport:
     if missing:
         raise configuration.ConfigError(f"[matrix] {', '.join(missing)}: needed when transports has matrix")
     store = Path(get("store_path", "var/matrix"))
+    tuning: dict[str, float] = {}
+    for key, cast in (("sync_timeout_ms", int), ("backoff_min", float), ("backoff_max", float)):
+        if get(key):
+            try:
+                tuning[key] = cast(get(key))
+            except ValueError:
+                raise configuration.ConfigError(f"[matrix] {key}: expected a number, got {get(key)!r}") from None
     try:
         matrix_config = MatrixConfig(
             homeserver=get("homeserver"),
@@ -375,6 +383,7 @@ def matrix_transport(config: configuration.Config) -> Transport:
             allowed_inviters=frozenset(
                 a for role in Role for a in config.roles.accounts(role) if a.startswith("@")
             ),
+            **tuning,  # type: ignore[arg-type]
         )
     except ValueError as err:
         raise configuration.ConfigError(str(err)) from None

@@ -57,6 +57,8 @@ class RolesSection:
 
     members: Mapping[Role, frozenset[str]] = field(default_factory=dict)
     links: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    # [people] names that are not also one of that person's accounts: never mentioned.
+    names: frozenset[str] = frozenset()
 
     def identities(self, account: str) -> frozenset[str]:
         folded = account.casefold()
@@ -73,7 +75,7 @@ class RolesSection:
         found: set[str] = set()
         for member in self.members.get(role, ()):
             found |= self.identities(member)
-        return sorted(found)
+        return sorted(found - self.names)
 
 
 @dataclass(frozen=True)
@@ -231,8 +233,9 @@ def _build(raw: Mapping[str, Mapping[str, str]], path: str) -> Config:
     # (a role given to any holds on every network) and where mail reaches them.
     links: dict[str, frozenset[str]] = {}
     people: dict[str, str] = {}
+    names: set[str] = set()
     for person, entries in raw.get("people", {}).items():
-        accounts, mails = [person], []
+        accounts, mails = [], []
         for entry in _list(entries):
             if entry.startswith("@") or "@" not in entry:
                 accounts.append(entry)
@@ -240,12 +243,17 @@ def _build(raw: Mapping[str, Mapping[str, str]], path: str) -> Config:
                 raise ConfigError(f"[people] {person} = {entries!r}: {entry!r} is not a mail address or an account")
             else:
                 mails.append(entry)
-        identities = frozenset(a.casefold() for a in accounts)
+        listed = frozenset(a.casefold() for a in accounts)
+        identities = listed | {person.casefold()}
+        if listed and person.casefold() not in listed:
+            # A name that is none of the listed accounts: roles may use it, mentions must not.
+            # (With no account listed, as in "alice = alice@example.org", the name is the account.)
+            names.add(person.casefold())
         for identity in identities:
             links[identity] = links.get(identity, frozenset()) | identities
             if mails:
                 people[identity] = mails[0]
-    roles = RolesSection(members, links)
+    roles = RolesSection(members, links, frozenset(names))
 
     try:
         policy = Policy(

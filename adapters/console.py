@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import uuid
 import sys
 from typing import TextIO
 
@@ -42,6 +43,8 @@ class ConsoleTransport(Transport):
         self.room: str | None = "#ci"
         self._task: asyncio.Task[None] | None = None
         self._counter = 0
+        # Message ids must never repeat across runs: a command's id is kept to ignore replays.
+        self._run_id = uuid.uuid4().hex[:12]
 
     @property
     def connected(self) -> bool:
@@ -94,7 +97,7 @@ class ConsoleTransport(Transport):
             account=None if unidentified else who,
             nick=who,
             text=text,
-            msgid=f"console-{self._counter}",
+            msgid=f"console-{self._run_id}-{self._counter}",
         )
 
     async def send(self, message: Outgoing) -> None:

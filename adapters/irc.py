@@ -55,6 +55,7 @@ WANTED_CAPS = (
 JOIN_ERRORS = {"437", "471", "473", "474", "477", "403", "405"}
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # C0 and DEL; \t handled apart, \n splits
 _NEWLINES = re.compile(r"\r\n|\r|\n")
+_MATRIX_ID = re.compile(r"^@[^:\s]+:\S+$")  # a Matrix user id (MXID): not an IRC account
 
 
 @dataclass(frozen=True)
@@ -594,8 +595,10 @@ class IrcTransport(Transport):
             raise TransportUnavailable("not connected to IRC")
         target = await self._irc_target(session, message.target)
         lines = sanitize_lines(message.text)
-        if message.mentions:
-            nicks = ", ".join(self._mention_nick(account) for account in message.mentions)
+        # A person linked across networks is mentioned by every account; IRC pings the IRC ones.
+        mentions = [a for a in message.mentions if not _MATRIX_ID.match(a)]
+        if mentions:
+            nicks = ", ".join(self._mention_nick(account) for account in mentions)
             lines = [f"{nicks}: {lines[0]}" if lines else f"{nicks}:"] + lines[1:]
         if not lines:
             return
@@ -868,6 +871,8 @@ class IrcTransport(Transport):
             session.joined.add(fold(channel))
             session.join_backoff.pop(fold(channel), None)
             log.info("IRC joined %s", channel)
+            if self.on_connected is not None:  # what waited for this channel can go now
+                self.on_connected()
             return
         if "extended-join" in session.acked and event.arguments:
             account = event.arguments[0]

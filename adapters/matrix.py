@@ -470,9 +470,11 @@ class MatrixTransport(Transport):
                 log.warning("Matrix sync error (%s); retrying in %.1f s", reply, delay)
                 await self._unless_stopped(asyncio.sleep(delay))
                 continue
-            if not self._connected:
+            was_connected, self._connected = self._connected, True
+            if not was_connected:
                 log.info("Matrix sync is working (%s)", self.config.homeserver)
-            self._connected = True
+                if self.on_connected is not None:
+                    self.on_connected()
             backoff.reset()
             # Not interrupted by stop(): a batch is handled and its next_batch saved, or not.
             try:

@@ -71,6 +71,9 @@ class Transport(abc.ABC):
     network: str = "abstract"
     # Longer direct answers go to the asker privately, with a pointer in the channel (None: no limit).
     max_channel_lines: int | None = None
+    # Set by the bot: called when the network is back after an outage, so that what was queued
+    # meanwhile goes out now rather than at the outbox worker's next backoff attempt.
+    on_connected: Callable[[], None] | None = None
 
     @abc.abstractmethod
     async def start(self, on_message: MessageHandler) -> None:

@@ -266,3 +266,21 @@ class TreeChangeItem(Base):
     change: Mapped[TreeChange] = relationship(back_populates="items")
 
     __table_args__ = (Index("ix_tree_change_items_change_id", "change_id"),)
+
+
+class HandledMessage(Base):
+    """A chat message whose command changed something, recorded in that command's transaction.
+
+    A network can deliver the same message again (Matrix replays the events after the last
+    saved sync token when the bot was killed mid-batch); its (network, msgid) is found here and
+    the replay is ignored, so the change is never made twice. Old rows are pruned: a replay
+    comes within minutes, not weeks.
+    """
+
+    __tablename__ = "handled_messages"
+
+    network: Mapped[str] = mapped_column(String(20), primary_key=True)
+    msgid: Mapped[str] = mapped_column(String(255), primary_key=True)
+    handled_at: Mapped[utc]
+
+    __table_args__ = (Index("ix_handled_messages_handled_at", "handled_at"),)

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from adapters.clock import Clock
 from adapters.transport import Incoming, Outgoing
+from models.handled import already_handled, mark_handled
 from models.service import Actor, Core, Settings
 from plugins import downtime, trees
 from plugins.context import BugLookup, CommandContext, NoBugzilla
@@ -80,6 +81,11 @@ class Dispatcher:
             reply_target=message.reply_target,
         )
         with self.sessions() as session:
+            if message.msgid and already_handled(session, message.network, message.msgid):
+                # A replay (e.g. Matrix after a crash before its sync token was saved): the
+                # change and its queued replies were committed the first time.
+                log.info("ignoring %s message %s: already handled", message.network, message.msgid)
+                return [], False
             core = Core(session, now=now, settings=self.settings, render=self.render, actor=actor)
             ctx = CommandContext(
                 message=message,
@@ -105,6 +111,8 @@ class Dispatcher:
             for n, text in enumerate(ctx.replies):
                 core.outbox.chat(f"{key}:{n}", message.reply_target, text, networks=[message.network], first=True)
             core.outbox.write()
+            if message.msgid:
+                mark_handled(session, message.network, message.msgid, now)
             try:
                 session.commit()
             except Exception:

@@ -298,6 +298,12 @@ class Synapse:
         self._request("DELETE", f"/_synapse/admin/v2/users/{quoted}/devices/{device_id}",
                       token=self.admin_token)
 
+    def exempt_from_rate_limits(self, user_id: str) -> None:
+        """Lift the message rate limit for one user (the people in a test, not the bot)."""
+        quoted = urllib.parse.quote(user_id)
+        self._request("POST", f"/_synapse/admin/v1/users/{quoted}/override_ratelimit",
+                      {"messages_per_second": 0, "burst_count": 0}, token=self.admin_token)
+
     def proxy(self) -> CountingProxy:
         """A started proxy in front of this Synapse; closed with it."""
         proxy = CountingProxy(self.url)
@@ -328,6 +334,9 @@ class CountingProxy:
 
     ``mode``: ``"forward"`` (default), ``"unavailable"`` (answers 503 M_UNKNOWN), ``"drop"``
     (closes the connection without an answer). When the upstream is down the proxy answers 502.
+    ``fault(path_contains, how)`` applies a fault to matching requests only: ``"unavailable"``
+    (503, nothing forwarded) or ``"lose_reply"`` (forwarded, then the connection is closed
+    without the answer: the server did it, the client cannot know).
     """
 
     def __init__(self, upstream: str) -> None:
@@ -337,6 +346,7 @@ class CountingProxy:
         self.mode: Literal["forward", "unavailable", "drop"] = "forward"
         self._lock = threading.Lock()
         self._requests: list[ProxiedRequest] = []
+        self._faults: dict[str, Literal["unavailable", "lose_reply"]] = {}
         self._server = _QuietHTTPServer(("127.0.0.1", 0), self._handler_class())
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -352,6 +362,18 @@ class CountingProxy:
             1 for r in self.requests
             if path_contains in r.path and (status is None or r.status == status)
         )
+
+    def fault(self, path_contains: str, how: Literal["unavailable", "lose_reply"] | None) -> None:
+        """Make requests whose path contains `path_contains` fail `how` (None: clear it)."""
+        with self._lock:
+            if how is None:
+                self._faults.pop(path_contains, None)
+            else:
+                self._faults[path_contains] = how
+
+    def _fault_for(self, path: str) -> str | None:
+        with self._lock:
+            return next((how for part, how in self._faults.items() if part in path), None)
 
     def reset(self) -> None:
         with self._lock:
@@ -381,7 +403,8 @@ class CountingProxy:
                     proxy._record(self.command, self.path, 0)
                     self.close_connection = True
                     return
-                if proxy.mode == "unavailable":
+                fault = proxy._fault_for(self.path)
+                if proxy.mode == "unavailable" or fault == "unavailable":
                     self._answer(503, {"errcode": "M_UNKNOWN", "error": "proxy says unavailable"})
                     return
                 headers = {
@@ -400,6 +423,10 @@ class CountingProxy:
                     return
                 finally:
                     upstream.close()
+                if fault == "lose_reply":
+                    proxy._record(self.command, self.path, 0)
+                    self.close_connection = True
+                    return
                 proxy._record(self.command, self.path, response.status)
                 self.send_response(response.status)
                 for key, value in response.getheaders():

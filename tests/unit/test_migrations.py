@@ -56,3 +56,17 @@ def test_with_background_checkpoints_commits_only_append_to_the_log_until_the_ch
     fresh = make_engine(f"sqlite:///{tmp_path / 'c.db'}")
     with fresh.connect() as connection:
         assert connection.execute(text("select count(*) from audit_events")).scalar() == 700
+
+
+def test_a_database_at_the_newest_migration_is_opened_without_loading_alembic(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'm.db'}")
+    migrate(engine)
+    code = (
+        "import sys; from adapters.db import make_engine, migrate; "
+        f"migrate(make_engine('sqlite:///{tmp_path / 'm.db'}')); print('alembic' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
