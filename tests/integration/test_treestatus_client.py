@@ -14,13 +14,11 @@ from adapters.treestatus import (
     TreestatusUnavailable,
     TreeState,
 )
-from tests.servers.treestatus import TreestatusServer
+from tests.servers.treestatus import APPROVAL, BUSTAGE, TreestatusServer, add_mixed_trees
 
 pytestmark = pytest.mark.integration
 
 TOKEN = "tok-3f9a-secret-do-not-log"
-BUSTAGE = "Bustage from bug 1234567 (xpcshell failures)"
-APPROVAL = "Release candidate: approval needed for uplifts"
 DOWNTIME_A = "Planned downtime 7: database failover (bug 1111111)"
 DOWNTIME_B = "Planned downtime 8: hg server upgrade (bug 2222222)"
 
@@ -28,10 +26,7 @@ DOWNTIME_B = "Planned downtime 8: hg server upgrade (bug 2222222)"
 @pytest.fixture
 def server() -> Iterator[TreestatusServer]:
     with TreestatusServer(token=TOKEN) as srv:
-        srv.add_tree("autoland")
-        srv.add_tree("mozilla-central", "closed", BUSTAGE, ("checkin_test",))
-        srv.add_tree("mozilla-beta", "approval required", APPROVAL)
-        srv.add_tree("try")
+        add_mixed_trees(srv)
         yield srv
 
 

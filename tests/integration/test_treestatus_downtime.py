@@ -12,14 +12,12 @@ from adapters.clock import FakeClock
 from adapters.treestatus import TreestatusClient
 from tests.conftest import Chat, make_config
 from tests.plugins.test_trees_transcript import announce
-from tests.servers.treestatus import TreestatusServer
+from tests.servers.treestatus import APPROVAL, BUSTAGE, TreestatusServer, add_mixed_trees
 
 pytestmark = pytest.mark.integration
 
 UTC = dt.timezone.utc
 TOKEN = "tok-downtime-integration"
-BUSTAGE = "Bustage from bug 1234567 (xpcshell failures)"
-APPROVAL = "Release candidate: approval needed for uplifts"
 REASON = "Downtime #1: Upgrade hg.mozilla.org (bug 123456)"
 TREES = ("autoland", "mozilla-central", "mozilla-beta", "try")
 
@@ -27,10 +25,7 @@ TREES = ("autoland", "mozilla-central", "mozilla-beta", "try")
 @pytest.fixture
 def server() -> Iterator[TreestatusServer]:
     with TreestatusServer(token=TOKEN) as srv:
-        srv.add_tree("autoland")
-        srv.add_tree("mozilla-central", "closed", BUSTAGE, ("checkin_test",))
-        srv.add_tree("mozilla-beta", "approval required", APPROVAL)
-        srv.add_tree("try")
+        add_mixed_trees(srv)
         yield srv
 
 

@@ -482,3 +482,15 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         log.debug("treestatus server: " + format, *args)
+
+
+BUSTAGE = "Bustage from bug 1234567 (xpcshell failures)"
+APPROVAL = "Release candidate: approval needed for uplifts"
+
+
+def add_mixed_trees(server: TreestatusServer) -> None:
+    """The trees the tests start from: open, closed for bustage, approval required, open."""
+    server.add_tree("autoland")
+    server.add_tree("mozilla-central", "closed", BUSTAGE, ("checkin_test",))
+    server.add_tree("mozilla-beta", "approval required", APPROVAL)
+    server.add_tree("try")
