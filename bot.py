@@ -32,7 +32,7 @@ from adapters.outbox import OutboxWorker, Permanent, Retry
 from adapters.templates import Renderer
 from adapters.tree_jobs import TreeJobs, TreeService
 from adapters.treestatus import TreestatusClient
-from adapters.transport import Outgoing, Transport, TransportUnavailable
+from adapters.transport import Outgoing, Transport, TransportUnavailable, Undeliverable
 from models.lifecycle import Role
 from models.orm import Downtime, OutboxMessage
 from models.service import MailRouting, Settings
@@ -183,6 +183,8 @@ class Bot:
             bugzilla=self.bugzilla.lookup if self.bugzilla else NoBugzilla(),
         )
         self._tasks: list[asyncio.Task[None]] = []
+        for transport in transports.values():
+            transport.on_ready = self.poke  # back online: deliver what was queued meanwhile now
 
     def poke(self) -> None:
         for worker in self.workers:
@@ -213,6 +215,8 @@ class Bot:
             await transport.send(message)
         except TransportUnavailable:
             log.warning("reply to %s on %s lost: not connected (asking again answers again)", message.target, network)
+        except Undeliverable as err:
+            log.warning("reply to %s on %s dropped: %s", message.target, network, err)
 
     def _mail_of(self, row: OutboxMessage) -> Mail:
         p = row.payload

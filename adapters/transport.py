@@ -24,6 +24,14 @@ class TransportUnavailable(Exception):
     """The network cannot take this message now; the outbox keeps it and retries."""
 
 
+class Undeliverable(ValueError):
+    """This message can never be delivered as addressed (e.g. nobody holds the account now).
+
+    A ValueError, so the outbox marks the row failed (Permanent) instead of retrying it
+    forever and holding up the messages queued after it.
+    """
+
+
 @dataclass(frozen=True)
 class Incoming:
     """One chat line addressed to the bot (or said in one of its channels)."""
@@ -71,6 +79,10 @@ class Transport(abc.ABC):
     network: str = "abstract"
     # Longer direct answers go to the asker privately, with a pointer in the channel (None: no limit).
     max_channel_lines: int | None = None
+    # Called (when set) each time the transport is ready to deliver again, e.g. after a
+    # reconnect: the composition root points it at the outbox workers, so what was queued
+    # while disconnected goes out at once instead of at the workers' next retry.
+    on_ready: Callable[[], None] | None = None
 
     @abc.abstractmethod
     async def start(self, on_message: MessageHandler) -> None:
