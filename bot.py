@@ -18,26 +18,28 @@ import sys
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from adapters import config as configuration
-from adapters.bugzilla import BugTracker, BugzillaClient
-from adapters.bugzilla_jobs import BugzillaSync
-from adapters.calendar import downtime_invitation
 from adapters.clock import Clock, SystemClock
 from adapters.console import ConsoleTransport
 from adapters.db import make_engine, migrate, session_factory
 from adapters.mail import Mail, Mailer, MailConfig, MailError, MailRejected, PrintMailer, SmtpMailer
 from adapters.outbox import OutboxWorker, Permanent, Retry
 from adapters.templates import Renderer
-from adapters.tree_jobs import TreeJobs, TreeService
-from adapters.treestatus import TreestatusClient
 from adapters.transport import Outgoing, Transport, TransportUnavailable, Undeliverable
 from models.lifecycle import Role
 from models.orm import Downtime, OutboxMessage
 from models.service import MailRouting, Settings
 from plugins.context import NoBugzilla
 from plugins.dispatcher import Dispatcher
+
+if TYPE_CHECKING:
+    # Imported where used: Bugzilla, Treestatus (requests) and icalendar cost ~0.15 s and
+    # ~10 MB at start-up, for features a deployment may not turn on.
+    from adapters.bugzilla import BugTracker, BugzillaClient
+    from adapters.bugzilla_jobs import BugzillaSync
+    from adapters.tree_jobs import TreeJobs, TreeService
 
 log = logging.getLogger("downtimebot")
 HERE = Path(__file__).resolve().parent
@@ -68,6 +70,8 @@ def settings_from(config: configuration.Config, networks: Sequence[str]) -> Sett
 
 def bugzilla_from(config: configuration.Config) -> BugzillaClient:
     """The Bugzilla client for [bugzilla]; the API key comes from the environment only."""
+    from adapters.bugzilla import BugzillaClient
+
     api_key = os.environ.get(config.bugzilla.api_key_env) or None
     if api_key is None:
         log.warning("[bugzilla] api_key_env: %s is not set; Bugzilla changes will be refused",
@@ -96,6 +100,9 @@ def tree_jobs_from(config: configuration.Config, bot: Bot, client: TreeService |
     t = config.trees
     if t.backend == "builtin":
         return None
+    from adapters.tree_jobs import TreeJobs
+    from adapters.treestatus import TreestatusClient
+
     reader = client
     if client is None and t.treestatus_url:
         token = os.environ.get(t.treestatus_token_env)
@@ -151,6 +158,8 @@ class Bot:
         self.workers.append(OutboxWorker(self.sessions, self.clock, kind="mail", deliver=self._send_mail))
         self.bugzilla: BugzillaSync | None = None
         if config.bugzilla.enabled:
+            from adapters.bugzilla_jobs import BugzillaSync
+
             self.bugzilla = BugzillaSync(
                 bugzilla or bugzilla_from(config),
                 sessions=self.sessions,
@@ -224,6 +233,8 @@ class Bot:
         ics = None
         calendar = p.get("calendar")
         if calendar and row.downtime_id is not None:
+            from adapters.calendar import downtime_invitation
+
             with self.sessions() as session:
                 d = session.get(Downtime, row.downtime_id)
                 assert d is not None

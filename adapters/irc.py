@@ -420,6 +420,7 @@ class _Writer:
         return done
 
     async def run(self) -> None:
+        batch: _Batch | None = None
         try:
             while True:
                 batch = await self._queue.get()
@@ -432,6 +433,10 @@ class _Writer:
                 if not batch.done.done():
                     batch.done.set_result(None)
         finally:
+            # Cancelled mid-batch (the connection ended while the pacer held it): its sender
+            # must hear so, or the outbox would wait for it forever.
+            if batch is not None and not batch.done.done():
+                batch.done.set_exception(TransportUnavailable("IRC connection lost while sending"))
             self.close()
 
     async def _write(self, batch: _Batch) -> None:
