@@ -380,13 +380,21 @@ class _Connection(AioConnection):
 
     def write_line(self, line: str, secret: bool = False) -> None:
         """Write one already-checked line; secrets are never logged."""
+        self.write_lines([line], secret)
+
+    def write_lines(self, lines: list[str], secret: bool = False) -> None:
+        """Write lines in one socket write (so a server relays them together, not one by one
+        behind its Nagle timer); each is checked to be one well-formed line of ≤ 512 bytes."""
         if not self.connected or self.transport is None or self.transport.is_closing():
             raise TransportUnavailable("IRC connection is closed")
-        data = line.encode("utf-8") + b"\r\n"
-        if len(data) > LINE_LIMIT or "\n" in line or "\r" in line or "\0" in line:
-            raise ValueError(f"refusing to send a malformed line ({len(data)} bytes)")
-        log.debug("IRC >> %s", line.split(" ", 1)[0] + " ****" if secret else line)
-        self.transport.write(data)
+        chunks = []
+        for line in lines:
+            data = line.encode("utf-8") + b"\r\n"
+            if len(data) > LINE_LIMIT or "\n" in line or "\r" in line or "\0" in line:
+                raise ValueError(f"refusing to send a malformed line ({len(data)} bytes)")
+            log.debug("IRC >> %s", line.split(" ", 1)[0] + " ****" if secret else line)
+            chunks.append(data)
+        self.transport.write(b"".join(chunks))
 
 
 @dataclass(order=True)
@@ -440,6 +448,10 @@ class _Writer:
             self.close()
 
     async def _write(self, batch: _Batch) -> None:
+        if self._pacer is None:  # pacing off: the whole message at once
+            if not batch.done.done():
+                self._connection.write_lines(batch.lines, batch.secret)
+            return
         for line in batch.lines:
             if batch.done.done():  # the sender gave up (cancelled): drop the rest
                 return

@@ -59,6 +59,8 @@ class Result:
     command: str
     p50: float
     p99: float
+    first_p50: float
+    first_p99: float
     rss_mb: float
     joined_s: float
 
@@ -104,7 +106,7 @@ async def measure(
             await client.wait_for(reply, timeout=10)
             await asyncio.sleep(1.0)
             lines = sum(1 for line in client.lines[start:] if reply(line))
-        times = []
+        times, firsts = [], []
         for i in range(runs + 20):
             client.mark()
             sent = time.monotonic()
@@ -112,6 +114,7 @@ async def measure(
             got = await client.wait_for_count(reply, lines, timeout=10)
             if i >= 20:  # warm-up
                 times.append(got[-1].received - sent)
+                firsts.append(got[0].received - sent)
         memory = rss_mb(proc.pid)
     finally:
         proc.terminate()
@@ -120,7 +123,8 @@ async def measure(
         except subprocess.TimeoutExpired:
             proc.kill()
         await client.quit()
-    return Result(name, command, statistics.median(times) * 1000, percentile(times, 0.99) * 1000, memory, joined)
+    return Result(name, command, statistics.median(times) * 1000, percentile(times, 0.99) * 1000,
+                  statistics.median(firsts) * 1000, percentile(firsts, 0.99) * 1000, memory, joined)
 
 
 def seed_database(tmp: Path) -> str:
@@ -219,10 +223,11 @@ def main() -> None:
     args = parser.parse_args()
     results = asyncio.run(run(args))
     print(f"ngircd, penalties off, loopback; {args.runs} sequential commands after 20 warm-up")
-    print("| bot | command | p50 ms | p99 ms | RSS MB | exec → joined s |")
+    print("| bot | command | whole answer p50 / p99 ms | first line p50 / p99 ms | RSS MB | exec → joined s |")
     print("|---|---|---:|---:|---:|---:|")
     for r in results:
-        print(f"| {r.name} | `{r.command}` | {r.p50:.2f} | {r.p99:.2f} | {r.rss_mb:.1f} | {r.joined_s:.2f} |")
+        print(f"| {r.name} | `{r.command}` | {r.p50:.2f} / {r.p99:.2f} | {r.first_p50:.2f} / {r.first_p99:.2f} "
+              f"| {r.rss_mb:.1f} | {r.joined_s:.2f} |")
 
 
 if __name__ == "__main__":
