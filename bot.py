@@ -29,7 +29,7 @@ from adapters.mail import Mail, Mailer, MailConfig, MailError, MailRejected, Pri
 from adapters.outbox import OutboxWorker, Permanent, Retry
 from adapters.scheduler import ReminderScheduler
 from adapters.templates import Renderer
-from adapters.transport import Outgoing, Transport, TransportUnavailable
+from adapters.transport import Outgoing, Transport, TransportUnavailable, Undeliverable
 from models.lifecycle import Role
 from models.notices import queue_mail_failure
 from models.orm import Downtime, OutboxMessage
@@ -236,6 +236,8 @@ class Bot:
             await transport.send(message)
         except TransportUnavailable:
             log.warning("reply to %s on %s lost: not connected (asking again answers again)", message.target, network)
+        except Undeliverable as err:
+            log.warning("reply to %s on %s dropped: %s", message.target, network, err)
 
     def _mail_of(self, row: OutboxMessage) -> Mail:
         p = row.payload
@@ -243,6 +245,8 @@ class Bot:
         ics = None
         calendar = p.get("calendar")
         if calendar and row.downtime_id is not None:
+            from adapters.calendar import downtime_invitation
+
             with self.sessions() as session:
                 d = session.get(Downtime, row.downtime_id)
                 assert d is not None

@@ -77,18 +77,16 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-_REVISION = re.compile(r"^(down_revision|revision) = ['\"]?(\w+|None)['\"]?", re.MULTILINE)
+_REVISION = re.compile(r"^(down_)?revision\s*(?::[^=]*)?=\s*['\"]?([\w]+|None)['\"]?", re.M)
 
 
 def _head_revision() -> str | None:
-    """The newest migration's id, read from the version files (the one no other revises)."""
-    revisions, revised = set(), set()
+    """The newest migration's id, read from the files (no Alembic import); None if unclear."""
+    revisions, parents = set(), set()
     for path in (MIGRATIONS / "versions").glob("*.py"):
-        found = dict(m.groups() for m in _REVISION.finditer(path.read_text()))
-        if "revision" in found:
-            revisions.add(found["revision"])
-            revised.add(found.get("down_revision"))
-    heads = revisions - revised
+        for down, value in _REVISION.findall(path.read_text(encoding="utf-8")):
+            (parents if down else revisions).add(value)
+    heads = revisions - parents
     return heads.pop() if len(heads) == 1 else None
 
 

@@ -28,7 +28,7 @@ import random
 import re
 import ssl
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -37,7 +37,7 @@ import irc.strings
 from irc.client_aio import AioConnection, AioReactor
 from jaraco.stream.buffer import LenientDecodingLineBuffer
 
-from adapters.transport import Incoming, MessageHandler, Outgoing, Transport, TransportUnavailable
+from adapters.transport import Incoming, MessageHandler, Outgoing, Transport, TransportUnavailable, Undeliverable
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +145,18 @@ class IrcConfig:
             port = int(section.get("port", "6697" if flag("tls", False) else "6667"))
         except ValueError:
             raise ValueError(f"[irc] port: expected a number, got {section.get('port')!r}") from None
+        def number(key: str, default: float) -> float:
+            value = section.get(key, "").strip()
+            if not value:
+                return default
+            try:
+                result = float(value)
+            except ValueError:
+                raise ValueError(f"[irc] {key}: expected a number, got {value!r}") from None
+            if result <= 0:
+                raise ValueError(f"[irc] {key}: expected a number above 0, got {value!r}")
+            return result
+
         identity = section.get("identity", "account").strip().lower()
         if identity not in ("account", "nick"):
             raise ValueError(f"[irc] identity: expected account or nick, got {identity!r}")
@@ -162,6 +174,10 @@ class IrcConfig:
             identity="nick" if identity == "nick" else "account",
             channels=dict(channels),
             pacing=flag("pacing", True),
+            burst=int(number("burst", cls.burst)),
+            rate=number("rate", cls.rate),
+            line_burst=int(number("line_burst", cls.line_burst)),
+            line_rate=number("line_rate", cls.line_rate),
         )
 
 
@@ -210,6 +226,11 @@ def _char_cut(text: str, limit: int) -> int:
     """The largest number of characters of ``text`` whose UTF-8 encoding fits in ``limit``."""
     encoded = text.encode("utf-8")[:limit]
     return len(encoded.decode("utf-8", errors="ignore"))
+
+
+def _is_irc_account(account: str) -> bool:
+    """False for names that cannot be IRC accounts (Matrix MXIDs such as @carol:example.org)."""
+    return bool(account) and not account.startswith(("@", "#", "!")) and ":" not in account
 
 
 def fold(name: str) -> str:
@@ -360,13 +381,21 @@ class _Connection(AioConnection):
 
     def write_line(self, line: str, secret: bool = False) -> None:
         """Write one already-checked line; secrets are never logged."""
+        self.write_lines([line], secret)
+
+    def write_lines(self, lines: list[str], secret: bool = False) -> None:
+        """Write lines in one socket write (so a server relays them together, not one by one
+        behind its Nagle timer); each is checked to be one well-formed line of ≤ 512 bytes."""
         if not self.connected or self.transport is None or self.transport.is_closing():
             raise TransportUnavailable("IRC connection is closed")
-        data = line.encode("utf-8") + b"\r\n"
-        if len(data) > LINE_LIMIT or "\n" in line or "\r" in line or "\0" in line:
-            raise ValueError(f"refusing to send a malformed line ({len(data)} bytes)")
-        log.debug("IRC >> %s", line.split(" ", 1)[0] + " ****" if secret else line)
-        self.transport.write(data)
+        chunks = []
+        for line in lines:
+            data = line.encode("utf-8") + b"\r\n"
+            if len(data) > LINE_LIMIT or "\n" in line or "\r" in line or "\0" in line:
+                raise ValueError(f"refusing to send a malformed line ({len(data)} bytes)")
+            log.debug("IRC >> %s", line.split(" ", 1)[0] + " ****" if secret else line)
+            chunks.append(data)
+        self.transport.write(b"".join(chunks))
 
 
 @dataclass(order=True)
@@ -400,6 +429,7 @@ class _Writer:
         return done
 
     async def run(self) -> None:
+        batch: _Batch | None = None
         try:
             while True:
                 batch = await self._queue.get()
@@ -412,9 +442,17 @@ class _Writer:
                 if not batch.done.done():
                     batch.done.set_result(None)
         finally:
+            # Cancelled mid-batch (the connection ended while the pacer held it): its sender
+            # must hear so, or the outbox would wait for it forever.
+            if batch is not None and not batch.done.done():
+                batch.done.set_exception(TransportUnavailable("IRC connection lost while sending"))
             self.close()
 
     async def _write(self, batch: _Batch) -> None:
+        if self._pacer is None:  # pacing off: the whole message at once
+            if not batch.done.done():
+                self._connection.write_lines(batch.lines, batch.secret)
+            return
         for line in batch.lines:
             if batch.done.done():  # the sender gave up (cancelled): drop the rest
                 return
@@ -457,6 +495,8 @@ class _Session:
         self.join_backoff: dict[str, Backoff] = {}
         self.whois: dict[str, asyncio.Future[str | None]] = {}
         self.whois_seen: dict[str, str | None] = {}
+        self.whois_missing: set[str] = set()  # folded nicks a WHOIS answered 401 for
+        self.ready_told = False
         self.tasks: set[asyncio.Task[Any]] = set()
         self.nick_attempt = 0
 
@@ -524,6 +564,7 @@ class IrcTransport(Transport):
             "whoisaccount": self._on_whois_account,
             "endofwhois": self._on_end_of_whois,
             "nosuchnick": self._on_end_of_whois,
+            "namreply": self._on_names,
             "pong": self._on_pong,
             "error": self._on_error,
         }
@@ -595,11 +636,10 @@ class IrcTransport(Transport):
             raise TransportUnavailable("not connected to IRC")
         target = await self._irc_target(session, message.target)
         lines = sanitize_lines(message.text)
-        # A person linked across networks is mentioned by every account; IRC pings the IRC ones.
-        mentions = [a for a in message.mentions if not _MATRIX_ID.match(a)]
-        if mentions:
-            nicks = ", ".join(self._mention_nick(account) for account in mentions)
-            lines = [f"{nicks}: {lines[0]}" if lines else f"{nicks}:"] + lines[1:]
+        nicks = await self._mention_nicks(session, message.mentions) if message.mentions else []
+        if nicks:
+            mention = ", ".join(nicks)
+            lines = [f"{mention}: {lines[0]}" if lines else f"{mention}:"] + lines[1:]
         if not lines:
             return
         command = f"PRIVMSG {target} :"
@@ -871,12 +911,34 @@ class IrcTransport(Transport):
             session.joined.add(fold(channel))
             session.join_backoff.pop(fold(channel), None)
             log.info("IRC joined %s", channel)
-            if self.on_connected is not None:  # what waited for this channel can go now
-                self.on_connected()
+            self._tell_ready(session)
             return
-        if "extended-join" in session.acked and event.arguments:
+        if self.config.identity == "nick":
+            self._accounts.set(nick, nick, "join")
+        elif "extended-join" in session.acked and event.arguments:
             account = event.arguments[0]
             self._accounts.set(nick, None if account == "*" else account, "join")
+
+    def _on_names(self, session: _Session, event: irc.client.Event) -> None:
+        # 353 <me> <=|*|@> <channel> :[@+]nick ...: who is there (for mentions in nick mode)
+        if self.config.identity != "nick" or not event.arguments:
+            return
+        for name in event.arguments[-1].split():
+            nick = name.lstrip("~&@%+")
+            if nick and not self._is_me(session, nick):
+                self._accounts.set(nick, nick, "join")
+
+    def _tell_ready(self, session: _Session) -> None:
+        """Once per connection, when every channel is joined: let the outbox deliver now."""
+        wanted = {fold(c) for c in self.config.channels.values()}
+        if session.ready_told or not wanted <= session.joined:
+            return
+        session.ready_told = True
+        if self.on_connected is not None:
+            try:
+                self.on_connected()
+            except Exception:
+                log.exception("IRC: the on_connected callback failed")
 
     def _on_part(self, session: _Session, event: irc.client.Event) -> None:
         nick = event.source.nick
@@ -951,9 +1013,11 @@ class IrcTransport(Transport):
             return
         nick = event.arguments[0]
         account = session.whois_seen.get(fold(nick))
+        if event.type == "nosuchnick":
+            session.whois_missing.add(fold(nick))
         future = session.whois.pop(fold(nick), None)
-        if event.type == "endofwhois":
-            self._accounts.set(nick, account, "whois")
+        if event.type == "endofwhois" and fold(nick) not in session.whois_missing:
+            self._accounts.set(nick, nick if self.config.identity == "nick" else account, "whois")
         if future is not None and not future.done():
             future.set_result(account)
 
@@ -964,6 +1028,7 @@ class IrcTransport(Transport):
             future = asyncio.get_running_loop().create_future()
             session.whois[fold(nick)] = future
             session.whois_seen.pop(fold(nick), None)
+            session.whois_missing.discard(fold(nick))
             self._send_control(session, f"WHOIS {nick}")
         try:
             return await asyncio.wait_for(asyncio.shield(future), self.config.whois_timeout)
@@ -973,6 +1038,7 @@ class IrcTransport(Transport):
 
     async def _account_of(self, nick: str, tags: dict[str, str]) -> str | None:
         if self.config.identity == "nick":
+            self._accounts.set(nick, nick, "tag")
             return nick
         session = self._session
         if "account" in tags:
@@ -990,12 +1056,14 @@ class IrcTransport(Transport):
     async def _irc_target(self, session: _Session, target: str) -> str:
         if target.startswith("@"):
             account = target[1:]
-            nick = self._find_nick(account) if self.config.identity == "account" else account
+            if not _is_irc_account(account):
+                raise Undeliverable(f"IRC: {account} is not an IRC account")
+            if self.config.identity == "nick":
+                return account  # the server answers 401 if nobody has the nick; nothing to wait for
+            nick = await self._online_nick(session, account)
             if nick is None:
-                if await self._whois(session, account) == account:
-                    nick = account
-            if nick is None:
-                raise TransportUnavailable(f"no IRC nick is logged in as {account} now")
+                # Permanent, not a retry: a row kept pending would hold up every later message.
+                raise Undeliverable(f"IRC: nobody is logged in as {account} now")
             return nick
         irc_channel = self.config.channels.get(target)
         if irc_channel is None:
@@ -1004,11 +1072,44 @@ class IrcTransport(Transport):
             raise TransportUnavailable(f"IRC: not in {irc_channel} yet")
         return irc_channel
 
-    def _find_nick(self, account: str) -> str | None:
+    async def _online_nick(self, session: _Session, account: str) -> str | None:
+        """The nick ``account`` is online as, or None when the server says nobody.
+
+        Seen nicks first (tags, extended-join, account-notify; in nick mode: the people in
+        the bot's channels), else a WHOIS of the account's name as a nick. Raises
+        TransportUnavailable when the WHOIS went unanswered (ask again later).
+        """
+        nick = self._accounts.nick_for(account)
+        if nick is not None:
+            return nick
+        if not session.registered:
+            raise TransportUnavailable("not connected to IRC")
+        found = await self._whois(session, account)
+        if self.config.identity == "account" and found is not None and fold(found) == fold(account):
+            return account
+        if fold(account) in session.whois_missing:
+            return None
+        if self._accounts.lookup(account) is None:  # neither 401 nor 318: no answer in time
+            raise TransportUnavailable(f"IRC: no WHOIS answer for {account}")
         return self._accounts.nick_for(account)
 
-    def _mention_nick(self, account: str) -> str:
-        return re.sub(r"[\s,:]", "", self.nick_for(account)) or account
+    async def _mention_nicks(self, session: _Session, accounts: Sequence[str]) -> list[str]:
+        """The current nicks of the accounts that are online; the others are left out."""
+        nicks: list[str] = []
+        for account in accounts:
+            if not _is_irc_account(account):
+                continue  # an MXID: that person is pinged on Matrix
+            try:
+                nick = await self._online_nick(session, account)
+            except TransportUnavailable:
+                nick = None
+            if nick is None:
+                log.info("IRC: %s is not online; left out of the mentions", account)
+                continue
+            nick = re.sub(r"[\s,:]", "", nick)
+            if nick and fold(nick) not in {fold(n) for n in nicks}:
+                nicks.append(nick)
+        return nicks
 
     # incoming messages
 
@@ -1025,7 +1126,9 @@ class IrcTransport(Transport):
 
     def _receive(self, event: irc.client.Event, room: str | None) -> None:
         tags = {tag["key"]: tag["value"] or "" for tag in (event.tags or [])}
-        text = event.arguments[0] if event.arguments else ""
+        # Formatting and other control codes are dropped on the way in, so nothing stored
+        # (notice wording, reasons) can carry them into mails or other networks.
+        text = _CONTROL.sub("", (event.arguments[0] if event.arguments else "").replace("\t", " "))
         self._incoming.put_nowait(_Received(event.source.nick, room, text, tags))
 
     async def _consume(self) -> None:

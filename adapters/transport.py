@@ -24,6 +24,14 @@ class TransportUnavailable(Exception):
     """The network cannot take this message now; the outbox keeps it and retries."""
 
 
+class Undeliverable(ValueError):
+    """This message can never be delivered as addressed (e.g. nobody holds the account now).
+
+    A ValueError, so the outbox marks the row failed (Permanent) instead of retrying it
+    forever and holding up the messages queued after it.
+    """
+
+
 @dataclass(frozen=True)
 class Incoming:
     """One chat line addressed to the bot (or said in one of its channels)."""

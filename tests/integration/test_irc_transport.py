@@ -28,7 +28,7 @@ from adapters.irc import (
     sanitize_lines,
     split_utf8,
 )
-from adapters.transport import Incoming, Outgoing, TransportUnavailable
+from adapters.transport import Incoming, Outgoing, TransportUnavailable, Undeliverable
 from tests.servers.ircd import (
     InspircdAnope,
     Line,
@@ -470,7 +470,7 @@ def test_the_account_stays_after_a_nick_change_and_goes_after_logout(services: I
                 await alice.privmsg(f"#ci-{t}", "logged out")
                 out = await recorder.wait_for(lambda i: i.text == "logged out")
                 assert (out.nick, out.account) == ("carol", None)
-                with pytest.raises(TransportUnavailable):
+                with pytest.raises(Undeliverable):  # permanent: the outbox marks it failed, no retry
                     await bot.send(Outgoing("@alice", "nobody holds this account now"))
             finally:
                 await alice.quit()
