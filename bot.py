@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, TextIO
 from adapters import config as configuration
 from adapters.clock import Clock, SystemClock
 from adapters.console import ConsoleTransport
-from adapters.db import Checkpointer, make_engine, migrate, session_factory
+from adapters.db import Checkpointer, CommitCounter, make_engine, migrate, session_factory
 from adapters.mail import Mail, Mailer, MailConfig, MailError, MailRejected, PrintMailer, SmtpMailer
 from adapters.outbox import OutboxWorker, Permanent, Retry
 from adapters.scheduler import ReminderScheduler
@@ -145,6 +145,7 @@ class Bot:
         self.transports = transports
         self.engine = make_engine(config.bot.database, base=HERE, background_checkpoints=True)
         self.checkpointer = Checkpointer(self.engine)
+        self.commits = CommitCounter(self.engine)
         migrate(self.engine)
         self.sessions = session_factory(self.engine)
         self.render = Renderer(
@@ -195,6 +196,7 @@ class Bot:
             systems=config.systems,
             trees_remote=self.tree_jobs.read_trees if self.tree_jobs and self.tree_jobs.reader else None,
             on_change=self.poke,
+            generation=self.commits,
             bugzilla=self.bugzilla.lookup if self.bugzilla else NoBugzilla(),
         )
         self.reminders = ReminderScheduler(

@@ -42,6 +42,21 @@ def _no_autocheckpoint(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.execute("PRAGMA wal_autocheckpoint=0")
 
 
+class CommitCounter:
+    """Counts the commits made through an engine: anything cached from the database is valid
+    while the count stays the same (the bot is the database's only writer)."""
+
+    def __init__(self, engine: Engine):
+        self.value = 0
+        event.listen(engine, "commit", self._bump)
+
+    def _bump(self, _connection: Any) -> None:
+        self.value += 1
+
+    def __call__(self) -> int:
+        return self.value
+
+
 class Checkpointer:
     """Copies SQLite's write-ahead log into the database in a thread, off the event loop.
 

@@ -50,20 +50,39 @@ class Dispatcher:
     trees_remote: Callable[[], Awaitable[Mapping[str, Any]]] | None = None
     on_change: Callable[[], None] = lambda: None
     commands: dict[str, Command] = field(default_factory=all_commands)
+    # The database's commit count (see adapters.db.CommitCounter); None turns the answer cache off.
+    generation: Callable[[], int] | None = None
 
     def __post_init__(self) -> None:
         # One command at a time: SQLite has one writer, and order matters to people.
         self._lock = asyncio.Lock()
         self.handled = 0
         self.refused = 0  # bad input, missing rights, wrong state: answered with one line
+        # Answers of questions that depend only on the database (!downtime show, notice, history),
+        # valid until the next commit: asked again and again while a downtime runs.
+        self._answers: dict[tuple[str, str], list[str]] = {}
+        self._answers_generation = -1
+        self._last_ok = False
 
     async def handle(self, message: Incoming) -> list[str]:
         """Answer one chat line; returns the reply texts (for tests and benchmarks)."""
         parsed = parse_line(message.text, self.prefix, self.commands)
         if parsed is None:
             return []
-        async with self._lock:
-            replies, queued = await self._run(message, parsed)
+        cache_key = None
+        if self.generation is not None and parsed.command is not None and parsed.command.cacheable:
+            cache_key = (parsed.command.name, " ".join(parsed.args.split()))
+            generation = self.generation()
+            if generation != self._answers_generation:
+                self._answers, self._answers_generation = {}, generation
+        cached = self._answers.get(cache_key) if cache_key else None
+        if cached is not None:
+            replies, queued = cached, False
+        else:
+            async with self._lock:
+                replies, queued = await self._run(message, parsed)
+            if cache_key and not queued and self._last_ok and self.generation() == self._answers_generation:
+                self._answers[cache_key] = replies
         if queued:
             self.on_change()
         else:
@@ -73,6 +92,7 @@ class Dispatcher:
 
     async def _run(self, message: Incoming, parsed) -> tuple[list[str], bool]:  # type: ignore[no-untyped-def]
         now = self.clock.now()
+        self._last_ok = False
         actor = Actor(
             account=message.account,
             network=message.network,
@@ -103,6 +123,7 @@ class Dispatcher:
             )
             await run(ctx, parsed)
             self.handled += 1
+            self._last_ok = not ctx.failed
             if ctx.failed or not core.changed:
                 self.refused += ctx.failed
                 session.rollback()

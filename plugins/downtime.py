@@ -64,7 +64,7 @@ async def list_(ctx: Ctx, args: str) -> None:
     ctx.reply(ctx.render("list.txt", rows=rows, which=which, page=page, pages=pages))
 
 
-@command("downtime show", examples=["!downtime show 7"])
+@command("downtime show", examples=["!downtime show 7"], cacheable=True)
 async def show(ctx: Ctx, args: str) -> None:
     """downtime show <id>
 
@@ -173,7 +173,7 @@ async def object_(ctx: Ctx, args: str) -> None:
     ctx.outcome(f"Downtime #{outcome.downtime.id}: objection by {ctx.actor.who} recorded; CiDuty is told.", outcome)
 
 
-@command("downtime notice", examples=["!downtime notice 7"])
+@command("downtime notice", examples=["!downtime notice 7"], cacheable=True)
 async def notice(ctx: Ctx, args: str) -> None:
     """downtime notice <id>
 
@@ -368,7 +368,7 @@ async def systems(ctx: Ctx, args: str) -> None:
         ctx.reply(f"'{words[0][:40]}' matches {len(matches)} systems: {', '.join(sorted(matches))}")
 
 
-@command("downtime history", examples=["!downtime history 7"])
+@command("downtime history", examples=["!downtime history 7"], cacheable=True)
 async def history(ctx: Ctx, args: str) -> None:
     """downtime history <id>
 

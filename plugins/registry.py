@@ -36,15 +36,22 @@ class Command:
     help: str
     examples: tuple[str, ...]
     role: str  # who may use it, for the help text; the core enforces it
+    cacheable: bool = False  # its answer depends only on the arguments and the database
 
 
-def command(name: str, *, examples: Iterable[str] = (), role: str = "anyone") -> Callable[[Handler], Handler]:
-    """Declare a chat command. Only records; the dispatcher collects."""
+def command(
+    name: str, *, examples: Iterable[str] = (), role: str = "anyone", cacheable: bool = False
+) -> Callable[[Handler], Handler]:
+    """Declare a chat command. Only records; the dispatcher collects.
+
+    `cacheable`: the answer depends on nothing but the arguments and the database (not on the
+    time, the asker or an outside system), so it may be reused until the next commit.
+    """
 
     def decorate(func: Handler) -> Handler:
         doc = inspect.cleandoc(func.__doc__ or name)
         usage, _, rest = doc.partition("\n")
-        func.__command__ = Command(name, func, usage.strip(), rest.strip(), tuple(examples), role)  # type: ignore[attr-defined]
+        func.__command__ = Command(name, func, usage.strip(), rest.strip(), tuple(examples), role, cacheable)  # type: ignore[attr-defined]
         return func
 
     return decorate

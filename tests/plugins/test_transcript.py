@@ -49,3 +49,20 @@ def test_a_long_answer_on_a_paced_network_goes_privately_with_a_pointer_in_the_c
     assert out[0] == "@bob Tree-closing downtime #1: 2026-12-05 14:00 UTC (06:00 America/Los_Angeles) for 2h (until 16:00 UTC)"
     pointer = [line for line in out if line.startswith("#ci ")]
     assert pointer == [f"#ci bob: the answer has {len(out) - 1} lines; sent to you privately."]
+
+
+def test_a_repeated_question_is_answered_from_cache_until_anything_is_committed(chat: Chat) -> None:
+    chat.say("alice", "!downtime propose 2026-12-05 14:00 UTC for 2h bug 123456 -- Upgrade hg.mozilla.org")
+    dispatcher = chat.bot.dispatcher
+    first = chat.say("bob", "!downtime show 1")
+    ran = dispatcher.handled
+    assert chat.say("bob", "!downtime  show   1") == first
+    assert dispatcher.handled == ran  # answered without running the command again
+    chat.say("alice", "!downtime bug add 1 654321 -- Move the build database")
+    after = chat.say("bob", "!downtime show 1")
+    assert any("Bug 654321 [nominated]" in line for line in after)
+    assert dispatcher.handled == ran + 2
+    assert chat.say("bob", "!downtime show 99") == ["#ci there is no downtime #99 (see !downtime list)"]
+    assert dispatcher.handled == ran + 3
+    chat.say("bob", "!downtime show 99")
+    assert dispatcher.handled == ran + 4  # refusals are never cached
