@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import datetime as dt
 import random
 import statistics
@@ -30,6 +31,7 @@ from models.orm import Downtime  # noqa: E402
 
 UTC = dt.timezone.utc
 NOW = dt.datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
+MSGIDS = itertools.count()  # every chat line has its own id, as on a real network
 
 
 def fill(bot: Bot, count: int, upcoming: int = 200) -> None:
@@ -55,7 +57,7 @@ def fill(bot: Bot, count: int, upcoming: int = 200) -> None:
 def measure(bot: Bot, loop: asyncio.AbstractEventLoop, lines: list[str]) -> list[float]:
     times = []
     for n, line in enumerate(lines):
-        message = Incoming("irc", "#ci", "carol", "carol", line, msgid=f"b{n}")
+        message = Incoming("irc", "#ci", "carol", "carol", line, msgid=f"b{next(MSGIDS)}")
         t0 = time.perf_counter()
         loop.run_until_complete(bot.dispatcher.handle(message))
         times.append((time.perf_counter() - t0) * 1000)

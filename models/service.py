@@ -90,7 +90,9 @@ class Core:
     # ----- reading -------------------------------------------------------------------------
 
     def get(self, downtime_id: int) -> Downtime:
-        downtime = self.session.get(Downtime, downtime_id, options=[selectinload(Downtime.bugs)])
+        downtime = self.session.get(
+            Downtime, downtime_id, options=[selectinload(Downtime.bugs), selectinload(Downtime.verdicts)]
+        )
         if downtime is None:
             raise DomainError(f"there is no downtime #{downtime_id} (see !downtime list)")
         return downtime
