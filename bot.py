@@ -135,6 +135,7 @@ class Bot:
         clock: Clock | None = None,
         mailer: Mailer | None = None,
         stdout: TextIO | None = None,
+        isolated_migrations: bool = False,
         bugzilla: BugTracker | None = None,
         treestatus: TreeService | None = None,
     ):
@@ -146,7 +147,7 @@ class Bot:
         self.engine = make_engine(config.bot.database, base=HERE, background_checkpoints=True)
         self.checkpointer = Checkpointer(self.engine)
         self.commits = CommitCounter(self.engine)
-        migrate(self.engine)
+        migrate(self.engine, in_child=isolated_migrations)
         self.sessions = session_factory(self.engine)
         self.render = Renderer(
             zones=config.bot.display_timezones,
@@ -433,7 +434,8 @@ def build_transports(config: configuration.Config, stdout: TextIO) -> dict[str, 
 
 async def amain(config: configuration.Config) -> int:
     transports = build_transports(config, sys.stdout)
-    bot = Bot(config, transports=transports)
+    # Migrations run in a child process: Alembic never stays in the running bot's memory.
+    bot = Bot(config, transports=transports, isolated_migrations=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -112,14 +115,22 @@ def _current_revision(engine: Engine) -> str | None:
         return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
 
-def migrate(engine: Engine) -> None:
+def migrate(engine: Engine, *, in_child: bool = False) -> None:
     """Bring the schema to the newest migration (idempotent).
 
     Alembic is imported only when there is something to migrate: it is about 9 MB of a
-    long-running bot's resident memory, for a check that is one SELECT.
+    long-running bot's resident memory, for a check that is one SELECT. `in_child` runs the
+    migration itself in a short-lived child process, so that even a first start or an upgrade
+    leaves Alembic, Mako and Pygments out of the bot's memory.
     """
     head = _head_revision()
     if head is not None and _current_revision(engine) == head:
+        return
+    if in_child:
+        # The URL goes through the environment, not argv: it may hold a password.
+        env = dict(os.environ, DOWNTIMEBOT_MIGRATE_URL=engine.url.render_as_string(hide_password=False))
+        code = "import os; from adapters.db import make_engine, migrate; migrate(make_engine(os.environ['DOWNTIMEBOT_MIGRATE_URL']))"
+        subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=MIGRATIONS.parent.parent)
         return
     from alembic import command
     from alembic.config import Config as AlembicConfig

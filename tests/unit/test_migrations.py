@@ -70,3 +70,17 @@ def test_a_database_at_the_newest_migration_is_opened_without_loading_alembic(tm
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
+
+
+def test_migrations_can_run_in_a_child_process_leaving_alembic_out_of_this_one(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from adapters.db import make_engine, migrate; "
+        f"migrate(make_engine('sqlite:///{tmp_path / 'child.db'}'), in_child=True); print('alembic' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
+    engine = make_engine(f"sqlite:///{tmp_path / 'child.db'}")
+    assert "downtimes" in inspect(engine).get_table_names()
