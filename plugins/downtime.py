@@ -127,7 +127,7 @@ async def approve(ctx: Ctx, args: str) -> None:
     outcome = ctx.core.approve(a.downtime_id(token))
     d = outcome.downtime
     ctx.outcome(
-        f"Downtime #{d.id} approved ({whiteboard_tag(d.start_at)}). Draft sent to the pre-approvers; "
+        f"Downtime #{d.id} approved ({whiteboard_tag(d.start_at)}). The draft notice goes to the pre-approvers; "
         f"announce it with {ctx.prefix}downtime announce {d.id}",
         outcome,
     )
