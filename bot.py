@@ -166,7 +166,7 @@ class Bot:
         self.workers.append(OutboxWorker(self.sessions, self.clock, kind="mail", deliver=self._send_mail))
         self.bugzilla: BugzillaSync | None = None
         if config.bugzilla.enabled:
-            from adapters.bugzilla_jobs import BugzillaSync
+            from adapters.bugzilla_jobs import BugzillaSync  # noqa: F811  (imported above for typing only)
 
             self.bugzilla = BugzillaSync(
                 bugzilla or bugzilla_from(config),
@@ -253,8 +253,6 @@ class Bot:
             with self.sessions() as session:
                 d = session.get(Downtime, row.downtime_id)
                 assert d is not None
-                from adapters.calendar import downtime_invitation
-
                 ics = downtime_invitation(
                     uid=f"downtime-{d.id}@{self.mail_domain}",
                     sequence=int(calendar["sequence"]),

@@ -32,8 +32,7 @@ from tests.servers.synapse import (
     CountingProxy,
     MatrixTestUser,
     Synapse,
-    SynapseMissing,
-    ensure_synapse_installed,
+    running_synapse,
 )
 
 pytestmark = pytest.mark.integration
@@ -47,25 +46,16 @@ HTML_INJECTION = '<a href="https://evil.example/">click</a> <script>alert(1)</sc
 # -- servers -------------------------------------------------------------------------------
 
 
-def _synapse(rate_limits: str) -> Iterator[Synapse]:
-    try:
-        ensure_synapse_installed()
-    except SynapseMissing as missing:
-        if os.environ.get("CI") == "true":
-            raise
-        pytest.skip(str(missing))
-    with Synapse(rate_limits=rate_limits) as hs:  # type: ignore[arg-type]
-        yield hs
 
 
 @pytest.fixture(scope="module")
 def synapse() -> Iterator[Synapse]:
-    yield from _synapse("raised")
+    yield from running_synapse("raised")
 
 
 @pytest.fixture(scope="module")
 def synapse_default_limits() -> Iterator[Synapse]:
-    yield from _synapse("default")
+    yield from running_synapse("default")
 
 
 @pytest.fixture(scope="module")

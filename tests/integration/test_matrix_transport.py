@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import secrets
 import stat
 from collections.abc import Awaitable, Callable, Iterator
@@ -19,32 +18,21 @@ import pytest
 
 from adapters.matrix import STATE_FILE, MatrixConfig, MatrixTransport, render_content
 from adapters.transport import Incoming, Outgoing, TransportUnavailable
-from tests.servers.synapse import MatrixTestUser, Synapse, SynapseMissing, ensure_synapse_installed
+from tests.servers.synapse import MatrixTestUser, Synapse, running_synapse
 
 PASSWORD = "correct horse"
 
 pytestmark = pytest.mark.integration
 
 
-def _synapse(rate_limits: str) -> Iterator[Synapse]:
-    try:
-        ensure_synapse_installed()
-    except SynapseMissing as missing:
-        if os.environ.get("CI") == "true":
-            raise
-        pytest.skip(str(missing))
-    with Synapse(rate_limits=rate_limits) as hs:  # type: ignore[arg-type]
-        yield hs
-
-
 @pytest.fixture(scope="module")
 def synapse() -> Iterator[Synapse]:
-    yield from _synapse("raised")
+    yield from running_synapse("raised")
 
 
 @pytest.fixture(scope="module")
 def synapse_default_limits() -> Iterator[Synapse]:
-    yield from _synapse("default")
+    yield from running_synapse("default")
 
 
 class Inbox:

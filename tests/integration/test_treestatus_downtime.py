@@ -12,7 +12,7 @@ from adapters.clock import FakeClock
 from adapters.treestatus import TreestatusClient
 from tests.conftest import Chat, make_config
 from tests.plugins.test_trees_transcript import announce
-from tests.servers.treestatus import APPROVAL, BUSTAGE, TreestatusServer, add_mixed_trees
+from tests.servers.treestatus import TreestatusServer, add_mixed_trees
 
 pytestmark = pytest.mark.integration
 

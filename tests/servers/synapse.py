@@ -29,7 +29,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -579,3 +579,20 @@ class MatrixTestUser:
             and (room_id is None or event_room == room_id)
             and event.source.get("type") == "m.room.message"
         ]
+
+
+def running_synapse(rate_limits: str = "raised") -> Iterator[Synapse]:
+    """A Synapse for a test module (use with ``yield from`` in a fixture).
+
+    Missing Synapse: installed under CI=true (and a failure there fails loudly); skipped otherwise.
+    """
+    import pytest
+
+    try:
+        ensure_synapse_installed()
+    except SynapseMissing as missing:
+        if os.environ.get("CI") == "true":
+            raise
+        pytest.skip(str(missing))
+    with Synapse(rate_limits=rate_limits) as hs:  # type: ignore[arg-type]
+        yield hs
