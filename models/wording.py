@@ -1,0 +1,19 @@
+"""Text people typed (notice wording, reasons), made safe to store and to repeat anywhere."""
+from __future__ import annotations
+
+import re
+
+from models.lifecycle import DomainError
+
+MAX_WORDING = 2000
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def clean_wording(text: str) -> str:
+    """Text people typed, made safe to store and repeat: no control characters, bounded length."""
+    cleaned = " ".join(CONTROL.sub(" ", text).split())
+    if not cleaned:
+        raise DomainError("the notice wording is empty: write what the downtime does after ' -- '")
+    if len(cleaned) > MAX_WORDING:
+        raise DomainError(f"the wording is too long ({len(cleaned)} characters; at most {MAX_WORDING})")
+    return cleaned
