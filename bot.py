@@ -66,6 +66,7 @@ def settings_from(config: configuration.Config, networks: Sequence[str]) -> Sett
             announce_to=config.mail.announce_to,
             copy_to=config.mail.copy_to,
             people=config.people,
+            remind_lists=config.mail.remind_lists,
         ),
         ciduty=tuple(config.roles.accounts(Role.CIDUTY)),
         sheriffs=tuple(config.roles.accounts(Role.SHERIFF)),

@@ -101,6 +101,7 @@ class MailSection:
     cc: tuple[str, ...] = ()
     announce_to: tuple[str, ...] = ()
     copy_to: tuple[str, ...] = ()
+    remind_lists: bool = False  # reminders before the start also mailed to the lists, in the thread
 
     @property
     def configured(self) -> bool:
@@ -295,6 +296,7 @@ def _build(raw: Mapping[str, Mapping[str, str]], path: str) -> Config:
         cc=_list(get("mail", "cc")),
         announce_to=_list(get("mail", "announce_to")),
         copy_to=_list(get("mail", "copy_to")),
+        remind_lists=_bool("mail", "remind_lists", get("mail", "remind_lists", "off")),
     )
 
     t = TreesSection()

@@ -67,6 +67,10 @@ def queue_reminder(
         outbox.chat(reminder.job_id, target, text, mentions=mentions, downtime_id=downtime.id)
     queued = bool(outbox.added)
     outbox.write()
+    if queued and reminder.is_offset:
+        core = Core(session, now=now, settings=settings, render=render, actor=bot_actor(nick))
+        core.mail_reminder(downtime, reminder.job_id, kind)
+        core.outbox.write()
     return queued
 
 

@@ -43,6 +43,7 @@ class Actor:
 @dataclass(frozen=True)
 class MailRouting:
     configured: bool = False
+    remind_lists: bool = False
     preapprovers: tuple[str, ...] = ()
     cc: tuple[str, ...] = ()
     announce_to: tuple[str, ...] = ()
@@ -530,7 +531,16 @@ class Core(TreeUseCases):
     def _channels(self) -> list[str]:
         return list(dict.fromkeys([self.settings.announce_channel, self.settings.requests_channel]))
 
-    def _mail_lists(self, downtime: Downtime, event: str, *, thread: str | None, calendar: str | None) -> None:
+    def _mail_lists(
+        self,
+        downtime: Downtime,
+        event: str,
+        *,
+        thread: str | None,
+        calendar: str | None,
+        key: str | None = None,
+        **context: object,
+    ) -> None:
         """Mail the lists; a later mail goes where the announcement went, in its thread."""
         routing = self.settings.mail
         to, cc = list(routing.announce_to), list(routing.copy_to)
@@ -545,11 +555,11 @@ class Core(TreeUseCases):
         # A cancellation must outrank the last invitation, or calendars keep the event (RFC 5546).
         sequence = downtime.revision + (1 if calendar == "CANCEL" else 0)
         self.outbox.mail(
-            f"dt{downtime.id}:r{downtime.revision}:{event}:mail",
+            key or f"dt{downtime.id}:r{downtime.revision}:{event}:mail",
             to=to,
             cc=cc,
-            subject=self.render(f"{event}_subject.txt", d=downtime).strip(),
-            body=self.render(f"{event}_message.txt", d=downtime),
+            subject=self.render(f"{event}_subject.txt", d=downtime, **context).strip(),
+            body=self.render(f"{event}_message.txt", d=downtime, **context),
             downtime_id=downtime.id,
             thread=thread,
             calendar=(
@@ -559,6 +569,16 @@ class Core(TreeUseCases):
                 else None
             ),
         )
+
+    def mail_reminder(self, downtime: Downtime, job_id: str, kind: str) -> None:
+        """With [mail] remind_lists, a reminder before the start also goes to the lists, in the
+        announcement's thread (never before an announcement: there is nothing to remind of)."""
+        if not self.settings.mail.remind_lists or not downtime.was_announced:
+            return
+        thread = self._announcement_thread(downtime)
+        if thread is None:
+            return
+        self._mail_lists(downtime, "reminder", thread=thread, calendar=None, key=f"{job_id}:mail", kind=kind)
 
     def _announcement_thread(self, downtime: Downtime) -> str | None:
         return self.session.scalar(

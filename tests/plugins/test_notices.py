@@ -217,3 +217,29 @@ def test_a_mail_rejected_for_good_is_reported_once_and_not_retried(announced: Ch
     with announced.bot.sessions() as session:
         row = session.scalars(select(OutboxMessage).where(OutboxMessage.key.like("%cancelled:mail"))).one()
     assert (row.status, row.attempts) == ("failed", 1)
+
+
+def test_with_remind_lists_the_reminders_before_the_start_also_go_to_the_lists_in_the_thread(tmp_path: Path) -> None:
+    chat = harness(tmp_path, mail={**MAIL, "remind_lists": "on"})
+    chat.say("alice", "!downtime propose 2026-12-05 14:00 UTC for 2h bug 123456 -- Upgrade hg.mozilla.org")
+    chat.say("carol", "!downtime approve 1")
+    chat.say("carol", "!downtime announce 1")
+    announcement = chat.mailer.sent[-1]
+    at(chat, START - dt.timedelta(hours=24))
+    at(chat, START - dt.timedelta(hours=1))
+    at(chat, START)
+    at(chat, START - dt.timedelta(hours=1))  # planned again: nothing is mailed twice
+    reminders = chat.mailer.sent[chat.mailer.sent.index(announcement) + 1 :]
+    assert [m.subject for m in reminders] == [
+        "Re: Tree-closing downtime #1: reminder, trees close in 24h",
+        "Re: Tree-closing downtime #1: reminder, trees close in 1h",
+    ]
+    assert all(m.in_reply_to == announcement.message_id for m in reminders)
+    assert all(m.to == announcement.to and m.cc == announcement.cc for m in reminders)
+    chat.close()
+
+
+def test_without_remind_lists_reminders_are_not_mailed(announced: Chat) -> None:
+    sent = len(announced.mailer.sent)
+    at(announced, START - dt.timedelta(hours=24))
+    assert len(announced.mailer.sent) == sent
