@@ -466,13 +466,7 @@ class Core(TreeUseCases):
     def reject(self, downtime_id: int, reason: str) -> Outcome:
         downtime = self.get(downtime_id)
         self._transition("reject", downtime, clean_wording(reason))
-        self.outbox.chat(
-            f"dt{downtime.id}:rejected",
-            "@" + downtime.requester,
-            f"Your downtime #{downtime.id} was rejected by {self.actor.who}: {reason}",
-            networks=[downtime.requester_network],
-            downtime_id=downtime.id,
-        )
+        self._tell_requester(downtime, f"dt{downtime.id}:rejected", "rejected", reason)
         return Outcome(downtime)
 
     def verdict(self, downtime_id: int, verdict: str, reason: str = "") -> Outcome:
@@ -519,14 +513,28 @@ class Core(TreeUseCases):
         downtime.was_announced = True
         key = f"dt{downtime.id}:r{downtime.revision}:announce"
         text = self.render("announce_chat.txt", d=downtime)
-        for channel in self._channels():
-            self.outbox.chat(key, channel, text, downtime_id=downtime.id)
+        self._tell_channels(key, downtime, text)
         # A second announcement (after a reschedule) answers the first: one conversation.
         self._mail_lists(downtime, "announce", thread=self._announcement_thread(downtime), calendar="REQUEST")
         outcome = Outcome(downtime, warnings=[f for f in failures if not f.hard])
         if blockers:
             outcome.notes.append(f"announced over: {'; '.join(blockers)} (reason logged: {force_reason})")
         return outcome
+
+    def _tell_channels(self, key: str, downtime: Downtime, text: str) -> None:
+        """Say `text` in the announce and requests channels, on every network."""
+        for channel in self._channels():
+            self.outbox.chat(key, channel, text, downtime_id=downtime.id)
+
+    def _tell_requester(self, downtime: Downtime, key: str, what: str, reason: str) -> None:
+        """Tell the requester privately, on the network they asked from."""
+        self.outbox.chat(
+            key,
+            "@" + downtime.requester,
+            f"Your downtime #{downtime.id} was {what} by {self.actor.who}: {reason}",
+            networks=[downtime.requester_network],
+            downtime_id=downtime.id,
+        )
 
     def _channels(self) -> list[str]:
         return list(dict.fromkeys([self.settings.announce_channel, self.settings.requests_channel]))
@@ -621,8 +629,7 @@ class Core(TreeUseCases):
         self._bugzilla_retag(downtime, outcome, "rescheduled")
         if downtime.was_announced:
             text = self.render("rescheduled_chat.txt", d=downtime, old_start=old_start)
-            for channel in self._channels():
-                self.outbox.chat(f"dt{downtime.id}:r{downtime.revision}:rescheduled", channel, text, downtime_id=downtime.id)
+            self._tell_channels(f"dt{downtime.id}:r{downtime.revision}:rescheduled", downtime, text)
             self._mail_lists(downtime, "rescheduled", thread=self._announcement_thread(downtime), calendar="REQUEST")
         return outcome
 
@@ -659,8 +666,7 @@ class Core(TreeUseCases):
         downtime.end_at = old_end + duration
         downtime.revision += 1
         text = self.render("extended_chat.txt", d=downtime, old_end=old_end)
-        for channel in self._channels():
-            self.outbox.chat(f"dt{downtime.id}:r{downtime.revision}:extended", channel, text, downtime_id=downtime.id)
+        self._tell_channels(f"dt{downtime.id}:r{downtime.revision}:extended", downtime, text)
         self._mail_lists(downtime, "extended", thread=self._announcement_thread(downtime), calendar="REQUEST")
         return Outcome(downtime, warnings=[w for w in self.rules(downtime) if w.rule in ("overlap", "blackout")])
 
@@ -675,17 +681,10 @@ class Core(TreeUseCases):
             self._bugzilla_retag(downtime, outcome, "cancelled")
         if downtime.was_announced:
             text = self.render("cancelled_chat.txt", d=downtime, reason=reason)
-            for channel in self._channels():
-                self.outbox.chat(f"dt{downtime.id}:cancelled", channel, text, downtime_id=downtime.id)
+            self._tell_channels(f"dt{downtime.id}:cancelled", downtime, text)
             self._mail_lists(downtime, "cancelled", thread=self._announcement_thread(downtime), calendar="CANCEL")
         else:
-            self.outbox.chat(
-                f"dt{downtime.id}:cancelled",
-                "@" + downtime.requester,
-                f"Your downtime #{downtime.id} was cancelled by {self.actor.who}: {reason}",
-                networks=[downtime.requester_network],
-                downtime_id=downtime.id,
-            )
+            self._tell_requester(downtime, f"dt{downtime.id}:cancelled", "cancelled", reason)
         return outcome
 
     def start(self, downtime_id: int, *, force: bool = False) -> Outcome:

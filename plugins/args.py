@@ -85,3 +85,12 @@ def proposal(head: str, now: dt.datetime) -> tuple[dt.datetime, dt.timedelta, li
     bugs = bug_numbers(re.sub(r"\s+", ",", m["bugs"])) if m["bugs"] else []
     trees = [t for t in re.split(r"[,\s]+", m["trees"] or "") if t]
     return start_time(m["start"], now), duration(m["duration"]), bugs, trees
+
+
+def id_and_reason(args: str) -> tuple[int, str]:
+    """``<id> -- <reason>``, the reason required."""
+    head, reason = split_wording(args)
+    (token,) = exactly(head.split(), 1, "the downtime id")
+    if not reason:
+        raise UsageError("say why after ' -- '")
+    return downtime_id(token), reason

@@ -139,11 +139,7 @@ async def reject(ctx: Ctx, args: str) -> None:
 
     CiDuty turns a proposal down; the requester is told why.
     """
-    head, reason = a.split_wording(args)
-    (token,) = a.exactly(head.split(), 1, "the downtime id")
-    if not reason:
-        raise UsageError("say why after ' -- '")
-    outcome = ctx.core.reject(a.downtime_id(token), reason)
+    outcome = ctx.core.reject(*a.id_and_reason(args))
     ctx.outcome(f"Downtime #{outcome.downtime.id} rejected.", outcome)
 
 
@@ -165,11 +161,8 @@ async def object_(ctx: Ctx, args: str) -> None:
     A pre-approver objects; the downtime cannot be announced while the objection stands
     (the same pre-approver's !downtime preapprove withdraws it).
     """
-    head, reason = a.split_wording(args)
-    (token,) = a.exactly(head.split(), 1, "the downtime id")
-    if not reason:
-        raise UsageError("say why after ' -- '")
-    outcome = ctx.core.verdict(a.downtime_id(token), "objected", reason)
+    downtime_id, reason = a.id_and_reason(args)
+    outcome = ctx.core.verdict(downtime_id, "objected", reason)
     ctx.outcome(f"Downtime #{outcome.downtime.id}: objection by {ctx.actor.who} recorded; CiDuty is told.", outcome)
 
 
@@ -242,11 +235,7 @@ async def cancel(ctx: Ctx, args: str) -> None:
 
     Cancel a downtime; every channel and list told before is told again.
     """
-    head, reason = a.split_wording(args)
-    (token,) = a.exactly(head.split(), 1, "the downtime id")
-    if not reason:
-        raise UsageError("say why after ' -- '")
-    outcome = ctx.core.cancel(a.downtime_id(token), reason)
+    outcome = ctx.core.cancel(*a.id_and_reason(args))
     ctx.outcome(f"Downtime #{outcome.downtime.id} cancelled.", outcome)
 
 
