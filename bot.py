@@ -22,25 +22,28 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from adapters import config as configuration
-from adapters.clock import Clock, SystemClock
+from adapters.clock import SystemClock
 from adapters.console import ConsoleTransport
 from adapters.db import Checkpointer, CommitCounter, make_engine, migrate, session_factory
-from adapters.mail import Mail, Mailer, MailConfig, MailError, MailRejected, PrintMailer, SmtpMailer
+from adapters.mail import MailConfig, PrintMailer, SmtpMailer
 from adapters.outbox import OutboxWorker, Permanent, Retry
 from adapters.scheduler import ReminderScheduler
 from adapters.templates import Renderer
-from adapters.transport import Outgoing, Transport, TransportUnavailable, Undeliverable
 from models.lifecycle import Role
 from models.notices import queue_mail_failure
 from models.orm import Downtime, OutboxMessage
+from models.ports import (
+    BugTracker, Clock, Mail, Mailer, MailError, MailRejected, Outgoing, Transport, TransportUnavailable, TreeService,
+    Undeliverable,
+)
 from models.service import MailRouting, Settings
 from plugins.context import NoBugzilla
 from plugins.dispatcher import Dispatcher
 
 if TYPE_CHECKING:  # the outside systems' clients are imported only when configured (memory, start-up)
-    from adapters.bugzilla import BugTracker, BugzillaClient
+    from adapters.bugzilla import BugzillaClient
     from adapters.bugzilla_jobs import BugzillaSync
-    from adapters.tree_jobs import TreeJobs, TreeService
+    from adapters.tree_jobs import TreeJobs
 
 log = logging.getLogger("downtimebot")
 HERE = Path(__file__).resolve().parent

@@ -1,13 +1,13 @@
 """Bugzilla (BMO) for the bot: read nominated bugs, approve them, comment on them.
 
-`BugzillaClient` drives python-bugzilla 3.3 over BMO's REST API; `FakeBugzilla` is
-the in-memory stand-in for unit tests. Both satisfy `BugTracker`.
+`BugzillaClient` drives python-bugzilla 3.3 over BMO's REST API and satisfies the
+`models.ports.BugTracker` port (tests use `tests.fakes.FakeBugzilla`).
 
 Every method is **synchronous** and may block for up to ``timeout * (retries + 1)``
 plus back-off: callers run them in a thread (``asyncio.to_thread``), never on the
 event loop.
 
-Errors are `BugzillaError` subclasses whose text is one line fit for chat:
+Errors are `BugzillaError` subclasses (from the port) whose text is one line fit for chat:
 
 - `BugNotVisible`: the bug is missing or restricted and unreadable to the bot;
 - `BugzillaUnavailable`: down, 5xx, 429 or timeouts after the retries; queue the change;
@@ -25,12 +25,15 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Any, Protocol, TypeVar
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
 
 import bugzilla
 import requests
+
+from models.ports import (
+    BugInfo, BugNotVisible, BugzillaError, BugzillaUnavailable, FlagDenied, InvalidApiKey,
+)
 
 log = logging.getLogger(__name__)
 
@@ -48,93 +51,6 @@ ID_PARAMS_BUDGET = 6000
 # A Retry-After longer than this is not slept through (BMO's 429 lasts an hour):
 # the call fails as unavailable and the caller queues the change.
 MAX_RETRY_AFTER = 60.0
-
-
-class BugzillaError(Exception):
-    """Bugzilla refused or failed the request; the text is one line fit for chat."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(" ".join(message.split()))
-
-
-class BugNotVisible(BugzillaError):
-    """The bug does not exist (`reason` ``"missing"``) or the bot may not read it
-    (``"no access"``)."""
-
-    def __init__(self, bug_id: int | None, reason: str) -> None:
-        self.bug_id, self.reason = bug_id, reason
-        what = f"Bug {bug_id}" if bug_id is not None else "A bug"
-        why = ("does not exist" if reason == "missing"
-               else "is restricted and the bot cannot read it")
-        super().__init__(f"{what} {why}.")
-
-
-class BugzillaUnavailable(BugzillaError):
-    """Bugzilla is down, overloaded or rate-limiting after all retries: try again later."""
-
-
-class InvalidApiKey(BugzillaError):
-    """Bugzilla refused the API key, or needs one and none is configured."""
-
-
-class FlagDenied(BugzillaError):
-    """Bugzilla refused the flag change on these bugs."""
-
-    def __init__(self, message: str, bug_ids: Sequence[int], code: int | None = None) -> None:
-        self.bug_ids, self.code = tuple(bug_ids), code
-        super().__init__(message)
-
-
-@dataclass(frozen=True)
-class BugInfo:
-    """What the bot needs to know about one bug."""
-
-    id: int
-    summary: str
-    assignee: str
-    status: str
-    resolution: str
-    whiteboard: str
-    flags: tuple[tuple[str, str], ...] = ()  # (name, status), only flags that are set
-    groups: tuple[str, ...] = ()
-
-    @property
-    def restricted(self) -> bool:
-        """In a security or confidential group: describe it vaguely in public notices."""
-        return bool(self.groups)
-
-    def flag_status(self, name: str) -> str | None:
-        """The status ("?", "+", "-") of flag `name`, or None when it is not set."""
-        return next((status for flag, status in self.flags if flag == name), None)
-
-    @property
-    def unassigned(self) -> bool:
-        """Nobody is assigned: empty, or a ``nobody@…`` placeholder (nobody@mozilla.org)."""
-        local, _, _ = self.assignee.strip().lower().partition("@")
-        return local in ("", "nobody")
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> BugInfo:
-        return cls(
-            id=int(data["id"]), summary=data.get("summary", ""),
-            assignee=data.get("assigned_to", "") or "", status=data.get("status", ""),
-            resolution=data.get("resolution", "") or "",
-            whiteboard=data.get("whiteboard", "") or "",
-            flags=tuple((f["name"], f["status"]) for f in data.get("flags", [])),
-            groups=tuple(data.get("groups", [])),
-        )
-
-
-class BugTracker(Protocol):
-    """The bug tracker as the rest of the bot sees it."""
-
-    def check(self, product: str | None = None) -> None: ...
-    def get_bugs(self, ids: Sequence[int]) -> dict[int, BugInfo | None]: ...
-    def search_nominated(self) -> list[BugInfo]: ...
-    def comments(self, ids: Sequence[int]) -> dict[int, list[str]]: ...
-    def update(self, ids: Sequence[int], *, flag_status: str | None = None,
-               whiteboard: str | None = None, whiteboard_tag: str | None = None,
-               comment: str | None = None) -> None: ...
 
 
 # ---- whiteboard tags -------------------------------------------------------------------
@@ -466,85 +382,3 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
-# ---- the fake --------------------------------------------------------------------------
-
-@dataclass
-class FakeBugzilla:
-    """In-memory BugTracker for unit tests; records every call in `.calls`.
-
-    `hidden` bugs exist but the bot cannot read them; `denied` bugs refuse flag
-    changes; exceptions put in `failures` are raised, in order, by the next calls.
-    """
-
-    bugs: dict[int, BugInfo] = field(default_factory=dict)
-    flag: str = DEFAULT_FLAG
-    hidden: set[int] = field(default_factory=set)
-    denied: set[int] = field(default_factory=set)
-    failures: list[BugzillaError] = field(default_factory=list)
-    calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-    comments_on: dict[int, list[str]] = field(default_factory=dict)
-
-    def add_bug(self, id: int, summary: str = "", assignee: str = "someone@example.org",
-                *, status: str = "NEW", resolution: str = "", whiteboard: str = "",
-                flags: Iterable[tuple[str, str]] = (), groups: Iterable[str] = (),
-                hidden: bool = False) -> BugInfo:
-        bug = BugInfo(id, summary or f"Bug {id}", assignee, status, resolution, whiteboard,
-                      tuple(flags), tuple(groups))
-        self.bugs[id] = bug
-        if hidden:
-            self.hidden.add(id)
-        return bug
-
-    def _record(self, name: str, **kwargs: Any) -> None:
-        self.calls.append((name, kwargs))
-        if self.failures:
-            raise self.failures.pop(0)
-
-    def _visible(self, bug_id: int) -> BugInfo | None:
-        return None if bug_id in self.hidden else self.bugs.get(bug_id)
-
-    def check(self, product: str | None = None) -> None:
-        self._record("check", product=product)
-
-    def get_bugs(self, ids: Sequence[int]) -> dict[int, BugInfo | None]:
-        self._record("get_bugs", ids=tuple(ids))
-        return {i: self._visible(i) for i in dict.fromkeys(ids)}
-
-    def search_nominated(self) -> list[BugInfo]:
-        self._record("search_nominated")
-        return sorted((b for b in self.bugs.values() if b.id not in self.hidden
-                       and not b.resolution and b.flag_status(self.flag) == "?"),
-                      key=lambda b: b.id)
-
-    def comments(self, ids: Sequence[int]) -> dict[int, list[str]]:
-        self._record("comments", ids=tuple(ids))
-        for bug_id in ids:
-            if self._visible(bug_id) is None:
-                raise BugNotVisible(bug_id, "missing" if bug_id not in self.bugs else "no access")
-        return {i: list(self.comments_on.get(i, [])) for i in dict.fromkeys(ids)}
-
-    def update(self, ids: Sequence[int], *, flag_status: str | None = None,
-               whiteboard: str | None = None, whiteboard_tag: str | None = None,
-               comment: str | None = None) -> None:
-        self._record("update", ids=tuple(ids), flag_status=flag_status, whiteboard=whiteboard,
-                     whiteboard_tag=whiteboard_tag, comment=comment)
-        for bug_id in ids:
-            if self._visible(bug_id) is None:
-                raise BugNotVisible(bug_id, "missing" if bug_id not in self.bugs else "no access")
-        if flag_status is not None and (refused := [i for i in ids if i in self.denied]):
-            raise FlagDenied(f"Bugzilla refused the {self.flag} change on bug "
-                             f"{', '.join(map(str, refused))}.", refused, 130)
-        for bug_id in ids:
-            bug = self.bugs[bug_id]
-            flags = tuple(f for f in bug.flags if f[0] != self.flag)
-            if flag_status not in (None, "X"):
-                flags += ((self.flag, flag_status),)
-            new_whiteboard = bug.whiteboard if whiteboard is None else whiteboard
-            if whiteboard_tag:
-                new_whiteboard = whiteboard_with_tag(bug.whiteboard, whiteboard_tag)
-            elif whiteboard_tag == "":
-                new_whiteboard = whiteboard_without_tag(bug.whiteboard)
-            self.bugs[bug_id] = replace(bug, whiteboard=new_whiteboard,
-                                        flags=flags if flag_status is not None else bug.flags)
-            if comment:
-                self.comments_on.setdefault(bug_id, []).append(comment)

@@ -24,15 +24,14 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from adapters.bugzilla import (
-    BugInfo, BugNotVisible, BugTracker, BugzillaError, BugzillaUnavailable, FlagDenied,
-    InvalidApiKey, whiteboard_with_tag, whiteboard_without_tag,
-)
-from adapters.clock import Clock
+from adapters.bugzilla import whiteboard_with_tag, whiteboard_without_tag
 from adapters.outbox import Permanent, Retry
 from models.lifecycle import DomainError
 from models.orm import DowntimeBug, OutboxMessage
 from models.outbox import Outbox
+from models.ports import (
+    BugInfo, BugNotVisible, BugTracker, BugzillaError, BugzillaUnavailable, Clock, FlagDenied, InvalidApiKey,
+)
 from models.service import Settings
 
 log = logging.getLogger(__name__)

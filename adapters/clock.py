@@ -1,33 +1,9 @@
-"""The one clock. Everything that needs the time is given a Clock; tests hold a FakeClock."""
+"""The one clock. Everything that needs the time is given a `models.ports.Clock`."""
 from __future__ import annotations
 
 import datetime as dt
-from typing import Protocol
-
-
-class Clock(Protocol):
-    def now(self) -> dt.datetime:
-        """The current time, aware, in UTC."""
 
 
 class SystemClock:
     def now(self) -> dt.datetime:
         return dt.datetime.now(dt.timezone.utc)
-
-
-class FakeClock:
-    """A clock that stands still until a test moves it."""
-
-    def __init__(self, start: dt.datetime):
-        if start.tzinfo is None:
-            raise ValueError("FakeClock needs an aware datetime")
-        self.current = start.astimezone(dt.timezone.utc)
-
-    def now(self) -> dt.datetime:
-        return self.current
-
-    def advance(self, delta: dt.timedelta) -> None:
-        self.current += delta
-
-    def set(self, when: dt.datetime) -> None:
-        self.current = when.astimezone(dt.timezone.utc)

@@ -15,7 +15,7 @@ import uuid
 import sys
 from typing import TextIO
 
-from adapters.transport import Incoming, MessageHandler, Outgoing, Transport
+from models.ports import Incoming, MessageHandler, Outgoing, Transport
 
 log = logging.getLogger(__name__)
 

@@ -37,7 +37,7 @@ import irc.strings
 from irc.client_aio import AioConnection, AioReactor
 from jaraco.stream.buffer import LenientDecodingLineBuffer
 
-from adapters.transport import Incoming, MessageHandler, Outgoing, Transport, TransportUnavailable, Undeliverable
+from models.ports import Incoming, MessageHandler, Outgoing, Transport, TransportUnavailable, Undeliverable
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,6 @@ A `Mail` is what the bot wants to say (already rendered from the templates);
 - `SmtpMailer`: a real SMTP server (STARTTLS, implicit TLS or plain; optional login).
   It is synchronous: callers run ``send`` in a thread, never on the event loop.
 - `PrintMailer`: writes the mail to a text stream (console mode without ``[mail]``).
-- `FakeMailer`: records what was sent, for tests.
 
 Errors: `MailUnavailable` means "try again later" (connection refused, timeout,
 4xx); `MailRejected` means retrying will not help (5xx, or the server cannot do what
@@ -29,72 +28,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage, MIMEPart
 from email.policy import SMTP as SMTP_POLICY
-from email.utils import format_datetime, getaddresses, parseaddr
-from typing import Protocol, TextIO
+from email.utils import format_datetime, parseaddr
+from typing import TextIO
+
+from models.ports import Mail, MailError, MailRejected, MailUnavailable, one_line
 
 log = logging.getLogger(__name__)
 
 SECURITY_MODES = ("starttls", "tls", "none")
 DEFAULT_SENDER = "Downtime bot <downtimebot@example.org>"
-ICS_METHODS = frozenset({"REQUEST", "CANCEL", "PUBLISH"})
 ICS_FILENAME = "invite.ics"
-_LINE_BREAKS = re.compile(r"[\r\n]+")
-_MESSAGE_ID = re.compile(r"^<[^<>\s@]+@[^<>\s@]+>$")
 _ICS_METHOD = re.compile(rb"^METHOD:([A-Za-z-]+)\r?$", re.MULTILINE)
-
-
-class MailError(Exception):
-    """A mail could not be delivered."""
-
-
-class MailUnavailable(MailError):
-    """Transient: the server is unreachable or answered 4xx. Retry later."""
-
-
-class MailRejected(MailError):
-    """Permanent: the server answered 5xx, or cannot do what the configuration asks."""
-
-
-@dataclass(frozen=True)
-class Mail:
-    """One mail as the bot means it; `build_message` makes the wire form."""
-
-    to: tuple[str, ...]
-    cc: tuple[str, ...]
-    subject: str
-    body: str  # plain text, already rendered
-    message_id: str  # "<downtime-7-announce@downtimebot.example>", stable per notice
-    in_reply_to: str | None = None
-    references: tuple[str, ...] = ()
-    ics: bytes | None = None  # a text/calendar object whose METHOD is ics_method
-    ics_method: str = "REQUEST"
-    date: datetime | None = None  # aware; None means "when the message is built"
-
-    def __post_init__(self) -> None:
-        # Lists sneak in easily from callers; tuples keep the dataclass hashable.
-        for name in ("to", "cc", "references"):
-            value = getattr(self, name)
-            if isinstance(value, str):
-                raise TypeError(f"Mail.{name} must be a sequence of strings, not a string")
-            object.__setattr__(self, name, tuple(value))
-        if not self.to and not self.cc:
-            raise ValueError("a mail needs at least one recipient")
-        for mid in (self.message_id, self.in_reply_to, *self.references):
-            if mid is not None and not _MESSAGE_ID.match(mid):
-                raise ValueError(f"not a message id (<left@right>): {mid!r}")
-        if self.date is not None and self.date.utcoffset() is None:
-            raise ValueError("Mail.date must be timezone-aware")
-        if self.ics_method.upper() not in ICS_METHODS:
-            raise ValueError(f"ics_method must be one of {sorted(ICS_METHODS)}")
-
-    @property
-    def recipients(self) -> tuple[str, ...]:
-        """Bare addresses for the SMTP envelope: To then Cc, each once."""
-        seen: dict[str, None] = {}
-        for _, addr in getaddresses([_one_line(a) for a in (*self.to, *self.cc)]):
-            if addr and addr.lower() not in (s.lower() for s in seen):
-                seen[addr] = None
-        return tuple(seen)
 
 
 @dataclass(frozen=True)
@@ -120,18 +64,6 @@ class MailConfig:
             raise ValueError("[mail] username is set but no password was given")
 
 
-class Mailer(Protocol):
-    """Anything that delivers a `Mail` (SmtpMailer, PrintMailer, FakeMailer)."""
-
-    def send(self, mail: Mail, now: datetime) -> None: ...
-
-
-def _one_line(text: str) -> str:
-    # A CR or LF in a header value would start a new header (or the body): the
-    # classic header injection. Anything user-typed goes through here.
-    return _LINE_BREAKS.sub(" ", text).strip()
-
-
 def build_message(mail: Mail, sender: str, now: datetime) -> EmailMessage:
     """The RFC 5322 message for `mail`, with its calendar parts when it has an ics.
 
@@ -151,12 +83,12 @@ def build_message(mail: Mail, sender: str, now: datetime) -> EmailMessage:
     """
     date = mail.date or now
     message = EmailMessage(policy=SMTP_POLICY)
-    message["From"] = _one_line(sender)
+    message["From"] = one_line(sender)
     if mail.to:
-        message["To"] = ", ".join(_one_line(a) for a in mail.to)
+        message["To"] = ", ".join(one_line(a) for a in mail.to)
     if mail.cc:
-        message["Cc"] = ", ".join(_one_line(a) for a in mail.cc)
-    message["Subject"] = _one_line(mail.subject)
+        message["Cc"] = ", ".join(one_line(a) for a in mail.cc)
+    message["Subject"] = one_line(mail.subject)
     message["Date"] = format_datetime(date)
     message["Message-ID"] = mail.message_id
     if mail.in_reply_to:
@@ -370,14 +302,3 @@ class PrintMailer:
         self._stream.flush()
 
 
-class FakeMailer:
-    """Records every mail in ``.sent``; raises ``.fail_with`` instead when set."""
-
-    def __init__(self) -> None:
-        self.sent: list[Mail] = []
-        self.fail_with: MailError | None = None
-
-    def send(self, mail: Mail, now: datetime) -> None:
-        if self.fail_with is not None:
-            raise self.fail_with
-        self.sent.append(mail)

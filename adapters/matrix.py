@@ -50,7 +50,7 @@ from typing import Any, TypeVar
 import aiohttp
 import nio
 
-from adapters.transport import Incoming, MessageHandler, Outgoing, Transport, TransportUnavailable
+from models.ports import Incoming, MessageHandler, Outgoing, Transport, TransportUnavailable
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from adapters.clock import Clock
+from models.ports import Clock
 from models.orm import OutboxMessage
 
 log = logging.getLogger(__name__)

@@ -36,7 +36,7 @@ from apscheduler.triggers.date import DateTrigger
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from adapters.clock import Clock
+from models.ports import Clock
 from models import notices
 from models import reminders as plans
 from models.lifecycle import State

@@ -33,10 +33,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import requests
+
+from models.ports import RestoreReport, TreestatusError, TreestatusUnavailable, TreeState
 
 log = logging.getLogger(__name__)
 
@@ -45,40 +46,6 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 # Appended to the reason of a remembered change that was restored while a
 # later remembered change still held some of its trees; see `restore`.
 WAITING_MARK = " [restored; waiting for a later change]"
-
-
-class TreestatusError(Exception):
-    """Treestatus refused or failed a request; the message fits one chat line."""
-
-    def __init__(self, message: str, *, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-class TreestatusUnavailable(TreestatusError):
-    """Treestatus could not be reached after all retries; keep the change pending."""
-
-
-@dataclass(frozen=True)
-class TreeState:
-    """A tree as Treestatus shows it."""
-
-    name: str
-    status: str
-    reason: str
-    tags: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class RestoreReport:
-    """What `restore` did with each tree of a remembered change."""
-
-    restored: tuple[str, ...] = ()
-    # tree -> id of the later remembered change that still holds it; the tree
-    # gets its state from before our change when that later change is restored.
-    waiting: dict[str, int] = field(default_factory=dict)
-    # trees someone changed since our change (not through the stack); left alone.
-    changed: tuple[str, ...] = ()
 
 
 def _one_line(text: str, limit: int = 300) -> str:

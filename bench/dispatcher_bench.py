@@ -23,9 +23,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sqlalchemy import insert  # noqa: E402
 
 from adapters import config as configuration  # noqa: E402
-from adapters.clock import FakeClock  # noqa: E402
-from adapters.mail import FakeMailer  # noqa: E402
-from adapters.transport import FakeTransport, Incoming  # noqa: E402
+from tests.fakes import FakeClock  # noqa: E402
+from tests.fakes import FakeMailer  # noqa: E402
+from models.ports import Incoming  # noqa: E402
+from tests.fakes import FakeTransport  # noqa: E402
 from bot import Bot  # noqa: E402
 from models.orm import Downtime  # noqa: E402
 

@@ -27,7 +27,7 @@ from sqlalchemy import insert  # noqa: E402
 
 from adapters import config as configuration  # noqa: E402
 from adapters.db import make_engine, migrate  # noqa: E402
-from adapters.transport import Outgoing, Transport  # noqa: E402
+from models.ports import Outgoing, Transport  # noqa: E402
 from models.orm import AuditEvent, Downtime  # noqa: E402
 
 UTC = dt.timezone.utc

@@ -4,23 +4,11 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
-from adapters.transport import Incoming
+from models.ports import BugLookup, Incoming
 from models.service import Actor, Core
 from plugins.registry import Command
-
-
-class BugLookup(Protocol):
-    """The part of Bugzilla a handler may ask before changing anything (read-only)."""
-
-    enabled: bool
-
-    async def lookup(self, bug: int) -> Any:
-        """A BugInfo, or None when Bugzilla is not configured; raises a DomainError to refuse."""
-
-    async def nominated(self) -> list[Any]:
-        """Open bugs with the flag requested (``needs-treeclosure?``)."""
 
 
 class NoBugzilla:

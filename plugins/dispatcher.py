@@ -17,12 +17,11 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from adapters.clock import Clock
-from adapters.transport import Incoming, Outgoing
+from models.ports import BugLookup, Clock, Incoming, Outgoing
 from models.handled import already_handled, mark_handled
 from models.service import Actor, Core, Settings
 from plugins import downtime, trees
-from plugins.context import BugLookup, CommandContext, NoBugzilla
+from plugins.context import CommandContext, NoBugzilla
 from plugins.registry import Command, collect, parse_line, run
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from adapters.transport import Incoming
+from models.ports import Incoming
 from models.lifecycle import DomainError
 
 log = logging.getLogger(__name__)

@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 
 from adapters import config as configuration
-from adapters.clock import FakeClock
-from adapters.mail import FakeMailer
-from adapters.transport import FakeTransport, Incoming
+from tests.fakes import FakeClock
+from tests.fakes import FakeMailer
+from models.ports import Incoming
+from tests.fakes import FakeTransport
 
 UTC = dt.timezone.utc
 # A Tuesday morning: the usual test "now".

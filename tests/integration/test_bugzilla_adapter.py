@@ -8,10 +8,9 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from adapters.bugzilla import (
-    BugInfo, BugNotVisible, BugzillaClient, BugzillaError, BugzillaUnavailable, FakeBugzilla,
-    FlagDenied, InvalidApiKey, whiteboard_with_tag, whiteboard_without_tag,
-)
+from adapters.bugzilla import BugzillaClient, whiteboard_with_tag, whiteboard_without_tag
+from models.ports import BugInfo, BugNotVisible, BugzillaError, BugzillaUnavailable, FlagDenied, InvalidApiKey
+from tests.fakes import FakeBugzilla
 from tests.servers.bugzilla import BugzillaServer
 
 pytestmark = pytest.mark.integration

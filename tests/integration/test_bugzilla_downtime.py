@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from adapters.bugzilla import BugzillaClient
-from adapters.clock import FakeClock
-from adapters.mail import FakeMailer
-from adapters.transport import FakeTransport
+from tests.fakes import FakeClock
+from tests.fakes import FakeMailer
+from tests.fakes import FakeTransport
 from bot import Bot
 from tests.conftest import Chat, make_config
 from tests.servers.bugzilla import BugzillaServer

@@ -28,7 +28,7 @@ from adapters.irc import (
     sanitize_lines,
     split_utf8,
 )
-from adapters.transport import Incoming, Outgoing, TransportUnavailable, Undeliverable
+from models.ports import Incoming, Outgoing, TransportUnavailable, Undeliverable
 from tests.servers.ircd import (
     InspircdAnope,
     Line,

@@ -24,16 +24,9 @@ if importlib.util.find_spec("aiosmtpd") is None:
 from icalendar import Calendar  # noqa: E402
 
 from adapters.calendar import downtime_invitation  # noqa: E402
-from adapters.mail import (  # noqa: E402
-    FakeMailer,
-    Mail,
-    MailConfig,
-    MailRejected,
-    MailUnavailable,
-    PrintMailer,
-    SmtpMailer,
-    build_message,
-)
+from adapters.mail import MailConfig, PrintMailer, SmtpMailer, build_message  # noqa: E402
+from models.ports import Mail, MailRejected, MailUnavailable  # noqa: E402
+from tests.fakes import FakeMailer  # noqa: E402
 from tests.servers.smtp import Certificate, SmtpServer, free_port, make_certificate  # noqa: E402
 
 pytestmark = [

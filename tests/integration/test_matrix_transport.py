@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from adapters.matrix import STATE_FILE, MatrixConfig, MatrixTransport, render_content
-from adapters.transport import Incoming, Outgoing, TransportUnavailable
+from models.ports import Incoming, Outgoing, TransportUnavailable
 from tests.servers.synapse import MatrixTestUser, Synapse, running_synapse
 
 PASSWORD = "correct horse"

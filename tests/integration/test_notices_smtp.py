@@ -20,7 +20,7 @@ if importlib.util.find_spec("aiosmtpd") is None:
 
 from icalendar import Calendar  # noqa: E402
 
-from adapters.clock import FakeClock  # noqa: E402
+from tests.fakes import FakeClock  # noqa: E402
 from adapters.mail import MailConfig, SmtpMailer  # noqa: E402
 from tests.conftest import NOW, Chat, make_config  # noqa: E402
 from tests.servers.smtp import SmtpServer  # noqa: E402

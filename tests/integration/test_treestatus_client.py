@@ -7,13 +7,8 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from adapters.treestatus import (
-    WAITING_MARK,
-    TreestatusClient,
-    TreestatusError,
-    TreestatusUnavailable,
-    TreeState,
-)
+from adapters.treestatus import WAITING_MARK, TreestatusClient
+from models.ports import TreestatusError, TreestatusUnavailable, TreeState
 from tests.servers.treestatus import APPROVAL, BUSTAGE, TreestatusServer, add_mixed_trees
 
 pytestmark = pytest.mark.integration

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from adapters.clock import FakeClock
+from tests.fakes import FakeClock
 from adapters.treestatus import TreestatusClient
 from tests.conftest import Chat, make_config
 from tests.plugins.test_trees_transcript import announce

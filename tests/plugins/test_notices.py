@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from adapters.clock import FakeClock
-from adapters.mail import MailRejected, MailUnavailable
+from tests.fakes import FakeClock
+from models.ports import MailRejected, MailUnavailable
 from models.orm import AuditEvent, OutboxMessage
 from tests.conftest import NOW, Chat, make_config
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from adapters.clock import FakeClock
-from adapters.tree_jobs import FakeTreestatus
+from tests.fakes import FakeClock
+from tests.fakes import FakeTreestatus
 from models.orm import OutboxMessage
 from tests.conftest import Chat, make_config
 from tests.plugins.test_trees_transcript import announce

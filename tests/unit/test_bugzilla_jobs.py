@@ -6,7 +6,8 @@ from dataclasses import replace
 
 import pytest
 
-from adapters.bugzilla import BugzillaUnavailable, FakeBugzilla
+from models.ports import BugzillaUnavailable
+from tests.fakes import FakeBugzilla
 from adapters.bugzilla_jobs import (
     NOT_VISIBLE, BugzillaLookup, BugzillaStatus, marker, perform,
 )

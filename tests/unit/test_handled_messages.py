@@ -5,7 +5,7 @@ import datetime as dt
 
 from sqlalchemy import func, select
 
-from adapters.transport import Incoming
+from models.ports import Incoming
 from models.handled import KEPT_FOR
 from models.orm import AuditEvent, Downtime, HandledMessage, OutboxMessage
 from tests.conftest import Chat
