@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-
 import logging
 import os
-import re
 import signal
 import sys
 from collections.abc import Sequence
@@ -25,18 +23,14 @@ from adapters import config as configuration
 from adapters.clock import SystemClock
 from adapters.console import ConsoleTransport
 from adapters.db import Checkpointer, CommitCounter, make_engine, migrate, session_factory
-from adapters.mail import MailConfig, PrintMailer, SmtpMailer
-from adapters.outbox import OutboxWorker, Permanent, Retry
+from adapters.mail import MailConfig, MailDelivery, PrintMailer, SmtpMailer
+from adapters.outbox import OutboxWorker, chat_delivery
 from adapters.scheduler import ReminderScheduler
 from adapters.templates import Renderer
 from models.lifecycle import Role
-from models.notices import queue_mail_failure
-from models.orm import Downtime, OutboxMessage
-from models.ports import (
-    BugTracker, Clock, Mail, Mailer, MailError, MailRejected, Outgoing, Transport, TransportUnavailable, TreeService,
-    Undeliverable,
-)
-from models.service import MailRouting, Settings
+from models.ports import BugTracker, Clock, Mailer, Transport, TreeService
+from models.reactions import Reactions
+from models.work import MailRouting, Settings
 from plugins.context import NoBugzilla
 from plugins.dispatcher import Dispatcher
 
@@ -103,33 +97,26 @@ def mailer_from(config: configuration.Config, stdout: TextIO) -> Mailer:
     )
 
 
-def tree_jobs_from(config: configuration.Config, bot: Bot, client: TreeService | None) -> TreeJobs | None:
-    """The "trees" outbox deliverer for [trees] backend = treestatus or advisory (None for builtin)."""
+def treestatus_from(config: configuration.Config, client: TreeService | None) -> tuple[TreeService | None, TreeService | None]:
+    """The Treestatus clients for [trees]: (the one that makes changes, the one that reads for !trees)."""
     t = config.trees
-    if t.backend == "builtin":
-        return None
-    from adapters.tree_jobs import TreeJobs
+    if client is not None or not t.treestatus_url:
+        return client, client
     from adapters.treestatus import TreestatusClient
 
-    reader = client
-    if client is None and t.treestatus_url:
-        token = os.environ.get(t.treestatus_token_env)
-        if t.backend == "treestatus" and not token:
-            raise configuration.ConfigError(
-                f"[trees] backend = treestatus needs the Treestatus token in the environment variable "
-                f"{t.treestatus_token_env} (treestatus_token_env)"
-            )
-        client = TreestatusClient(t.treestatus_url, token) if t.backend == "treestatus" else None
-        # !trees waits for this one while other commands queue: fail fast.
-        reader = TreestatusClient(t.treestatus_url, token, timeout=5, retries=1)
-    return TreeJobs(
-        bot.sessions, bot.clock, bot.settings, bot.render,
-        client=client, reader=reader, on_queued=bot.poke, account=config.bot.nick,
-    )
+    token = os.environ.get(t.treestatus_token_env)
+    if t.backend == "treestatus" and not token:
+        raise configuration.ConfigError(
+            f"[trees] backend = treestatus needs the Treestatus token in the environment variable "
+            f"{t.treestatus_token_env} (treestatus_token_env)"
+        )
+    writer = TreestatusClient(t.treestatus_url, token) if t.backend == "treestatus" else None
+    # !trees waits for this one while other commands queue: fail fast.
+    return writer, TreestatusClient(t.treestatus_url, token, timeout=5, retries=1)
 
 
 class Bot:
-    """Everything wired together; `run` until stopped."""
+    """Everything wired together; `start` it, `stop` it."""
 
     def __init__(
         self,
@@ -158,35 +145,40 @@ class Bot:
             prefix=config.bot.command_prefix,
             trees=config.trees.names,
             links=config.notice,
+            flag=config.bugzilla.flag,
         )
         self.settings = settings_from(config, list(transports))
-        self.mailer = mailer or mailer_from(config, stdout or sys.stdout)
-        self.mail_domain = config.mail.sender.rpartition("@")[2].rstrip(">") or "downtimebot.localhost"
+        self.reactions = Reactions(self.settings, self.render)
         self.workers: list[OutboxWorker] = []
         for name, t in transports.items():
-            worker = OutboxWorker(self.sessions, self.clock, kind="chat", network=name, deliver=self._chat_sender(t))
+            worker = OutboxWorker(self.sessions, self.clock, kind="chat", network=name, deliver=chat_delivery(t))
             t.on_connected = worker.poke  # back after an outage: deliver what waited, now
             self.workers.append(worker)
-        self.workers.append(OutboxWorker(self.sessions, self.clock, kind="mail", deliver=self._send_mail))
+        self.mail = MailDelivery(
+            mailer or mailer_from(config, stdout or sys.stdout), sessions=self.sessions, clock=self.clock,
+            reactions=self.reactions, sender=config.mail.sender, report_after=MAIL_REPORT_AFTER,
+            on_queued=self._poke_chat,
+        )
+        self.workers.append(OutboxWorker(self.sessions, self.clock, kind="mail", deliver=self.mail.deliver))
         self.bugzilla: BugzillaSync | None = None
         if config.bugzilla.enabled:
             from adapters.bugzilla_jobs import BugzillaSync  # noqa: F811  (imported above for typing only)
 
             self.bugzilla = BugzillaSync(
-                bugzilla or bugzilla_from(config),
-                sessions=self.sessions,
-                clock=self.clock,
-                settings=self.settings,
-                render=self.render,
-                product=config.bugzilla.product,
-                report_after=config.bugzilla.report_after,
-                on_queued=lambda: self.poke(),
+                bugzilla or bugzilla_from(config), sessions=self.sessions, clock=self.clock,
+                reactions=self.reactions, product=config.bugzilla.product,
+                report_after=config.bugzilla.report_after, on_queued=self._poke_chat,
             )
-            self.workers.append(
-                OutboxWorker(self.sessions, self.clock, kind="bugzilla", deliver=self.bugzilla.deliver)
+            self.workers.append(OutboxWorker(self.sessions, self.clock, kind="bugzilla", deliver=self.bugzilla.deliver))
+        self.tree_jobs: TreeJobs | None = None
+        if config.trees.backend != "builtin":
+            from adapters.tree_jobs import TreeJobs  # noqa: F811
+
+            writer, reader = treestatus_from(config, treestatus)
+            self.tree_jobs = TreeJobs(
+                self.sessions, self.clock, self.reactions, client=writer, reader=reader,
+                on_queued=self._poke_chat, account=config.bot.nick,
             )
-        self.tree_jobs = tree_jobs_from(config, self, treestatus)
-        if self.tree_jobs is not None:
             # First, so that the notes it queues are delivered in the same pass.
             self.workers.insert(0, OutboxWorker(self.sessions, self.clock, kind="trees", deliver=self.tree_jobs.deliver))
         self.dispatcher = Dispatcher(
@@ -194,8 +186,9 @@ class Bot:
             clock=self.clock,
             settings=self.settings,
             render=self.render,
+            reactions=self.reactions,
             roles_of=config.roles.roles_of,
-            send_direct=self._send_direct,
+            transports=transports,
             prefix=config.bot.command_prefix,
             push=config.push,
             systems=config.systems,
@@ -205,12 +198,12 @@ class Bot:
             bugzilla=self.bugzilla.lookup if self.bugzilla else NoBugzilla(),
         )
         self.reminders = ReminderScheduler(
-            self.sessions, self.clock, self.settings, self.render, nick=config.bot.nick, on_queued=self._poke_workers
+            self.sessions, self.clock, self.reactions, nick=config.bot.nick, on_queued=self._poke_workers
         )
         self._tasks: list[asyncio.Task[None]] = []
 
     def poke(self) -> None:
-        """Something changed: deliver the outbox and re-derive the reminder jobs."""
+        """A command changed something: deliver the outbox and re-derive the reminder jobs."""
         self._poke_workers()
         self.reminders.poke()
 
@@ -218,103 +211,11 @@ class Bot:
         for worker in self.workers:
             worker.poke()
 
-    def _chat_sender(self, transport: Transport):  # type: ignore[no-untyped-def]
-        async def deliver(row: OutboxMessage) -> None:
-            try:
-                await transport.send(
-                    Outgoing(row.target, row.body, mentions=tuple(row.payload.get("mentions", ())), key=row.key)
-                )
-            except TransportUnavailable as err:
-                raise Retry(str(err) or "not connected") from err
-            except ValueError as err:  # a target this network can never reach
-                raise Permanent(str(err)) from err
-
-        return deliver
-
-    async def _send_direct(self, network: str, message: Outgoing, sender: str = "") -> None:
-        transport = self.transports[network]
-        limit = transport.max_channel_lines
-        lines = message.text.count("\n") + 1
-        if limit and lines > limit and message.target.startswith("#") and sender:
-            # A long answer would flood the channel: send it privately, leave a pointer.
-            await self._send_direct(network, Outgoing("@" + sender, message.text))
-            message = Outgoing(message.target, f"{sender}: the answer has {lines} lines; sent to you privately.")
-        try:
-            await transport.send(message)
-        except TransportUnavailable:
-            log.warning("reply to %s on %s lost: not connected (asking again answers again)", message.target, network)
-        except Undeliverable as err:
-            log.warning("reply to %s on %s dropped: %s", message.target, network, err)
-
-    def _mail_of(self, row: OutboxMessage) -> Mail:
-        p = row.payload
-        thread = self._message_id(p["thread"]) if p.get("thread") else None
-        ics = None
-        calendar = p.get("calendar")
-        if calendar and row.downtime_id is not None:
-            from adapters.calendar import downtime_invitation
-
-            with self.sessions() as session:
-                d = session.get(Downtime, row.downtime_id)
-                assert d is not None
-                ics = downtime_invitation(
-                    uid=f"downtime-{d.id}@{self.mail_domain}",
-                    sequence=int(calendar["sequence"]),
-                    start=d.start_at,
-                    end=d.end_at,
-                    summary=f"Tree-closing downtime #{d.id}",
-                    description=d.summary,
-                    organizer=self.config.mail.sender,
-                    status=calendar["status"],
-                    method=calendar["method"],
-                    now=row.created_at,
-                )
-        return Mail(
-            to=tuple(p["to"]),
-            cc=tuple(p["cc"]),
-            subject=p["subject"],
-            body=row.body,
-            message_id=self._message_id(row.key),
-            in_reply_to=thread,
-            references=(thread,) if thread else (),
-            ics=ics,
-            ics_method=calendar["method"] if calendar else "REQUEST",
-            date=row.created_at,
-        )
-
-    def _message_id(self, key: str) -> str:
-        """<dt1.r0.announce.mail@domain>: the outbox key, made a dot-atom (RFC 5322 has no ':' there)."""
-        left = re.sub(r"[^A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+", ".", key).strip(".")
-        return f"<{left}@{self.mail_domain}>"
-
-    async def _send_mail(self, row: OutboxMessage) -> None:
-        try:
-            mail = self._mail_of(row)
-        except ValueError as err:  # no recipient, a bad address: it can never be sent as it is
-            self._report_mail_failure(row, str(err), final=True)
-            raise Permanent(str(err)) from err
-        try:
-            await asyncio.to_thread(self.mailer.send, mail, self.clock.now())
-        except MailRejected as err:
-            self._report_mail_failure(row, str(err), final=True)
-            raise Permanent(str(err)) from err
-        except MailError as err:
-            if row.attempts + 1 >= MAIL_REPORT_AFTER:
-                self._report_mail_failure(row, str(err), final=False)
-            raise Retry(str(err)) from err
-
-    def _report_mail_failure(self, row: OutboxMessage, reason: str, *, final: bool) -> None:
-        """Tell CiDuty in the requests channel, once per mail (the outbox key sees to it)."""
-        with self.sessions() as session:
-            queued = queue_mail_failure(
-                session, now=self.clock.now(), settings=self.settings, render=self.render,
-                row=row, reason=reason, final=final,
-            )
-            session.commit()
-        if queued:
-            for worker in self.workers:
-                if worker.kind == "chat":
-                    worker.poke()
+    def _poke_chat(self) -> None:
+        """A job told someone something: deliver the chat lines now."""
+        for worker in self.workers:
+            if worker.kind == "chat":
+                worker.poke()
 
     async def start(self) -> None:
         # Reminders first: what fell due while the bot was down is queued before any command.

@@ -1,11 +1,12 @@
 """Bugzilla kept in step with the downtimes: lookups for commands, and the outbox worker.
 
 - `BugzillaLookup` answers the commands' read-only questions (`lookup`, `nominated`).
-- `perform` carries out one queued change ("bugzilla" outbox row) against a `BugTracker`
-  with as few requests as Bugzilla allows, and says what it could not do.
+- `perform` carries out one queued change (a `models.jobs` Bugzilla job) against a
+  `BugTracker` with as few requests as Bugzilla allows, and says what it could not do.
 - `BugzillaSync` ties both to the bot: the start-up check, the outbox `deliver` function
-  (Retry while Bugzilla is down, Permanent with the reason when a bug refuses), the
-  report to CiDuty when a change is still not made after ``[bugzilla] report_after``.
+  (Retry while Bugzilla is down, Permanent with the reason when a bug refuses). What CiDuty
+  must hear of (a failed check, a change refused, a change still not made after
+  ``[bugzilla] report_after``) is recorded as an event; the reactions say it.
 
 Idempotency: a retried job reads the bugs again and only writes what is still
 missing. Flags and whiteboards are compared with what was read; comments carry a
@@ -15,6 +16,7 @@ read and bugs that already have the marker get no second comment.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import logging
 from collections.abc import Callable, Mapping, Sequence
@@ -26,23 +28,16 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from adapters.bugzilla import whiteboard_with_tag, whiteboard_without_tag
 from adapters.outbox import Permanent, Retry
+from models import events, jobs
+from models.events import BugProblem
 from models.lifecycle import DomainError
 from models.orm import DowntimeBug, OutboxMessage
-from models.outbox import Outbox
 from models.ports import (
     BugInfo, BugNotVisible, BugTracker, BugzillaError, BugzillaUnavailable, Clock, FlagDenied, InvalidApiKey,
 )
-from models.service import Settings
+from models.reactions import Reactions
 
 log = logging.getLogger(__name__)
-
-NOT_VISIBLE = ("bug {bug} is not visible to the bot (restricted or missing): file a separate "
-               "tracking bug that CiDuty can see, and track it closely")
-# What `!downtime end` does to the flag, by outcome: work that landed keeps its "+";
-# work that did not is taken off ("X") so that it is nominated again when it is ready.
-OUTCOME_FLAG: Mapping[str, str | None] = {
-    "landed": None, "landed-and-stuck": None, "rolled-back": "X", "not-done": "X",
-}
 
 
 def marker(key: str) -> str:
@@ -79,7 +74,7 @@ class BugzillaStatus:
 # ---- read-only questions from commands -----------------------------------------------------
 
 class BugzillaLookup:
-    """`plugins.context.BugLookup` over a BugTracker; every call runs in a thread."""
+    """`models.ports.BugLookup` over a BugTracker; every call runs in a thread."""
 
     enabled = True
 
@@ -104,12 +99,12 @@ class BugzillaLookup:
         self.status.up()
         info = found.get(bug)
         if info is None:
-            raise DomainError(NOT_VISIBLE.format(bug=bug))
+            raise DomainError("bug_not_visible", bug=bug)
         return info
 
     async def nominated(self) -> list[BugInfo]:
         if self.status.key_refused:
-            raise DomainError(f"Bugzilla is not usable: {self.status.reason}")
+            raise DomainError("bugzilla_unusable", error=self.status.reason)
         try:
             bugs = await asyncio.to_thread(self.tracker.search_nominated)
         except BugzillaError as err:
@@ -117,7 +112,7 @@ class BugzillaLookup:
                 self.status.refuse_key(str(err))
             else:
                 self.status.down(str(err))
-            raise DomainError(f"{err} Try again later.") from err
+            raise DomainError("bugzilla_unavailable", error=str(err)) from err
         self.status.up()
         return bugs
 
@@ -129,7 +124,7 @@ class Report:
     """What a job did: bugs changed, problems to tell CiDuty, bugs as read (for the database)."""
 
     done: list[int] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
+    problems: list[BugProblem] = field(default_factory=list)
     read: dict[int, BugInfo] = field(default_factory=dict)
 
 
@@ -142,9 +137,7 @@ class _Job:
         bugs = self.tracker.get_bugs(ids)
         hidden = [i for i, b in bugs.items() if b is None]
         if hidden:
-            self.report.problems.append(
-                f"bug {_ids(hidden)} not visible to the bot (restricted or missing), left out: "
-                "file a separate tracking bug that CiDuty can see")
+            self.report.problems.append(BugProblem("hidden", tuple(hidden)))
         self.report.read = {i: b for i, b in bugs.items() if b is not None}
         return self.report.read
 
@@ -156,11 +149,10 @@ class _Job:
                 self.tracker.update(left, **changes)
             except FlagDenied as err:
                 refused = [i for i in err.bug_ids if i in left] or left
-                self.report.problems.append(str(err).rstrip("."))
+                self.report.problems.append(BugProblem("flag_denied", tuple(refused), str(err).rstrip(".")))
             except BugNotVisible as err:
                 refused = [err.bug_id] if err.bug_id in left else left
-                self.report.problems.append(
-                    f"bug {_ids(refused)} became unreadable to the bot, left out")
+                self.report.problems.append(BugProblem("unreadable", tuple(refused)))
             else:
                 self.report.done.extend(i for i in left if i not in self.report.done)
                 return left
@@ -206,66 +198,57 @@ class _Job:
         return f"{text.rstrip()}\n\n{marker(self.key)}"
 
 
-def perform(tracker: BugTracker, flag: str, key: str, payload: Mapping[str, Any],
-            attempts: int = 0, outcome_lines: Mapping[str, str] | None = None) -> Report:
+def perform(tracker: BugTracker, flag: str, key: str, job: jobs.BugzillaJob, attempts: int = 0) -> Report:
     """Carry out one queued Bugzilla change; raises BugzillaUnavailable/InvalidApiKey to retry.
 
     Requests, whatever the number of bugs: nominate = 1 read + 1 update; approve = 1 read +
     1 update per distinct new whiteboard, carrying the flag (plus 1 for bugs whose whiteboard
-    does not change); rescheduled/cancelled = 1 read + 1 per distinct whiteboard +
-    1 comment update; outcomes = 1 read + 1 update per distinct outcome. A retry adds one
+    does not change); retag (rescheduled, cancelled) = 1 read + 1 per distinct whiteboard +
+    1 comment update; outcomes = 1 read + 1 update per distinct comment. A retry adds one
     comment read per bug when the job leaves comments.
     """
-    job = _Job(tracker, flag, key, attempts)
-    op = payload.get("op")
-    if op == "nominate":
-        bugs = job.read(payload["bugs"])
-        need = [i for i, b in bugs.items() if b.flag_status(flag) not in ("?", "+")]
-        job.put(need, flag_status="?")
-        job.report.done.extend(i for i in bugs if i not in need)
-    elif op == "approve":
-        bugs = job.read(payload["bugs"])
-        nobody = [i for i, b in bugs.items() if b.unassigned]
-        if nobody:
-            job.report.problems.append(
-                f"bug {_ids(nobody)} has nobody assigned, left out: assign the person doing the "
-                f"work, then set {flag}+ and the whiteboard by hand")
-        ok = {i: b for i, b in bugs.items() if i not in nobody}
-        job.put_with_whiteboards(_whiteboards(ok, payload["tag"]),
-                                 [i for i, b in ok.items() if b.flag_status(flag) != "+"],
-                                 flag_status="+")
-    elif op in ("rescheduled", "cancelled"):
-        bugs = job.read(payload["bugs"])
-        commented = job.commented(list(bugs))
-        fresh = [i for i in bugs if i not in commented]
-        # Cancelled: approved for a closure that will not happen, so back to the queue of
-        # nominations; in the comment's update when that is every bug (the usual case).
-        approved = ([i for i, b in bugs.items() if b.flag_status(flag) == "+"]
-                    if op == "cancelled" else [])
-        together = bool(approved) and sorted(approved) == sorted(fresh)
-        job.put_with_whiteboards(_whiteboards(bugs, payload["tag"]), fresh,
-                                 comment=job.comment(payload["comment"]),
-                                 flag_status="?" if together else None)
-        if approved and not together:
-            job.put(approved, flag_status="?")
-    elif op == "outcomes":
-        outcomes: dict[int, tuple[str, str]] = {
-            int(bug): (status, note) for bug, (status, note) in payload["outcomes"].items()}
-        bugs = job.read(list(outcomes))
-        done = job.commented(list(bugs))
-        groups: dict[tuple[str, str], list[int]] = {}
-        for bug in bugs:
-            if bug not in done:
-                groups.setdefault(outcomes[bug], []).append(bug)
-        lines = outcome_lines or {}
-        for (status, note), ids in groups.items():
-            line = lines.get(_outcome_key(status, note), f"Outcome: {status}.")
-            job.put(ids, comment=job.comment(f"{payload['comment'].rstrip()}\n{line}"),
-                    flag_status=OUTCOME_FLAG.get(status))
-        job.report.done.extend(i for i in done if i not in job.report.done)
-    else:
-        raise ValueError(f"unknown Bugzilla job {op!r}")
-    return job.report
+    work = _Job(tracker, flag, key, attempts)
+    match job:
+        case jobs.NominateBugs():
+            bugs = work.read(job.bugs)
+            need = [i for i, b in bugs.items() if b.flag_status(flag) not in ("?", "+")]
+            work.put(need, flag_status="?")
+            work.report.done.extend(i for i in bugs if i not in need)
+        case jobs.ApproveBugs():
+            bugs = work.read(job.bugs)
+            nobody = [i for i, b in bugs.items() if b.unassigned]
+            if nobody:
+                work.report.problems.append(BugProblem("unassigned", tuple(nobody)))
+            ok = {i: b for i, b in bugs.items() if i not in nobody}
+            work.put_with_whiteboards(_whiteboards(ok, job.tag),
+                                      [i for i, b in ok.items() if b.flag_status(flag) != "+"],
+                                      flag_status="+")
+        case jobs.RetagBugs():
+            bugs = work.read(job.bugs)
+            commented = work.commented(list(bugs))
+            fresh = [i for i in bugs if i not in commented]
+            # Cancelled: approved for a closure that will not happen, so back to the queue of
+            # nominations; in the comment's update when that is every bug (the usual case).
+            approved = [i for i, b in bugs.items() if b.flag_status(flag) == "+"] if job.renominate else []
+            together = bool(approved) and sorted(approved) == sorted(fresh)
+            work.put_with_whiteboards(_whiteboards(bugs, job.tag), fresh,
+                                      comment=work.comment(job.comment),
+                                      flag_status="?" if together else None)
+            if approved and not together:
+                work.put(approved, flag_status="?")
+        case jobs.RecordOutcomes():
+            results = {r.bug: r for r in job.results}
+            bugs = work.read(list(results))
+            done = work.commented(list(bugs))
+            groups: dict[tuple[str, str | None], list[int]] = {}
+            for bug in bugs:
+                if bug not in done:
+                    r = results[bug]
+                    groups.setdefault((f"{job.comment.rstrip()}\n{r.line}", r.flag), []).append(bug)
+            for (comment, flag_after), ids in groups.items():
+                work.put(ids, comment=work.comment(comment), flag_status=flag_after)
+            work.report.done.extend(i for i in done if i not in work.report.done)
+    return work.report
 
 
 def _whiteboards(bugs: Mapping[int, BugInfo], tag: str) -> dict[str, list[int]]:
@@ -278,27 +261,19 @@ def _whiteboards(bugs: Mapping[int, BugInfo], tag: str) -> dict[str, list[int]]:
     return groups
 
 
-def _outcome_key(status: str, note: str) -> str:
-    return f"{status}\x00{note}"
-
-
-def _ids(ids: Sequence[int]) -> str:
-    return ", ".join(map(str, ids))
-
-
 # ---- the bot's side: start-up check, outbox delivery, reports ------------------------------
 
 class BugzillaSync:
     """Everything the bot does with Bugzilla, given a tracker (the real client or a fake)."""
 
     def __init__(self, tracker: BugTracker, *, sessions: sessionmaker[Session], clock: Clock,
-                 settings: Settings, render: Callable[..., str], product: str = "",
+                 reactions: Reactions, product: str = "",
                  report_after: dt.timedelta = dt.timedelta(minutes=30),
                  on_queued: Callable[[], None] = lambda: None) -> None:
         self.tracker = tracker
-        self.sessions, self.clock, self.settings, self.render = sessions, clock, settings, render
+        self.sessions, self.clock, self.reactions = sessions, clock, reactions
         self.product, self.report_after, self.on_queued = product, report_after, on_queued
-        self.flag = settings.bugzilla_flag
+        self.flag = reactions.settings.bugzilla_flag
         self.status = BugzillaStatus()
         self.lookup = BugzillaLookup(tracker, self.status)
 
@@ -314,26 +289,35 @@ class BugzillaSync:
                 self.status.down(str(err))
             log.error("Bugzilla start-up check failed: %s Bugzilla is marked unavailable; "
                       "its changes stay queued and are retried.", err)
-            now = self.clock.now()
-            self._say(f"bugzilla:check:{now:%Y%m%dT%H%M%S}",
-                      self.render("bugzilla_check_chat.txt", error=str(err)), None)
+            self._tell(events.BugzillaCheckFailed(None, error=str(err), at=self.clock.now()))
             return False
         self.status.up()
         log.info("Bugzilla start-up check passed (flag %s%s)", self.flag,
                  f" in {self.product}" if self.product else "")
         return True
 
+    def _job(self, row: OutboxMessage) -> jobs.BugzillaJob:
+        try:
+            job = jobs.load(row.payload)
+        except (jobs.JobError, KeyError, TypeError) as err:
+            raise Permanent(f"not a Bugzilla job this bot can do: {err}") from err
+        if not isinstance(job, jobs.NominateBugs | jobs.ApproveBugs | jobs.RetagBugs | jobs.RecordOutcomes):
+            raise Permanent(f"not a Bugzilla job: {job.type}")
+        if isinstance(job, jobs.RecordOutcomes) and any(r.line is None for r in job.results):
+            # Queued by a version that left the outcome sentence to the worker.
+            job = dataclasses.replace(job, results=tuple(
+                r if r.line is not None else dataclasses.replace(r, line=self.reactions.outcome_line(r.status, r.note))
+                for r in job.results
+            ))
+        return job
+
     async def deliver(self, row: OutboxMessage) -> None:
         """Deliver one "bugzilla" outbox row (OutboxWorker's deliver function)."""
         if self.status.key_refused:
             raise Retry(self.status.reason)
-        lines = {}
-        if row.payload.get("op") == "outcomes":
-            lines = {_outcome_key(s, n): self.render("bug_outcome.txt", status=s, note=n, flag=self.flag).strip()
-                     for s, n in row.payload["outcomes"].values()}
+        job = self._job(row)
         try:
-            report = await asyncio.to_thread(perform, self.tracker, self.flag, row.key,
-                                             row.payload, row.attempts, lines)
+            report = await asyncio.to_thread(perform, self.tracker, self.flag, row.key, job, row.attempts)
         except InvalidApiKey as err:
             self.status.refuse_key(str(err))
             self._report_stuck(row, str(err), now=True)
@@ -343,16 +327,15 @@ class BugzillaSync:
             self._report_stuck(row, str(err))
             raise Retry(str(err)) from err
         except BugzillaError as err:
-            self._report_failed(row, str(err))
+            self._report_failed(row, (BugProblem("error", (), str(err)),))
             raise Permanent(str(err)) from err
         self.status.up()
         if row.downtime_id is not None and report.read:
             self._remember(row.downtime_id, report.read)
         if report.problems:
-            reason = "; ".join(report.problems)
-            self._report_failed(row, reason)
+            reason = self._report_failed(row, tuple(report.problems))
             raise Permanent(reason)
-        log.info("Bugzilla: %s done (bug %s)", row.key, _ids(report.done) or "none")
+        log.info("Bugzilla: %s done (bug %s)", row.key, ", ".join(map(str, report.done)) or "none")
 
     def _remember(self, downtime_id: int, read: Mapping[int, BugInfo]) -> None:
         """Keep what Bugzilla said of the bugs (a bug added while Bugzilla was down has no
@@ -369,21 +352,17 @@ class BugzillaSync:
     def _report_stuck(self, row: OutboxMessage, error: str, *, now: bool = False) -> None:
         waited = self.clock.now() - row.created_at
         if now or waited >= self.report_after:
-            self._say(f"{row.key}:stuck", self.render(
-                "bugzilla_stuck_chat.txt", row=row, error=error, waited=waited), row.downtime_id)
+            self._tell(events.BugzillaJobStuck(row.downtime_id, job=row.key, description=row.body, error=error,
+                                               waited=waited))
 
-    def _report_failed(self, row: OutboxMessage, reason: str) -> None:
-        self._say(f"{row.key}:failed",
-                  self.render("bugzilla_failed_chat.txt", row=row, reason=reason), row.downtime_id)
+    def _report_failed(self, row: OutboxMessage, problems: tuple[BugProblem, ...]) -> str:
+        """Tell CiDuty what Bugzilla refused; returns it in one line (kept on the outbox row)."""
+        self._tell(events.BugzillaJobFailed(row.downtime_id, job=row.key, description=row.body, problems=problems))
+        return self.reactions.render("bug_problems.txt", problems=problems).strip()
 
-    def _say(self, key: str, text: str, downtime_id: int | None) -> None:
-        """Tell CiDuty in the requests channel, once per key (the outbox keeps it)."""
+    def _tell(self, event: events.Event) -> None:
+        """Tell CiDuty (the reactions decide how), once per event key (the outbox keeps it)."""
         with self.sessions() as session, session.begin():
-            outbox = Outbox(session, now=self.clock.now(), networks=self.settings.networks)
-            outbox.chat(key, self.settings.requests_channel, text, mentions=self.settings.ciduty,
-                        downtime_id=downtime_id)
-            queued = bool(outbox.added)
-            outbox.write()
+            queued = self.reactions.queue(session, self.clock.now(), [event])
         if queued:
             self.on_queued()
-

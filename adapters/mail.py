@@ -6,6 +6,7 @@ A `Mail` is what the bot wants to say (already rendered from the templates);
 - `SmtpMailer`: a real SMTP server (STARTTLS, implicit TLS or plain; optional login).
   It is synchronous: callers run ``send`` in a thread, never on the event loop.
 - `PrintMailer`: writes the mail to a text stream (console mode without ``[mail]``).
+- `MailDelivery`: the outbox worker's side: an outbox row made a `Mail`, sent, failures reported.
 
 Errors: `MailUnavailable` means "try again later" (connection refused, timeout,
 4xx); `MailRejected` means retrying will not help (5xx, or the server cannot do what
@@ -18,6 +19,7 @@ said so.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import smtplib
@@ -31,7 +33,14 @@ from email.policy import SMTP as SMTP_POLICY
 from email.utils import format_datetime, parseaddr
 from typing import TextIO
 
-from models.ports import Mail, MailError, MailRejected, MailUnavailable, one_line
+from sqlalchemy.orm import Session, sessionmaker
+
+from adapters.outbox import Permanent, Retry
+from models import jobs
+from models.events import MailFailed
+from models.orm import Downtime, OutboxMessage
+from models.ports import Clock, Mail, Mailer, MailError, MailRejected, MailUnavailable, one_line
+from models.reactions import Reactions
 
 log = logging.getLogger(__name__)
 
@@ -302,3 +311,105 @@ class PrintMailer:
         self._stream.flush()
 
 
+
+
+class MailDelivery:
+    """The deliver function of the "mail" OutboxWorker: builds the mail of an outbox row
+    (Message-ID from the row's key, the thread it answers, the calendar invitation with the
+    downtime's times as they are now) and sends it through the mailer in a thread.
+
+    A mail that keeps failing (after `report_after` deliveries, each with the mailer's own
+    retries) or that is refused for good is recorded as a `MailFailed` event: the reactions
+    tell CiDuty, once per mail.
+    """
+
+    def __init__(
+        self,
+        mailer: Mailer,
+        *,
+        sessions: sessionmaker[Session],
+        clock: Clock,
+        reactions: Reactions,
+        sender: str,
+        report_after: int = 3,
+        on_queued: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.mailer = mailer
+        self.sessions = sessions
+        self.clock = clock
+        self.reactions = reactions
+        self.sender = sender
+        self.domain = parseaddr(sender)[1].rpartition("@")[2] or "downtimebot.localhost"
+        self.report_after = report_after
+        self.on_queued = on_queued
+
+    def message_id(self, key: str) -> str:
+        """<dt1.r0.announce.mail@domain>: the outbox key, made a dot-atom (RFC 5322 has no ':' there)."""
+        left = re.sub(r"[^A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+", ".", key).strip(".")
+        return f"<{left}@{self.domain}>"
+
+    def mail_of(self, row: OutboxMessage) -> Mail:
+        job = jobs.load(row.payload)
+        if not isinstance(job, jobs.SendMail):
+            raise ValueError(f"not a mail: {job.type}")
+        thread = self.message_id(job.thread) if job.thread else None
+        ics = None
+        if job.invitation is not None and row.downtime_id is not None:
+            from adapters.calendar import downtime_invitation  # icalendar only when a mail needs it
+
+            with self.sessions() as session:
+                d = session.get(Downtime, row.downtime_id)
+                assert d is not None
+                ics = downtime_invitation(
+                    uid=f"downtime-{d.id}@{self.domain}",
+                    sequence=job.invitation.sequence,
+                    start=d.start_at,
+                    end=d.end_at,
+                    summary=f"Tree-closing downtime #{d.id}",
+                    description=d.summary,
+                    organizer=self.sender,
+                    status=job.invitation.status,
+                    method=job.invitation.method,
+                    now=row.created_at,
+                )
+        return Mail(
+            to=job.to,
+            cc=job.cc,
+            subject=job.subject,
+            body=row.body,
+            message_id=self.message_id(row.key),
+            in_reply_to=thread,
+            references=(thread,) if thread else (),
+            ics=ics,
+            ics_method=job.invitation.method if job.invitation else "REQUEST",
+            date=row.created_at,
+        )
+
+    async def deliver(self, row: OutboxMessage) -> None:
+        try:
+            mail = self.mail_of(row)
+        except (ValueError, KeyError, TypeError) as err:  # no recipient, a bad address: never sendable as it is
+            self._report(row, str(err), final=True)
+            raise Permanent(str(err)) from err
+        try:
+            await asyncio.to_thread(self.mailer.send, mail, self.clock.now())
+        except MailRejected as err:
+            self._report(row, str(err), final=True)
+            raise Permanent(str(err)) from err
+        except MailError as err:
+            if row.attempts + 1 >= self.report_after:
+                self._report(row, str(err), final=False)
+            raise Retry(str(err)) from err
+
+    def _report(self, row: OutboxMessage, reason: str, *, final: bool) -> None:
+        try:
+            job = jobs.load(row.payload)
+            subject, to = (job.subject, job.to) if isinstance(job, jobs.SendMail) else ("", ())
+        except (jobs.JobError, KeyError, TypeError):
+            subject, to = str(row.payload.get("subject", "")), tuple(row.payload.get("to", ()))
+        event = MailFailed(row.downtime_id, job=row.key, subject=subject, to=to, reason=reason, final=final,
+                           attempts=row.attempts + 1)
+        with self.sessions() as session, session.begin():
+            queued = self.reactions.queue(session, self.clock.now(), [event])
+        if queued:
+            self.on_queued()

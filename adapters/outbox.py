@@ -15,8 +15,8 @@ from collections.abc import Awaitable, Callable
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from models.ports import Clock
 from models.orm import OutboxMessage
+from models.ports import Clock, Outgoing, Transport, TransportUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,22 @@ class Permanent(Exception):
 
 
 Deliver = Callable[[OutboxMessage], Awaitable[None]]
+
+
+def chat_delivery(transport: Transport) -> Deliver:
+    """The deliver function of a chat network's worker: the row as an `Outgoing`."""
+
+    async def deliver(row: OutboxMessage) -> None:
+        try:
+            await transport.send(
+                Outgoing(row.target, row.body, mentions=tuple(row.payload.get("mentions", ())), key=row.key)
+            )
+        except TransportUnavailable as err:
+            raise Retry(str(err) or "not connected") from err
+        except ValueError as err:  # a target this network can never reach (Undeliverable)
+            raise Permanent(str(err)) from err
+
+    return deliver
 
 
 class OutboxWorker:

@@ -36,16 +36,16 @@ from apscheduler.triggers.date import DateTrigger
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from models.ports import Clock
-from models import notices
 from models import reminders as plans
 from models.lifecycle import State
 from models.orm import AuditEvent, Downtime, OutboxMessage
-from models.service import Settings
+from models.ports import Clock
+from models.reactions import Reactions
+from models.service import Downtimes
+from models.work import Work, bot_actor
 
 log = logging.getLogger(__name__)
 
-Render = Callable[..., str]
 REPLAN_JOB = "replan"
 # A job that APScheduler fires this little before its due time (clock reading order) still counts.
 EARLY_SLACK = dt.timedelta(seconds=1)
@@ -77,8 +77,7 @@ class ReminderScheduler:
         self,
         sessions: sessionmaker[Session],
         clock: Clock,
-        settings: Settings,
-        render: Render,
+        reactions: Reactions,
         *,
         nick: str,
         on_queued: Callable[[], None] = lambda: None,
@@ -89,8 +88,8 @@ class ReminderScheduler:
             raise ValueError("replan_every must be shorter than the horizon, or reminders fall through the gap")
         self.sessions = sessions
         self.clock = clock
-        self.settings = settings
-        self.render = render
+        self.reactions = reactions
+        self.settings = reactions.settings
         self.nick = nick
         self.on_queued = on_queued
         self.horizon = horizon
@@ -309,10 +308,10 @@ class ReminderScheduler:
         known = self._queued_keys(session, [r.job_id for _, r in todo])
         with session.no_autoflush:
             for downtime, reminder in todo:
-                if notices.queue_reminder(
-                    session, now=now, settings=self.settings, render=self.render,
-                    downtime=downtime, reminder=reminder, late=late, nick=self.nick, queued=known,
-                ):
+                # One Work per reminder: an auto_start that fails leaves the others alone.
+                work = Work(session, now=now, settings=self.settings, actor=bot_actor(self.nick))
+                Downtimes(work).remind(downtime, reminder, late=late)
+                if self.reactions.queue(session, now, work.events, queued=known):
                     queued += 1
         session.commit()
         for _, reminder in todo:
@@ -325,8 +324,10 @@ class ReminderScheduler:
     def _queued_keys(self, session: Session, job_ids: list[str]) -> set[str]:
         """The outbox keys of these reminders that are already queued (one query per 500)."""
         channels = {self.settings.requests_channel, self.settings.announce_channel}
-        # notices.queue_reminder keys each line "<job id>:<network>:<target>" (Outbox.chat).
+        # The reminder reaction keys each line "<job id>:<network>:<target>" (Outbox.chat), and
+        # its mail to the lists "<job id>:mail".
         keys = [f"{j}:{n}:{c}" for j in job_ids for n in self.settings.networks for c in channels]
+        keys += [f"{j}:mail" for j in job_ids]
         found: set[str] = set()
         for i in range(0, len(keys), _CHUNK):
             found.update(session.scalars(select(OutboxMessage.key).where(OutboxMessage.key.in_(keys[i : i + _CHUNK]))))

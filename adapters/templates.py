@@ -8,13 +8,14 @@ from typing import Any
 
 import jinja2
 
+from models.planning import hours
 from models.timeparse import format_duration, format_time
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
 
 class Renderer:
-    """Renders templates with the helpers they share (`when`, `dur`, `prefix`, `trees`, `links`)."""
+    """Renders templates with the helpers they share (`when`, `dur`, `hours`, `prefix`, `trees`, `links`, `flag`)."""
 
     def __init__(
         self,
@@ -23,6 +24,7 @@ class Renderer:
         prefix: str = "!",
         trees: Sequence[str] = (),
         links: Any = None,
+        flag: str = "needs-treeclosure",
         directory: Path = TEMPLATES,
     ):
         self.env = jinja2.Environment(
@@ -34,6 +36,8 @@ class Renderer:
         self.env.globals.update(
             when=lambda t: format_time(t, zones),
             dur=format_duration,
+            hours=hours,
+            flag=flag,
             prefix=prefix,
             trees=list(trees),
             links=links,

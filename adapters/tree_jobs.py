@@ -1,36 +1,37 @@
 """Delivering tree changes (outbox rows of kind "trees") for the treestatus and advisory backends.
 
-The core queues ``{"op": "close", "trees", "reason", "tags", "change"}`` when a downtime starts
-and ``{"op": "restore", "downtime", "change"}`` when it ends or is cancelled, and keeps a local
-`TreeChange` row (``change``) that stands for the change made outside.
+The reactions queue a `models.jobs.CloseTrees` when a downtime starts and a `RestoreTrees` when
+it ends or is cancelled; the tree use cases keep a local `TreeChange` row (``change``) that
+stands for the change made outside.
 
 - treestatus: the change is made through `TreestatusClient` (in a thread: it is blocking and
   retries with backoff). The close records Treestatus's stack id on the TreeChange and what each
-  tree was before; the restore undoes that stack entry (leaving alone what was changed since)
-  and tells CiDuty in the requests channel what was restored and what was left alone.
+  tree was before; the restore undoes that stack entry (leaving alone what was changed since).
   `TreestatusUnavailable` → `Retry` (the row stays pending: nothing lost); any other
-  `TreestatusError` → `Permanent`, and CiDuty is told why and what to do by hand.
-- advisory: nothing is changed by the bot. It posts the exact change to make to the sheriffs
-  and CiDuty in the announce channel; ``!trees confirm <change>`` records who made it.
+  `TreestatusError` → `Permanent`.
+- advisory: nothing is changed by the bot; the sheriffs and CiDuty are asked to make the exact
+  change, and ``!trees confirm <change>`` records who made it.
 
-Nothing is done twice: client.close looks before it leaps (a lost answer does not close twice),
-a TreeChange already active/restored is not changed again, and every chat note has an outbox
-key derived from the job's key.
+What happened is recorded as an event (closed, restored, asked, failed) in the same transaction
+as the local row's new state; the reactions tell CiDuty or the sheriffs. Nothing is done twice:
+client.close looks before it leaps (a lost answer does not close twice), a TreeChange already
+active/restored is not changed again, and every message has an outbox key derived from the job's.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapters.outbox import Permanent, Retry
+from models import events, jobs
 from models.lifecycle import DomainError
-from models.orm import AuditEvent, Downtime, OutboxMessage, TreeChange, TreeChangeItem
-from models.outbox import Outbox
+from models.orm import Downtime, OutboxMessage, TreeChange, TreeChangeItem
 from models.ports import Clock, TreestatusError, TreestatusUnavailable, TreeService, TreeState
-from models.service import Settings
+from models.reactions import Reactions
+from models.work import Work, bot_actor
 
 log = logging.getLogger(__name__)
 
@@ -42,20 +43,19 @@ class TreeJobs:
         self,
         sessions: sessionmaker[Session],
         clock: Clock,
-        settings: Settings,
-        render: Callable[..., str],
+        reactions: Reactions,
         *,
         client: TreeService | None = None,
         reader: TreeService | None = None,
         on_queued: Callable[[], None] = lambda: None,
         account: str = "downtimebot",
     ):
-        if settings.tree_backend == "treestatus" and client is None:
+        self.settings = reactions.settings
+        if self.settings.tree_backend == "treestatus" and client is None:
             raise ValueError("the treestatus backend needs a Treestatus client")
         self.sessions = sessions
         self.clock = clock
-        self.settings = settings
-        self.render = render
+        self.reactions = reactions
         self.client = client
         self.reader = reader or client
         self.on_queued = on_queued
@@ -67,18 +67,21 @@ class TreeJobs:
     async def read_trees(self) -> Mapping[str, TreeState]:
         """The trees as Treestatus shows them now (GET /trees, in a thread)."""
         if self.reader is None:
-            raise DomainError("no Treestatus is configured to read the trees from")
+            raise DomainError("no_treestatus")
         try:
             return await asyncio.to_thread(self.reader.trees)
         except TreestatusError as err:
-            raise DomainError(f"Treestatus cannot be read now: {err}") from err
+            raise DomainError("treestatus_unreadable", error=str(err)) from err
 
     # ----- delivery ----------------------------------------------------------------------------
 
     async def deliver(self, row: OutboxMessage) -> None:
-        op = row.payload.get("op")
-        if op not in ("close", "restore"):
-            raise Permanent(f"unknown tree job {op!r}")
+        try:
+            job = jobs.load(row.payload)
+        except (jobs.JobError, KeyError, TypeError) as err:
+            raise Permanent(f"not a tree job this bot can do: {err}") from err
+        if not isinstance(job, jobs.CloseTrees | jobs.RestoreTrees):
+            raise Permanent(f"not a tree job: {job.type}")
         # One tree job at a time, and never one already done: two deliveries of the same row
         # can overlap (Bot.drain runs deliver_pending while the worker's own loop does).
         async with self._lock:
@@ -88,31 +91,31 @@ class TreeJobs:
                     log.info("tree job %s is %s already", row.key, current.status)
                     return
             if self.settings.tree_backend == "advisory":
-                self._advise(row, op)
-            elif op == "close":
-                await self._close(row)
+                self._advise(row, job)
+            elif isinstance(job, jobs.CloseTrees):
+                await self._close(row, job)
             else:
-                await self._restore(row)
+                await self._restore(row, job)
 
-    async def _close(self, row: OutboxMessage) -> None:
-        p = row.payload
+    async def _close(self, row: OutboxMessage, job: jobs.CloseTrees) -> None:
         with self.sessions() as session:
-            change = self._change(session, row)
+            change = self._change(session, row, job)
             if change is not None and change.state != "pending":
                 log.info("tree job %s: tree change %s is %s already", row.key, change.id, change.state)
                 return
         assert self.client is not None
         try:
-            stack_id = await asyncio.to_thread(self.client.close, list(p["trees"]), p["reason"], list(p["tags"]))
+            stack_id = await asyncio.to_thread(self.client.close, list(job.trees), job.reason, list(job.tags))
             entry = next((e for e in await asyncio.to_thread(self.client.stack) if e["id"] == stack_id), None)
         except TreestatusUnavailable as err:
             raise Retry(str(err)) from err
         except TreestatusError as err:
-            self._failed(row, "close", str(err))
+            self._failed(row, job, str(err))
             raise Permanent(str(err)) from err
         before = {item["tree"]: item["last_state"] for item in (entry or {}).get("trees", [])}
         with self.sessions() as session, session.begin():
-            change = self._change(session, row, create=True)
+            work = self._work(session)
+            change = self._change(session, row, job, create=True)
             assert change is not None
             change.remote_id = stack_id
             change.state = "active"
@@ -122,16 +125,14 @@ class TreeJobs:
                     item.last_status = state["status"]
                     item.last_reason = state.get("reason") or ""
                     item.last_tags = ",".join(state.get("tags") or ())
-            self._audit(session, row, "trees closed", f"Treestatus change {stack_id}: {', '.join(p['trees'])} closed")
-            self._say(
-                session, f"{row.key}:done", self.settings.requests_channel,
-                self.render("trees_closed_chat.txt", change=change, downtime=row.downtime_id, stack_id=stack_id),
-            )
+            work.audit(row.downtime_id, "trees closed", detail=f"Treestatus change {stack_id}: {', '.join(job.trees)} closed")
+            work.record(events.TreesClosedRemotely(row.downtime_id, job=row.key, change_id=change.id, stack_id=stack_id))
+            self._react(session, work)
         self.on_queued()
 
-    async def _restore(self, row: OutboxMessage) -> None:
+    async def _restore(self, row: OutboxMessage, job: jobs.RestoreTrees) -> None:
         with self.sessions() as session:
-            change = self._change(session, row)
+            change = self._change(session, row, job)
             state = change.state if change is not None else None
             remote_id = change.remote_id if change is not None else None
         if state in ("restored", "discarded"):
@@ -140,8 +141,9 @@ class TreeJobs:
         if change is None or remote_id is None:
             # The close never reached Treestatus (it failed for good, and CiDuty was told).
             with self.sessions() as session, session.begin():
-                self._say(session, f"{row.key}:done", self.settings.requests_channel,
-                          self.render("trees_restored_chat.txt", downtime=row.downtime_id, report=None, change=None))
+                work = self._work(session)
+                work.record(events.TreesRestoredRemotely(row.downtime_id, job=row.key, change_id=None))
+                self._react(session, work)
             self.on_queued()
             return
         assert self.client is not None
@@ -150,60 +152,75 @@ class TreeJobs:
         except TreestatusUnavailable as err:
             raise Retry(str(err)) from err
         except TreestatusError as err:
-            self._failed(row, "restore", str(err))
+            self._failed(row, job, str(err))
             raise Permanent(str(err)) from err
         with self.sessions() as session, session.begin():
-            change = self._change(session, row)
+            work = self._work(session)
+            change = self._change(session, row, job)
             assert change is not None
             change.state = "restored"
-            self._audit(
-                session, row, "trees restored",
-                f"Treestatus change {remote_id}: restored {', '.join(report.restored) or 'nothing'}"
+            work.audit(
+                row.downtime_id, "trees restored",
+                detail=f"Treestatus change {remote_id}: restored {', '.join(report.restored) or 'nothing'}"
                 + (f"; left alone {', '.join(report.changed)}" if report.changed else "")
                 + (f"; waiting for {', '.join(report.waiting)}" if report.waiting else ""),
             )
-            self._say(session, f"{row.key}:done", self.settings.requests_channel,
-                      self.render("trees_restored_chat.txt", downtime=row.downtime_id, report=report, change=change))
+            work.record(
+                events.TreesRestoredRemotely(
+                    row.downtime_id, job=row.key, change_id=change.id, remote_id=remote_id,
+                    restored=tuple(report.restored), changed=tuple(report.changed),
+                    waiting=tuple(report.waiting.items()),
+                )
+            )
+            self._react(session, work)
         self.on_queued()
 
-    def _advise(self, row: OutboxMessage, op: str) -> None:
+    def _advise(self, row: OutboxMessage, job: jobs.CloseTrees | jobs.RestoreTrees) -> None:
+        op = "close" if isinstance(job, jobs.CloseTrees) else "restore"
         with self.sessions() as session, session.begin():
-            change = self._change(session, row, create=op == "close")
+            work = self._work(session)
+            change = self._change(session, row, job, create=op == "close")
             if change is None:
                 raise Permanent(f"downtime #{row.downtime_id} has no tree change to restore")
+            unconfirmed = False
             if op == "restore":
-                was = change.state
-                if was in ("restored", "discarded"):
+                if change.state in ("restored", "discarded"):
                     return
+                unconfirmed = change.state == "requested"
                 change.state = "restoring"
-                text = self.render("trees_advice_restore.txt", change=change, downtime=row.downtime_id,
-                                   unconfirmed=was == "requested")
-            else:
-                text = self.render("trees_advice_close.txt", change=change, downtime=row.downtime_id)
-            self._audit(session, row, f"trees {op} asked", f"tree change {change.id}: asked the sheriffs")
-            self._say(session, f"{row.key}:advice", self.settings.announce_channel, text,
-                      mentions=tuple(dict.fromkeys((*self.settings.sheriffs, *self.settings.ciduty))))
+            work.audit(row.downtime_id, f"trees {op} asked", detail=f"tree change {change.id}: asked the sheriffs")
+            work.record(
+                events.TreeChangeAsked(row.downtime_id, job=row.key, op=op, change_id=change.id, unconfirmed=unconfirmed)
+            )
+            self._react(session, work)
         self.on_queued()
 
     # ----- helpers -----------------------------------------------------------------------------
 
-    def _change(self, session: Session, row: OutboxMessage, *, create: bool = False) -> TreeChange | None:
+    def _work(self, session: Session) -> Work:
+        return Work(session, now=self.clock.now(), settings=self.settings, actor=bot_actor(self.account))
+
+    def _react(self, session: Session, work: Work) -> None:
+        self.reactions.queue(session, work.now, work.events)
+
+    def _change(
+        self, session: Session, row: OutboxMessage, job: jobs.CloseTrees | jobs.RestoreTrees, *, create: bool = False
+    ) -> TreeChange | None:
         """The local row standing for this job's change (made here for a job queued without one)."""
-        p = row.payload
-        change_id = p.get("change")
+        change_id = job.change
         if change_id is None and row.downtime_id is not None:
             downtime = session.get(Downtime, row.downtime_id)
             change_id = downtime.tree_change_id if downtime else None
         change = session.get(TreeChange, change_id) if change_id is not None else None
-        if change is None and create:
+        if change is None and create and isinstance(job, jobs.CloseTrees):
             advisory = self.settings.tree_backend == "advisory"
             change = TreeChange(
-                at=self.clock.now(), who=self.account, status="closed", reason=p["reason"],
-                tags=",".join(p["tags"]), downtime_id=row.downtime_id, state="requested" if advisory else "pending",
+                at=self.clock.now(), who=self.account, status="closed", reason=job.reason,
+                tags=",".join(job.tags), downtime_id=row.downtime_id, state="requested" if advisory else "pending",
             )
-            for name in p["trees"]:
+            for name in job.trees:
                 change.items.append(TreeChangeItem(tree=name, last_status="", current_status="closed",
-                                                   current_reason=p["reason"], current_tags=",".join(p["tags"])))
+                                                   current_reason=job.reason, current_tags=",".join(job.tags)))
             session.add(change)
             session.flush()
             downtime = session.get(Downtime, row.downtime_id) if row.downtime_id is not None else None
@@ -211,27 +228,17 @@ class TreeJobs:
                 downtime.tree_change_id = change.id
         return change
 
-    def _failed(self, row: OutboxMessage, op: str, error: str) -> None:
-        """Tell CiDuty that a tree change failed for good, and mark the local row."""
+    def _failed(self, row: OutboxMessage, job: jobs.CloseTrees | jobs.RestoreTrees, error: str) -> None:
+        """Record that a tree change failed for good (CiDuty is told), and mark the local row."""
+        op = "close" if isinstance(job, jobs.CloseTrees) else "restore"
         with self.sessions() as session, session.begin():
-            change = self._change(session, row)
+            work = self._work(session)
+            change = self._change(session, row, job)
             if change is not None and op == "close":
                 change.state = "failed"
-            self._audit(session, row, f"trees {op} failed", error)
-            self._say(session, f"{row.key}:failed", self.settings.requests_channel,
-                      self.render("trees_failed_chat.txt", op=op, downtime=row.downtime_id, error=error,
-                                  trees=row.payload.get("trees") or (
-                                      [i.tree for i in change.items] if change is not None else [])))
+            work.audit(row.downtime_id, f"trees {op} failed", detail=error)
+            trees = job.trees if isinstance(job, jobs.CloseTrees) else tuple(
+                i.tree for i in change.items) if change is not None else ()
+            work.record(events.TreeJobFailed(row.downtime_id, job=row.key, op=op, trees=trees, error=error))
+            self._react(session, work)
         self.on_queued()
-
-    def _say(self, session: Session, key: str, channel: str, text: str, mentions: Sequence[str] | None = None) -> None:
-        outbox = Outbox(session, now=self.clock.now(), networks=self.settings.networks)
-        outbox.chat(key, channel, text, mentions=self.settings.ciduty if mentions is None else mentions,
-                    downtime_id=None)
-        outbox.write()
-
-    def _audit(self, session: Session, row: OutboxMessage, action: str, detail: str) -> None:
-        session.add(AuditEvent(downtime_id=row.downtime_id, at=self.clock.now(), account=self.account,
-                               network="bot", action=action[:40], detail=detail))
-
-

@@ -60,7 +60,7 @@ def measure(bot: Bot, loop: asyncio.AbstractEventLoop, lines: list[str]) -> list
     for n, line in enumerate(lines):
         message = Incoming("irc", "#ci", "carol", "carol", line, msgid=f"b{next(MSGIDS)}")
         t0 = time.perf_counter()
-        loop.run_until_complete(bot.dispatcher.handle(message))
+        loop.run_until_complete(bot.dispatcher.answer(message))
         times.append((time.perf_counter() - t0) * 1000)
     return times
 

@@ -6,8 +6,8 @@
      rejected                                        (reschedule: back to approved)
     any state before finished --cancel--> cancelled
 
-Pure: no database, no clock, no config. `check` raises a `DomainError`
-whose text is the one-line answer the user gets.
+Pure: no database, no clock, no config. `check` raises a `DomainError` naming the
+refusal (``templates/refusals/<reason>.txt`` words it for the user).
 """
 from __future__ import annotations
 
@@ -17,7 +17,16 @@ from dataclasses import dataclass
 
 
 class DomainError(Exception):
-    """A refusal with a one-line explanation fit for chat. Nothing was changed."""
+    """A refusal: nothing was changed. `reason` names the template that says why in one line
+    (``templates/refusals/<reason>.txt``); `facts` are what it needs to say it."""
+
+    def __init__(self, reason: str, **facts: object) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.facts = facts
+
+    def __str__(self) -> str:  # for the log; people read the rendered template
+        return f"{self.reason} {self.facts}" if self.facts else self.reason
 
 
 class Forbidden(DomainError):
@@ -104,11 +113,6 @@ RULES: dict[str, Rule] = {
 }
 
 
-def describe_roles(roles: Collection[Role]) -> str:
-    names = {Role.CIDUTY: "CiDuty", Role.SHERIFF: "a sheriff", Role.PREAPPROVER: "a pre-approver"}
-    return " or ".join(names.get(r, str(r)) for r in sorted(roles))
-
-
 def may(action: str, actor_roles: Collection[Role], *, is_requester: bool = False) -> bool:
     """Whether someone holding `actor_roles` may take `action` (admins may do everything)."""
     rule = RULES[action]
@@ -130,16 +134,12 @@ def check(
     """Return the state after `action`, or raise why it cannot be taken."""
     rule = RULES[action]
     if not may(action, actor_roles, is_requester=is_requester):
-        who = describe_roles(rule.roles)
-        if rule.requester_may:
-            who += " or the requester"
-        raise Forbidden(f"only {who} may {action} downtime #{downtime_id}")
-    if state not in rule.sources:
-        allowed = ", ".join(s.value for s in sorted(rule.sources, key=list(State).index))
-        raise NotAllowedNow(
-            f"downtime #{downtime_id} is {state.value.replace('_', ' ')}: "
-            f"{action} works only when it is {allowed.replace('_', ' ')}"
+        raise Forbidden(
+            "forbidden", roles=sorted(rule.roles), requester=rule.requester_may, action=action, id=downtime_id
         )
+    if state not in rule.sources:
+        allowed = [s.value for s in sorted(rule.sources, key=list(State).index)]
+        raise NotAllowedNow("wrong_state", id=downtime_id, state=state.value, action=action, allowed=allowed)
     return rule.target or state
 
 

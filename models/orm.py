@@ -132,6 +132,11 @@ class DowntimeBug(Base):
 
     downtime: Mapped[Downtime] = relationship(back_populates="bugs")
 
+    @property
+    def unassigned(self) -> bool:
+        """Nobody is assigned: empty, or a ``nobody@…`` placeholder (nobody@mozilla.org)."""
+        return self.assignee.strip().lower().partition("@")[0] in ("", "nobody")
+
     __table_args__ = (
         UniqueConstraint("downtime_id", "bug"),
         Index("ix_downtime_bugs_bug", "bug"),

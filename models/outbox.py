@@ -1,4 +1,9 @@
-"""Queuing things to say or do outside, in the caller's transaction (the outbox)."""
+"""Queuing things to say or do outside, in the caller's transaction (the outbox).
+
+Only the reactions (`models/reactions.py`) and the dispatcher's replies write here. Every row
+has a unique key derived from what caused it, so queuing the same thing twice adds nothing;
+`made_by` ("Announced announce_chat.txt") records which reaction and template made it.
+"""
 from __future__ import annotations
 
 import datetime as dt
@@ -8,6 +13,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from models import jobs
 from models.orm import OutboxMessage
 
 
@@ -21,24 +27,26 @@ class Outbox:
         self.now = now
         self.networks = tuple(networks)
         self.added: list[OutboxMessage] = []
+        self._keys: set[str] = set()
         # The keys already in the table, when the caller looked them up in bulk (a burst of
         # reminders): saves one query per row.
         self.queued = queued
 
-    def _add(self, key: str, *, first: bool = False, **fields: Any) -> OutboxMessage | None:
-        """Keep a row for `write`; None when a row with this key exists (already queued)."""
-        if any(m.key == key for m in self.added):
-            return None
+    def _add(self, key: str, *, first: bool = False, **fields: Any) -> int:
+        """Keep a row for `write`; 0 when a row with this key exists (already queued), else 1."""
+        if key in self._keys:
+            return 0
         if key in self.queued if self.queued is not None else self.session.scalar(
             select(OutboxMessage.id).where(OutboxMessage.key == key)
         ):
-            return None
+            return 0
+        self._keys.add(key)
         row = OutboxMessage(key=key, created_at=self.now, **fields)
         if first:
             self.added.insert(sum(1 for r in self.added if r.payload.get("first")), row)
         else:
             self.added.append(row)
-        return row
+        return 1
 
     def write(self) -> None:
         """Add the kept rows to the session, in order (replies first), before the commit."""
@@ -55,45 +63,39 @@ class Outbox:
         mentions: Sequence[str] = (),
         downtime_id: int | None = None,
         first: bool = False,
-    ) -> None:
+        made_by: str = "",
+    ) -> int:
         """Say `text` to `target` ("#ci" or "@account") on each network (all by default).
 
         `first`: a reply to the command, delivered before what the command announces.
+        Returns the number of rows added.
         """
+        added = 0
         for network in self.networks if networks is None else networks:
-            self._add(
+            payload: dict[str, Any] = {"mentions": list(mentions), "first": first}
+            if made_by:
+                payload["made_by"] = made_by
+            added += self._add(
                 f"{key}:{network}:{target}",
                 first=first,
                 kind="chat",
                 network=network,
                 target=target,
                 body=text.strip("\n"),
-                payload={"mentions": list(mentions), "first": first},
+                payload=payload,
                 downtime_id=downtime_id,
             )
+        return added
 
-    def mail(
-        self,
-        key: str,
-        *,
-        to: Sequence[str],
-        cc: Sequence[str] = (),
-        subject: str,
-        body: str,
-        downtime_id: int | None,
-        thread: str | None = None,
-        calendar: dict[str, Any] | None = None,
-    ) -> None:
-        """Queue a mail. `thread` is the key of the mail this one answers (In-Reply-To)."""
-        self._add(
-            key,
-            kind="mail",
-            target=", ".join(to),
-            body=body,
-            payload={"to": list(to), "cc": list(cc), "subject": subject, "thread": thread, "calendar": calendar},
-            downtime_id=downtime_id,
-        )
+    def mail(self, key: str, mail: jobs.SendMail, body: str, *, downtime_id: int | None, made_by: str = "") -> int:
+        """Queue a mail; `mail.thread` is the key of the mail this one answers (In-Reply-To)."""
+        payload = jobs.dump(mail)
+        if made_by:
+            payload["made_by"] = made_by
+        return self._add(key, kind="mail", target=", ".join(mail.to), body=body, payload=payload,
+                         downtime_id=downtime_id)
 
-    def job(self, kind: str, key: str, description: str, payload: dict[str, Any], *, downtime_id: int | None) -> None:
-        """Queue a change in another system (kind: bugzilla, trees), described for people in `description`."""
-        self._add(key, kind=kind, target=kind, body=description, payload=payload, downtime_id=downtime_id)
+    def job(self, key: str, job: jobs.Job, description: str, *, downtime_id: int | None) -> int:
+        """Queue a change in another system (Bugzilla, the trees), described for people."""
+        return self._add(key, kind=job.kind, target=job.kind, body=description, payload=jobs.dump(job),
+                         downtime_id=downtime_id)

@@ -1,7 +1,8 @@
 """The planning rules of the process, and the search for slots that pass them all.
 
 Pure: every function takes the time ("now") and the other downtimes as
-arguments. Each rule that fails yields a `RuleFailure` with its own message.
+arguments. Each rule that fails yields a `RuleFailure` with the facts of the failure
+(the ``rule`` macro of ``templates/_macros.txt`` words it).
 Hard rules (notice, overlap, blackout) refuse an announcement unless forced;
 the others are warnings.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 UTC = dt.timezone.utc
@@ -86,15 +87,16 @@ class Slot:
 class RuleFailure:
     rule: str  # notice | overlap | near | low_impact | blackout | ciduty_hours
     hard: bool
-    message: str
-    other_ids: tuple[int, ...] = field(default=())
+    other_ids: tuple[int, ...] = ()  # overlap, near: the other downtimes
+    start: dt.datetime | None = None  # notice: the start; blackout: its first moment
+    until: dt.datetime | None = None  # blackout: its end
+    notice: dt.timedelta | None = None  # notice: the notice there is
+    required: dt.timedelta | None = None  # notice: the notice asked for; near: the gap asked for
+    windows: tuple[str, ...] = ()  # low_impact, ciduty_hours: the windows, as configured
+    label: str = ""  # blackout: what it is for
 
 
 HARD_RULES = frozenset({"notice", "overlap", "blackout"})
-
-
-def _fmt(t: dt.datetime) -> str:
-    return t.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def check(
@@ -113,52 +115,27 @@ def check(
     failures: list[RuleFailure] = []
     notice = start - now
     if notice < policy.min_notice:
-        failures.append(
-            RuleFailure(
-                "notice",
-                True,
-                f"only {_hours(notice)} notice before {_fmt(start)}; the process asks for at least "
-                f"{_hours(policy.min_notice)}",
-            )
-        )
+        failures.append(RuleFailure("notice", True, start=start, notice=notice, required=policy.min_notice))
     overlapping = [o for o in others if o.start < end and start < o.end]
     if overlapping:
-        ids = ", ".join(f"#{o.id}" for o in overlapping)
-        failures.append(
-            RuleFailure("overlap", True, f"overlaps downtime {ids}", tuple(o.id for o in overlapping))
-        )
+        failures.append(RuleFailure("overlap", True, tuple(o.id for o in overlapping)))
     near = [
         o
         for o in others
         if o not in overlapping and o.start < end + policy.min_gap and start - policy.min_gap < o.end
     ]
     if near:
-        ids = ", ".join(f"#{o.id}" for o in near)
-        failures.append(
-            RuleFailure(
-                "near",
-                False,
-                f"within {_hours(policy.min_gap)} of downtime {ids}: consider consolidating "
-                f"(!downtime merge)",
-                tuple(o.id for o in near),
-            )
-        )
+        failures.append(RuleFailure("near", False, tuple(o.id for o in near), required=policy.min_gap))
     if policy.low_impact and not covered(start, end, policy.low_impact):
-        windows = ", ".join(str(w) for w in policy.low_impact)
-        failures.append(RuleFailure("low_impact", False, f"outside the low-impact times ({windows})"))
+        failures.append(RuleFailure("low_impact", False, windows=tuple(str(w) for w in policy.low_impact)))
     for blackout in policy.blackouts:
         if blackout.start < end and start < blackout.end:
             failures.append(
-                RuleFailure(
-                    "blackout",
-                    True,
-                    f"inside the blackout '{blackout.label}' ({_fmt(blackout.start)} to {_fmt(blackout.end)})",
-                )
+                RuleFailure("blackout", True, start=blackout.start, until=blackout.end, label=blackout.label)
             )
             break
     if policy.ciduty_hours and not covered(start, end, policy.ciduty_hours):
-        hours = ", ".join(str(w) for w in policy.ciduty_hours)
-        failures.append(RuleFailure("ciduty_hours", False, f"outside CiDuty's hours ({hours})"))
+        failures.append(RuleFailure("ciduty_hours", False, windows=tuple(str(w) for w in policy.ciduty_hours)))
     return failures
 
 
@@ -208,7 +185,8 @@ def suggest(
     return found
 
 
-def _hours(d: dt.timedelta) -> str:
+def hours(d: dt.timedelta) -> str:
+    """A notice period as the process document says it: "24h", "1h30m", "45m"; "no" below zero."""
     minutes = int(d.total_seconds() // 60)
     if minutes < 0:
         return "no"

@@ -1,59 +1,49 @@
-"""The trees of a downtime: closed at its start, restored at its end, and changed by hand.
+"""The tree use cases: a downtime's trees closed at its start and restored at its end, and
+trees changed by hand (`!trees close|open|restore|confirm`).
 
 builtin: the trees live in this database (Tree, TreeLog) and a downtime's closure is one
 remembered TreeChange, restored at the end. treestatus and advisory: the change is made outside
-(an outbox job of kind "trees", see adapters/tree_jobs.py); the local TreeChange row stands for
-it (state pending/requested → active → restoring → restored) so that !trees and !downtime show
-can name it. These use cases are part of `models.service.Core`.
+(a tree job, see `models/jobs.py` and `adapters/tree_jobs.py`); the local TreeChange row stands
+for it (state pending/requested → active → restoring → restored) so that `!trees` and
+`!downtime show` can name it. Like the downtime use cases, these record events and never
+queue anything themselves.
 """
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
+from models import events
+from models.events import LeftTree
 from models.lifecycle import DomainError, Role
 from models.orm import Downtime, Tree, TreeChange, TreeChangeItem, TreeLog
 from models.wording import clean_wording
+from models.work import Work
 
-if TYPE_CHECKING:
-    from models.outbox import Outbox
-    from models.service import Actor, Outcome, Settings
+# The longest downtime summary a tree's reason repeats.
+REASON_SUMMARY = 120
 
 
-class TreeUseCases:
-    """Mixed into Core, whose session, clock, settings, actor and audit trail it uses."""
+class Trees:
+    def __init__(self, work: Work):
+        self.work = work
+        self.session = work.session
+        self.settings = work.settings
 
-    session: Session
-    now: dt.datetime
-    settings: Settings
-    actor: Actor
-    outbox: Outbox
-    changed: bool
+    # ----- a downtime's trees ---------------------------------------------------------------
 
-    if TYPE_CHECKING:  # provided by Core
-        def _audit(self, downtime_id: int | None, action: str, before: str = "", after: str = "",
-                   detail: str = "") -> None: ...
-        def _require(self, what: str, *roles: Role) -> None: ...
-        def _check_trees(self, trees: Sequence[str]) -> None: ...
-
-    def _downtime_trees(self, downtime: Downtime) -> list[str]:
-        return downtime.tree_names or list(self.settings.trees)
-
-    def _close_trees(self, downtime: Downtime, outcome: Outcome) -> None:
-        names = self._downtime_trees(downtime)
+    def close_for(self, downtime: Downtime) -> None:
+        """Close the downtime's trees (all configured trees unless it names some)."""
+        names = downtime.tree_names or list(self.settings.trees)
         reason = tree_reason(downtime)
         if self.settings.tree_backend == "builtin":
-            change = self.close_trees(names, reason, downtime_id=downtime.id)
+            change = self.close(names, reason, downtime_id=downtime.id)
             downtime.tree_change_id = change.id
-            outcome.notes.append(f"closed {', '.join(names)} (tree change {change.id})")
             return
         advisory = self.settings.tree_backend == "advisory"
         change = TreeChange(
-            at=self.now, who=self.actor.who, status="closed", reason=reason, tags="planned",
+            at=self.work.now, who=self.work.actor.who, status="closed", reason=reason, tags="planned",
             downtime_id=downtime.id, state="requested" if advisory else "pending",
         )
         for name in names:
@@ -66,164 +56,132 @@ class TreeUseCases:
         self.session.add(change)
         self.session.flush()
         downtime.tree_change_id = change.id
-        self.outbox.job(
-            "trees",
-            f"dt{downtime.id}:trees-close",
-            f"close {', '.join(names)} with the reason \"{reason}\"",
-            {"op": "close", "trees": names, "reason": reason, "tags": ["planned"], "change": change.id},
-            downtime_id=downtime.id,
+        self.work.record(
+            events.TreesCloseRequested(downtime.id, change_id=change.id, trees=tuple(names), reason=reason,
+                                       tags=("planned",))
         )
-        if advisory:
-            outcome.notes.append(
-                f"sheriffs and CiDuty are asked to close {', '.join(names)} in Treestatus (tree change {change.id}; "
-                f"confirm with !trees confirm {change.id})"
-            )
-        else:
-            outcome.notes.append(f"closing {', '.join(names)} in Treestatus (tree change {change.id})")
 
-    def _restore_trees(self, downtime: Downtime, outcome: Outcome) -> None:
+    def restore_for(self, downtime: Downtime) -> None:
+        """Put the downtime's trees back as they were before it (what changed since stays)."""
         change = self.session.get(TreeChange, downtime.tree_change_id) if downtime.tree_change_id else None
-        if self.settings.tree_backend == "builtin":
-            if change is None:
-                return
-            if change.state != "active":
-                # A sheriff or CiDuty restored it by hand while the downtime ran.
-                outcome.notes.append(f"tree change {change.id} was already {change.state}: no tree touched")
-                return
-            restored, left = self.restore_trees(change.id)
-            outcome.notes.append(f"restored {', '.join(restored)}" if restored else "no tree needed restoring")
-            if left:
-                outcome.notes.append(f"left alone (changed during the downtime): {'; '.join(left)}")
+        if self.settings.tree_backend != "builtin":
+            self.work.record(events.TreesRestoreRequested(downtime.id, change_id=change.id if change else None))
             return
-        self.outbox.job(
-            "trees",
-            f"dt{downtime.id}:trees-restore",
-            f"restore the trees closed for downtime #{downtime.id}",
-            {"op": "restore", "downtime": downtime.id, "change": change.id if change else None},
-            downtime_id=downtime.id,
-        )
-        if self.settings.tree_backend == "advisory":
-            outcome.notes.append("sheriffs and CiDuty are asked to restore the trees in Treestatus")
-        else:
-            outcome.notes.append("restoring the trees in Treestatus; CiDuty is told what was restored")
+        if change is None:
+            return
+        if change.state != "active":
+            # A sheriff or CiDuty restored it by hand while the downtime ran.
+            self.work.record(events.TreesRestoreSkipped(downtime.id, change_id=change.id, state=change.state))
+            return
+        self.restore(change.id)
+
+    # ----- by hand ----------------------------------------------------------------------------
 
     def _builtin_only(self, what: str) -> None:
         if self.settings.tree_backend != "builtin":
-            raise DomainError(
-                f"the trees are kept in Treestatus ([trees] backend = {self.settings.tree_backend}): "
-                f"{what} there; the bot only changes them for downtimes"
-            )
+            raise DomainError("trees_elsewhere", backend=self.settings.tree_backend, what=what)
 
-    def close_trees_by_hand(self, names: Sequence[str], reason: str) -> TreeChange:
-        self._require("close trees", Role.SHERIFF, Role.CIDUTY)
+    def close_by_hand(self, names: Sequence[str], reason: str) -> TreeChange:
+        self.work.require("close trees", Role.SHERIFF, Role.CIDUTY)
         self._builtin_only("close trees")
-        return self.close_trees(names, clean_wording(reason), tags="other")
+        return self.close(names, clean_wording(reason), tags="other", by_hand=True)
 
-    def open_trees_by_hand(self, names: Sequence[str], reason: str) -> list[str]:
+    def open_by_hand(self, names: Sequence[str], reason: str) -> list[str]:
         """Reopen trees without remembering it (a sheriff reopening early): logged, not on the stack."""
-        self._require("open trees", Role.SHERIFF, Role.CIDUTY)
+        self.work.require("open trees", Role.SHERIFF, Role.CIDUTY)
         self._builtin_only("open trees")
         names = list(dict.fromkeys(names))
         if not names:
-            raise DomainError("name the trees to open, comma-separated")
-        self._check_trees(names)
-        self._ensure_trees()
+            raise DomainError("no_trees_named", verb="open")
+        self.work.check_trees(names)
+        self._ensure()
         reason = clean_wording(reason) if reason.strip() else ""
         opened = []
         for name in names:
             tree = self.session.get(Tree, name)
             assert tree is not None
             if tree.status != "open" or tree.reason != reason:
-                self._set_tree(tree, "open", reason, "")
+                self._set(tree, "open", reason, "")
                 opened.append(name)
-        self._audit(None, "trees open", "", "open", f"{', '.join(names)}" + (f": {reason}" if reason else ""))
+        self.work.audit(None, "trees open", "", "open", f"{', '.join(names)}" + (f": {reason}" if reason else ""))
+        self.work.record(events.TreesOpened(None, trees=tuple(opened)))
         return opened
 
-    def restore_trees_by_hand(self, change_id: int) -> tuple[list[str], list[str]]:
-        self._require("restore trees", Role.SHERIFF, Role.CIDUTY)
+    def restore_by_hand(self, change_id: int) -> events.TreesRestored:
+        self.work.require("restore trees", Role.SHERIFF, Role.CIDUTY)
         self._builtin_only("restore trees")
-        return self.restore_trees(change_id)
+        return self.restore(change_id, by_hand=True)
 
-    def confirm_tree_change(self, change_id: int) -> tuple[TreeChange, str]:
+    def confirm(self, change_id: int) -> tuple[TreeChange, str]:
         """Advisory backend: a sheriff or CiDuty says the asked-for change is made in Treestatus."""
-        self._require("confirm tree changes", Role.SHERIFF, Role.CIDUTY)
+        self.work.require("confirm tree changes", Role.SHERIFF, Role.CIDUTY)
         change = self.session.get(TreeChange, change_id)
         if change is None:
-            raise DomainError(f"there is no tree change {change_id} (see !trees)")
+            raise DomainError("no_tree_change", change=change_id)
         if change.state == "requested":
             what, change.state = "closed", "active"
-            change.who = self.actor.who  # who made it in Treestatus
+            change.who = self.work.actor.who  # who made it in Treestatus
         elif change.state == "restoring":
             what, change.state = "restored", "restored"
         else:
-            raise DomainError(f"tree change {change_id} waits for no confirmation (it is {change.state})")
+            raise DomainError("nothing_to_confirm", change=change_id, state=change.state)
         trees = ", ".join(i.tree for i in change.items)
-        self._audit(change.downtime_id, "trees confirm", "", what, f"change {change.id}: {trees} {what} in Treestatus")
+        self.work.audit(change.downtime_id, "trees confirm", "", what, f"change {change.id}: {trees} {what} in Treestatus")
+        self.work.record(events.TreeChangeConfirmed(change.downtime_id, change_id=change.id, what=what))
         return change, what
 
-    def tree_changes(self) -> list[TreeChange]:
-        """The changes not yet undone (on the stack, or waiting for Treestatus), newest first."""
-        return list(
-            self.session.scalars(
-                select(TreeChange)
-                .where(TreeChange.state.in_(["active", "pending", "requested", "restoring"]))
-                .order_by(TreeChange.id.desc())
-                .limit(10)
-            )
-        )
+    # ----- the built-in registry --------------------------------------------------------------
 
     def trees(self) -> list[Tree]:
-        self._ensure_trees()
+        self._ensure()
         return list(self.session.scalars(select(Tree).order_by(Tree.name)))
 
-    def _ensure_trees(self) -> None:
+    def _ensure(self) -> None:
         known = set(self.session.scalars(select(Tree.name)))
         for name in self.settings.trees:
             if name not in known:
-                self.session.add(Tree(name=name, status="open", reason="", tags="", updated_at=self.now))
+                self.session.add(Tree(name=name, status="open", reason="", tags="", updated_at=self.work.now))
         self.session.flush()
 
-    def close_trees(
-        self, names: Sequence[str], reason: str, *, downtime_id: int | None = None, tags: str = "planned"
+    def close(
+        self, names: Sequence[str], reason: str, *, downtime_id: int | None = None, tags: str = "planned",
+        by_hand: bool = False,
     ) -> TreeChange:
         """Close trees in one remembered change (each tree's state before is kept)."""
         names = list(dict.fromkeys(names))  # a tree named twice would remember its own closure
         if not names:
-            raise DomainError("name the trees to close, comma-separated")
-        self._check_trees(names)
-        self._ensure_trees()
+            raise DomainError("no_trees_named", verb="close")
+        self.work.check_trees(names)
+        self._ensure()
         change = TreeChange(
-            at=self.now, who=self.actor.who, status="closed", reason=reason, tags=tags, downtime_id=downtime_id
+            at=self.work.now, who=self.work.actor.who, status="closed", reason=reason, tags=tags, downtime_id=downtime_id
         )
         for name in names:
             tree = self.session.get(Tree, name)
             assert tree is not None
             change.items.append(
                 TreeChangeItem(
-                    tree=name,
-                    last_status=tree.status,
-                    last_reason=tree.reason,
-                    last_tags=tree.tags,
-                    current_status="closed",
-                    current_reason=reason,
-                    current_tags=tags,
+                    tree=name, last_status=tree.status, last_reason=tree.reason, last_tags=tree.tags,
+                    current_status="closed", current_reason=reason, current_tags=tags,
                 )
             )
-            self._set_tree(tree, "closed", reason, tags)
+            self._set(tree, "closed", reason, tags)
         self.session.add(change)
         self.session.flush()
-        self._audit(downtime_id, "trees close", "", "closed", f"{', '.join(names)}: {reason} (change {change.id})")
+        self.work.audit(downtime_id, "trees close", "", "closed", f"{', '.join(names)}: {reason} (change {change.id})")
+        self.work.record(events.TreesClosed(downtime_id, change_id=change.id, trees=tuple(names), by_hand=by_hand))
         return change
 
-    def _set_tree(self, tree: Tree, status: str, reason: str, tags: str) -> None:
-        tree.status, tree.reason, tree.tags, tree.updated_at = status, reason, tags, self.now
-        self.session.add(TreeLog(tree=tree.name, at=self.now, who=self.actor.who, status=status, reason=reason, tags=tags))
-        self.changed = True
+    def _set(self, tree: Tree, status: str, reason: str, tags: str) -> None:
+        now = self.work.now
+        tree.status, tree.reason, tree.tags, tree.updated_at = status, reason, tags, now
+        self.session.add(TreeLog(tree=tree.name, at=now, who=self.work.actor.who, status=status, reason=reason, tags=tags))
+        self.work.changed = True
 
-    def restore_trees(self, change_id: int) -> tuple[list[str], list[str]]:
+    def restore(self, change_id: int, *, by_hand: bool = False) -> events.TreesRestored:
         """Undo one remembered change, following Treestatus's stack.
 
-        Returns the trees put back and, for the others, why each was left alone:
+        The event says which trees were put back and, for the others, why each was left alone:
         - a later remembered change still on the stack holds the tree (another downtime, a
           bustage closure made with !trees close): that change inherits this one's "before"
           state, so restoring it later gives the tree back its state from before both;
@@ -232,9 +190,9 @@ class TreeUseCases:
         """
         change = self.session.get(TreeChange, change_id)
         if change is None or change.state != "active":
-            raise DomainError(f"there is no tree change {change_id} to restore (see !trees)")
+            raise DomainError("no_tree_change_to_restore", change=change_id)
         restored: list[str] = []
-        left: list[str] = []
+        left: list[LeftTree] = []
         for item in change.items:
             tree = self.session.get(Tree, item.tree)
             if tree is None:
@@ -249,30 +207,34 @@ class TreeUseCases:
             if later is not None and (later.last_status, later.last_reason) == made:
                 # The later change was made on top of ours: it now remembers what was before ours.
                 later.last_status, later.last_reason, later.last_tags = item.last_status, item.last_reason, item.last_tags
-                left.append(
-                    f"{tree.name} (still {tree.status} under tree change {later.change_id}, whose restore gives it back "
-                    f"its state from before)"
-                )
+                left.append(LeftTree(tree.name, tree.status, tree.reason, held_by=later.change_id))
                 continue
             if (tree.status, tree.reason) != made:
-                left.append(f"{tree.name} (now {_tree_state(tree.status, tree.reason)})")
+                left.append(LeftTree(tree.name, tree.status, tree.reason, held_by=None))
                 continue
-            self._set_tree(tree, item.last_status, item.last_reason, item.last_tags)
+            self._set(tree, item.last_status, item.last_reason, item.last_tags)
             restored.append(tree.name)
         change.state = "restored"
-        self._audit(
+        self.work.audit(
             change.downtime_id, "trees restore", "", "",
-            f"change {change.id}: restored {', '.join(restored) or 'nothing'}" + (f"; left {'; '.join(left)}" if left else ""),
+            f"change {change.id}: restored {', '.join(restored) or 'nothing'}"
+            + (f"; left {', '.join(t.tree for t in left)}" if left else ""),
         )
-        return restored, left
+        event = events.TreesRestored(
+            change.downtime_id, change_id=change.id, restored=tuple(restored), left=tuple(left), by_hand=by_hand
+        )
+        self.work.record(event)
+        return event
 
 
 def tree_reason(downtime: Downtime) -> str:
-    """The reason a downtime's trees are closed with: "Downtime #N: <summary> (bug …)"."""
+    """The reason a downtime's trees are closed with: "Downtime #N: <summary> (bug …)".
+
+    Not a chat sentence but the change's name in Treestatus, where it must name its downtime:
+    the Treestatus client tells its own earlier change by it (look before you leap).
+    """
     bugs = ", ".join(str(b.bug) for b in downtime.bugs)
-    summary = downtime.summary if len(downtime.summary) <= 120 else downtime.summary[:117] + "..."
+    summary = downtime.summary
+    if len(summary) > REASON_SUMMARY:
+        summary = summary[: REASON_SUMMARY - 3] + "..."
     return f"Downtime #{downtime.id}: {summary}" + (f" (bug {bugs})" if bugs else "")
-
-
-def _tree_state(status: str, reason: str) -> str:
-    return f"{status}: {reason}" if reason else status

@@ -13,7 +13,7 @@ def clean_wording(text: str) -> str:
     """Text people typed, made safe to store and repeat: no control characters, bounded length."""
     cleaned = " ".join(CONTROL.sub(" ", text).split())
     if not cleaned:
-        raise DomainError("the notice wording is empty: write what the downtime does after ' -- '")
+        raise DomainError("wording_empty")
     if len(cleaned) > MAX_WORDING:
-        raise DomainError(f"the wording is too long ({len(cleaned)} characters; at most {MAX_WORDING})")
+        raise DomainError("wording_too_long", length=len(cleaned), most=MAX_WORDING)
     return cleaned

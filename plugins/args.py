@@ -26,14 +26,14 @@ def split_wording(args: str) -> tuple[str, str | None]:
 def downtime_id(token: str) -> int:
     text = token.lstrip("#")
     if not text.isdigit() or len(text) > 9 or int(text) == 0:
-        raise UsageError(f"'{token[:20]}' is not a downtime id (a number such as 7)")
+        raise UsageError("not_a_downtime_id", token=token[:20])
     return int(text)
 
 
 def bug_number(token: str) -> int:
     text = token.lower().removeprefix("bug").lstrip("#")
     if not text.isdigit() or len(text) > 9 or int(text) == 0:
-        raise UsageError(f"'{token[:20]}' is not a bug number (such as 1234567)")
+        raise UsageError("not_a_bug_number", token=token[:20])
     return int(text)
 
 
@@ -43,27 +43,29 @@ def bug_numbers(text: str) -> list[int]:
 
 def start_time(text: str, now: dt.datetime) -> dt.datetime:
     if not text:
-        raise UsageError("the start time is missing, e.g. '2026-12-05 14:00 UTC'")
+        raise UsageError("start_missing")
     try:
         return parse_start(text, now)
     except TimeParseError as err:
-        raise UsageError(str(err)) from None
+        raise UsageError("time", error=str(err)) from None
 
 
 def duration(text: str) -> dt.timedelta:
     if not text:
-        raise UsageError("the duration is missing, e.g. 2h or 1h30m")
+        raise UsageError("duration_missing")
     try:
         return parse_duration(text)
     except TimeParseError as err:
-        raise UsageError(str(err)) from None
+        raise UsageError("time", error=str(err)) from None
 
 
 def exactly(words: list[str], count: int, what: str) -> list[str]:
+    """`words`, when there are `count` of them; else a refusal naming what is missing
+    (`what`: a name that ``templates/usage/missing.txt`` words, such as "id" or "id_bug")."""
     if len(words) < count:
-        raise UsageError(f"missing {what}")
+        raise UsageError("missing", what=what)
     if len(words) > count:
-        raise UsageError(f"unexpected '{' '.join(words[count:])[:40]}'")
+        raise UsageError("unexpected", extra=" ".join(words[count:])[:40])
     return words
 
 
@@ -80,8 +82,8 @@ def proposal(head: str, now: dt.datetime) -> tuple[dt.datetime, dt.timedelta, li
     m = PROPOSE.match(head)
     if not m:
         if " for " not in f" {head} ".lower():
-            raise UsageError("say how long with 'for <duration>', e.g. '2026-12-05 14:00 UTC for 2h'")
-        raise UsageError(f"cannot read '{head[:60]}'")
+            raise UsageError("no_for")
+        raise UsageError("cannot_read", text=head[:60])
     bugs = bug_numbers(re.sub(r"\s+", ",", m["bugs"])) if m["bugs"] else []
     trees = [t for t in re.split(r"[,\s]+", m["trees"] or "") if t]
     return start_time(m["start"], now), duration(m["duration"]), bugs, trees
@@ -90,7 +92,7 @@ def proposal(head: str, now: dt.datetime) -> tuple[dt.datetime, dt.timedelta, li
 def id_and_reason(args: str) -> tuple[int, str]:
     """``<id> -- <reason>``, the reason required."""
     head, reason = split_wording(args)
-    (token,) = exactly(head.split(), 1, "the downtime id")
+    (token,) = exactly(head.split(), 1, "id")
     if not reason:
-        raise UsageError("say why after ' -- '")
+        raise UsageError("no_reason")
     return downtime_id(token), reason

@@ -1,4 +1,4 @@
-"""What a command handler is given: the message, the actor, the core and the helpers."""
+"""What a command handler is given: the message, the actor, the use cases and the helpers."""
 from __future__ import annotations
 
 import datetime as dt
@@ -6,9 +6,16 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from models.ports import BugLookup, Incoming
-from models.service import Actor, Core
+from models.lifecycle import DomainError
+from models.ports import BugInfo, BugLookup, Incoming, TreeState
+from models.queries import Queries
+from models.reactions import Told
+from models.service import Downtimes
+from models.trees import Trees
+from models.work import Actor, Outcome, Work
 from plugins.registry import Command
+
+Render = Callable[..., str]
 
 
 class NoBugzilla:
@@ -16,47 +23,66 @@ class NoBugzilla:
 
     enabled = False
 
-    async def lookup(self, bug: int) -> None:
+    async def lookup(self, bug: int) -> BugInfo | None:
         return None
 
-    async def nominated(self) -> list[Any]:
-        from models.lifecycle import DomainError
-
-        raise DomainError("Bugzilla is not configured: search for needs-treeclosure? in Bugzilla by hand")
+    async def nominated(self) -> list[BugInfo]:
+        raise DomainError("bugzilla_off")
 
 
 @dataclass
 class CommandContext:
     message: Incoming
     actor: Actor
-    core: Core
+    work: Work
     now: dt.datetime
     prefix: str
     commands: dict[str, Command]
-    render: Any
+    render: Render
     bugzilla: BugLookup = field(default_factory=NoBugzilla)
     push: Mapping[str, dt.timedelta] = field(default_factory=dict)
     systems: Mapping[str, str] = field(default_factory=dict)
     requests_channel: str = "#ci"
     # [trees] backend = treestatus: reads the trees from Treestatus (raises a DomainError when it cannot).
-    trees_remote: Callable[[], Awaitable[Mapping[str, Any]]] | None = None
+    trees_remote: Callable[[], Awaitable[Mapping[str, TreeState]]] | None = None
     replies: list[str] = field(default_factory=list)
     failed: bool = False
+    # The answer of a command that changed something: said once the reactions have run.
+    _outcome: tuple[str, Outcome, dict[str, Any]] | None = None
+
+    def __post_init__(self) -> None:
+        self.downtimes = Downtimes(self.work)
+        self.trees: Trees = self.downtimes.trees
+        self.queries: Queries = self.downtimes.queries
 
     def reply(self, text: str) -> None:
         self.replies.append(text.rstrip("\n"))
 
+    def say(self, template: str, **context: Any) -> None:
+        """Reply with a template."""
+        self.reply(self.render(template, **context))
+
     def fail(self) -> None:
         self.failed = True
 
-    def outcome(self, headline: str, outcome: Any) -> None:
-        """Reply with a headline and the outcome's warnings, notes and manual steps."""
-        self.reply(
-            self.render(
-                "outcome.txt",
-                headline=headline,
-                warnings=outcome.warnings,
-                notes=outcome.notes,
-                manual=outcome.manual,
-            )
-        )
+    def refuse(self, err: DomainError) -> None:
+        """Say why nothing was done (``templates/refusals/<reason>.txt``)."""
+        self.fail()
+        self.say("refusal.txt", refusal=err.reason, **err.facts)
+
+    def outcome(self, headline: str, outcome: Outcome, **context: Any) -> None:
+        """Answer with ``templates/replies/<headline>.txt``, the rules the downtime breaks, the
+        downtimes it could be consolidated with, and what the reactions tell the person who
+        acted (notes, and what to do by hand)."""
+        self._outcome = (headline, outcome, context)
+
+    def finish(self, told: Told) -> None:
+        """Say the answer of a command that changed something, with what the reactions told."""
+        if self._outcome is None:
+            if told.notes or told.manual:
+                self.say("outcome.txt", headline=None, outcome=None, told=told)
+            return
+        headline, outcome, context = self._outcome
+        self._outcome = None
+        self.say("outcome.txt", headline=headline, outcome=outcome, told=told, d=outcome.downtime,
+                 actor=self.actor.who, **context)

@@ -1,9 +1,10 @@
 """From a chat line to a reply: parse, run the command in one transaction, answer.
 
-A command that changed something has its replies written to the outbox in the
-same transaction as the change, so the answer is never lost once the change is
-made. A command that changed nothing (a question, a refusal) is answered
-directly: asking again gives the same answer.
+A command that changed something has its replies written to the outbox in the same
+transaction as the change, next to what the reactions queued, so the answer is never lost
+once the change is made. A command that changed nothing (a question, a refusal) is answered
+directly: asking again gives the same answer. Both go through `addressed`, so an answer too
+long for a channel goes to the asker privately, with a pointer in the channel, either way.
 """
 from __future__ import annotations
 
@@ -13,21 +14,22 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from models.ports import BugLookup, Clock, Incoming, Outgoing
 from models.handled import already_handled, mark_handled
-from models.service import Actor, Core, Settings
+from models.lifecycle import Role
+from models.outbox import Outbox
+from models.ports import BugLookup, Clock, Incoming, Outgoing, Transport, TransportUnavailable, TreeState, Undeliverable
+from models.reactions import Reactions, Told
+from models.work import Actor, Settings, Work
 from plugins import downtime, trees
-from plugins.context import CommandContext, NoBugzilla
-from plugins.registry import Command, collect, parse_line, run
+from plugins.context import CommandContext, NoBugzilla, Render
+from plugins.registry import Command, Parsed, collect, parse_line, run
 
 log = logging.getLogger(__name__)
 
-SendDirect = Callable[[str, Outgoing, str], Awaitable[None]]
-RolesOf = Callable[[str | None], frozenset]
+RolesOf = Callable[[str | None], frozenset[Role]]
 
 
 def all_commands() -> dict[str, Command]:
@@ -39,14 +41,15 @@ class Dispatcher:
     sessions: sessionmaker[Session]
     clock: Clock
     settings: Settings
-    render: Callable[..., str]
+    render: Render
+    reactions: Reactions
     roles_of: RolesOf
-    send_direct: SendDirect
+    transports: Mapping[str, Transport]
     prefix: str = "!"
     bugzilla: BugLookup = field(default_factory=NoBugzilla)
     push: Mapping[str, dt.timedelta] = field(default_factory=dict)
     systems: Mapping[str, str] = field(default_factory=dict)
-    trees_remote: Callable[[], Awaitable[Mapping[str, Any]]] | None = None
+    trees_remote: Callable[[], Awaitable[Mapping[str, TreeState]]] | None = None
     on_change: Callable[[], None] = lambda: None
     commands: dict[str, Command] = field(default_factory=all_commands)
     # The database's commit count (see adapters.db.CommitCounter); None turns the answer cache off.
@@ -63,7 +66,11 @@ class Dispatcher:
         self._answers_generation = -1
         self._last_ok = False
 
-    async def handle(self, message: Incoming) -> list[str]:
+    async def handle(self, message: Incoming) -> None:
+        """The transports' message handler."""
+        await self.answer(message)
+
+    async def answer(self, message: Incoming) -> list[str]:
         """Answer one chat line; returns the reply texts (for tests and benchmarks)."""
         parsed = parse_line(message.text, self.prefix, self.commands)
         if parsed is None:
@@ -80,16 +87,39 @@ class Dispatcher:
         else:
             async with self._lock:
                 replies, queued = await self._run(message, parsed)
-            if cache_key and not queued and self._last_ok and self.generation() == self._answers_generation:
+            if cache_key and not queued and self._last_ok and self.generation and (
+                self.generation() == self._answers_generation
+            ):
                 self._answers[cache_key] = replies
         if queued:
             self.on_change()
         else:
             for text in replies:
-                await self.send_direct(message.network, Outgoing(message.reply_target, text), message.account or "")
+                for target, line in self.addressed(message, text):
+                    await self._send(message.network, Outgoing(target, line))
         return replies
 
-    async def _run(self, message: Incoming, parsed) -> tuple[list[str], bool]:  # type: ignore[no-untyped-def]
+    def addressed(self, message: Incoming, text: str) -> list[tuple[str, str]]:
+        """Where an answer goes: its channel, or, when longer than the network allows in a
+        channel ([irc]: 4 lines), to the asker privately with a one-line pointer in the channel."""
+        target = message.reply_target
+        transport = self.transports.get(message.network)
+        limit = transport.max_channel_lines if transport is not None else None
+        lines = text.count("\n") + 1
+        if limit and lines > limit and target.startswith("#") and message.account:
+            pointer = self.render("long_answer.txt", asker=message.account, lines=lines).strip()
+            return [("@" + message.account, text), (target, pointer)]
+        return [(target, text)]
+
+    async def _send(self, network: str, message: Outgoing) -> None:
+        try:
+            await self.transports[network].send(message)
+        except TransportUnavailable:
+            log.warning("reply to %s on %s lost: not connected (asking again answers again)", message.target, network)
+        except Undeliverable as err:
+            log.warning("reply to %s on %s dropped: %s", message.target, network, err)
+
+    async def _run(self, message: Incoming, parsed: Parsed) -> tuple[list[str], bool]:
         now = self.clock.now()
         self._last_ok = False
         actor = Actor(
@@ -105,11 +135,11 @@ class Dispatcher:
                 # change and its queued replies were committed the first time.
                 log.info("ignoring %s message %s: already handled", message.network, message.msgid)
                 return [], False
-            core = Core(session, now=now, settings=self.settings, render=self.render, actor=actor)
+            work = Work(session, now=now, settings=self.settings, actor=actor)
             ctx = CommandContext(
                 message=message,
                 actor=actor,
-                core=core,
+                work=work,
                 now=now,
                 prefix=self.prefix,
                 commands=self.commands,
@@ -123,14 +153,19 @@ class Dispatcher:
             await run(ctx, parsed)
             self.handled += 1
             self._last_ok = not ctx.failed
-            if ctx.failed or not core.changed:
+            if ctx.failed or not work.changed:
                 self.refused += ctx.failed
                 session.rollback()
+                if not ctx.failed:
+                    ctx.finish(Told())
                 return ctx.replies, False
+            outbox = Outbox(session, now=now, networks=self.settings.networks)
+            ctx.finish(self.reactions.react(work.events, outbox))
             key = f"reply:{message.network}:{message.msgid or uuid.uuid4().hex}"
             for n, text in enumerate(ctx.replies):
-                core.outbox.chat(f"{key}:{n}", message.reply_target, text, networks=[message.network], first=True)
-            core.outbox.write()
+                for target, line in self.addressed(message, text):
+                    outbox.chat(f"{key}:{n}", target, line, networks=[message.network], first=True)
+            outbox.write()
             if message.msgid:
                 mark_handled(session, message.network, message.msgid, now)
             try:
@@ -139,6 +174,6 @@ class Dispatcher:
                 ref = uuid.uuid4().hex[:8]
                 log.exception("commit failed (ref %s)", ref)
                 session.rollback()
-                return [f"sorry, the change could not be saved (ref {ref}); nothing was changed"], False
+                return [self.render("refusal.txt", refusal="not_saved", ref=ref).strip()], False
             log.info("%s@%s: %s", actor.who, actor.network, message.text[:200])
             return ctx.replies, True

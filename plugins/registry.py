@@ -25,7 +25,13 @@ Handler = Callable[["Context", str], Awaitable[None]]
 
 
 class UsageError(Exception):
-    """The command line cannot be understood; the reply adds the command's usage."""
+    """The command line cannot be understood: `reason` names the template
+    (``templates/usage/<reason>.txt``) and the reply adds the command's usage."""
+
+    def __init__(self, reason: str, **facts: object) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.facts = facts
 
 
 @dataclass(frozen=True)
@@ -76,6 +82,12 @@ class Context(Protocol):
 
     def reply(self, text: str) -> None: ...
 
+    def say(self, template: str, **context: Any) -> None: ...
+
+    def fail(self) -> None: ...
+
+    def refuse(self, err: DomainError) -> None: ...
+
 
 # C0 and C1 control characters (IRC formatting codes included); a tab is only white space.
 CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
@@ -85,7 +97,7 @@ CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
 class Parsed:
     command: Command | None
     args: str
-    error: str | None = None
+    error: DomainError | None = None  # why the line names no command (with `command` None)
     words: list[str] = field(default_factory=list)
 
 
@@ -102,7 +114,7 @@ def parse_line(text: str, prefix: str, commands: dict[str, Command]) -> Parsed |
     if top not in tops:
         return None  # not one of ours: other bots share the prefix
     if CONTROL.search(text):
-        return Parsed(None, "", "the command has control characters (colours, new lines, NUL): type it as plain text")
+        return Parsed(None, "", DomainError("control_characters"))
     for length in (3, 2, 1):
         name = " ".join(w.lower() for w in words[:length])
         if len(words) >= length and name in commands:
@@ -111,29 +123,27 @@ def parse_line(text: str, prefix: str, commands: dict[str, Command]) -> Parsed |
     sub = words[1] if len(words) > 1 else ""
     if not sub and f"{top} help" in commands:
         return Parsed(commands[f"{top} help"], "", words=words)
-    return Parsed(None, "", f"unknown subcommand '{sub[:30]}': try {prefix}{top} help", words=words)
+    return Parsed(None, "", DomainError("unknown_subcommand", sub=sub[:30], top=top), words=words)
 
 
 async def run(ctx: Any, parsed: Parsed) -> None:
     """Run one parsed command; every failure becomes one line in `ctx.reply`.
 
-    `ctx.fail()` is called on any refusal so the caller can roll back.
+    `ctx.fail()` is called on any refusal so the caller can roll back; the refusal is said
+    with its template (``templates/refusals/<reason>.txt``, ``templates/usage/<reason>.txt``).
     """
     if parsed.command is None:
-        ctx.fail()
-        ctx.reply(parsed.error or "unknown command")
+        ctx.refuse(parsed.error or DomainError("unknown_subcommand", sub="", top=""))
         return
     cmd = parsed.command
     try:
         await cmd.func(ctx, parsed.args.strip())
     except UsageError as err:
         ctx.fail()
-        ctx.reply(f"{err} (usage: {ctx.prefix}{cmd.usage})")
+        ctx.say("usage.txt", refusal=err.reason, usage=cmd.usage, **err.facts)
     except DomainError as err:
-        ctx.fail()
-        ctx.reply(str(err))
+        ctx.refuse(err)
     except Exception:
         ref = uuid.uuid4().hex[:8]
         log.exception("command %r failed (ref %s)", cmd.name, ref)
-        ctx.fail()
-        ctx.reply(f"sorry, something went wrong (ref {ref}); nothing was changed. The details are in the bot's log.")
+        ctx.refuse(DomainError("internal_error", ref=ref))

@@ -26,31 +26,32 @@ async def trees(ctx: Ctx, args: str) -> None:
     The status and reason of each tree (or one), and the remembered changes that can be restored.
     """
     words = args.split()
-    if len(words) > 1:
-        raise UsageError(f"unexpected '{' '.join(words[1:])[:40]}'")
+    a.exactly(words[1:], 0, "")
+    settings = ctx.work.settings
     if ctx.trees_remote is not None:
         remote = await ctx.trees_remote()  # raises a DomainError when Treestatus cannot answer
-        names = [n for n in ctx.core.settings.trees if n in remote] or sorted(remote)
+        names = [n for n in settings.trees if n in remote] or sorted(remote)
         rows = [TreeRow(n, remote[n].status, remote[n].reason) for n in names]
         source = "Treestatus"
-    elif ctx.core.settings.tree_backend != "builtin":
+    elif settings.tree_backend != "builtin":
         rows, source = [], "unread"  # advisory without a Treestatus to read
     else:
-        rows = [TreeRow(t.name, t.status, t.reason) for t in ctx.core.trees()]
+        rows = [TreeRow(t.name, t.status, t.reason) for t in ctx.trees.trees()]
         source = ""
     if words:
-        known = ", ".join(r.name for r in rows)
+        known = [r.name for r in rows]
         rows = [r for r in rows if r.name == words[0]]
         if not rows and source != "unread":
-            raise DomainError(f"unknown tree '{words[0][:40]}': the trees are {known}")
-    changes = [] if words else ctx.core.tree_changes()
-    ctx.reply(ctx.render("trees.txt", tree_rows=rows, changes=changes, source=source, builtin=ctx.trees_remote is None and ctx.core.settings.tree_backend == "builtin"))
+            raise DomainError("unknown_trees", unknown=[words[0][:40]], known=known)
+    changes = [] if words else ctx.queries.tree_changes()
+    ctx.say("trees.txt", tree_rows=rows, changes=changes, source=source,
+            builtin=ctx.trees_remote is None and settings.tree_backend == "builtin")
 
 
 def _tree_names(text: str) -> list[str]:
     names = [n for n in text.split(",") if n]
     if not names:
-        raise UsageError("name the trees, comma-separated")
+        raise UsageError("no_trees")
     return names
 
 
@@ -61,11 +62,10 @@ async def trees_close(ctx: Ctx, args: str) -> None:
     Close trees in one remembered change (restore it later with !trees restore).
     """
     head, reason = a.split_wording(args)
-    (names,) = a.exactly(head.split(), 1, "the trees (comma-separated)")
+    (names,) = a.exactly(head.split(), 1, "trees")
     if not reason:
-        raise UsageError("say why after ' -- '")
-    change = ctx.core.close_trees_by_hand(_tree_names(names), reason)
-    ctx.reply(f"Closed {', '.join(i.tree for i in change.items)} (tree change {change.id}; undo: {ctx.prefix}trees restore {change.id}).")
+        raise UsageError("no_reason")
+    ctx.say("trees_closed.txt", change=ctx.trees.close_by_hand(_tree_names(names), reason))
 
 
 @command("trees open", role="sheriffs or ciduty", examples=["!trees open autoland -- reopened early, all green"])
@@ -76,9 +76,8 @@ async def trees_open(ctx: Ctx, args: str) -> None:
     the downtime's end then leaves them alone.
     """
     head, reason = a.split_wording(args)
-    (names,) = a.exactly(head.split(), 1, "the trees (comma-separated)")
-    opened = ctx.core.open_trees_by_hand(_tree_names(names), reason or "")
-    ctx.reply(f"Opened {', '.join(opened)}." if opened else "Those trees were open already.")
+    (names,) = a.exactly(head.split(), 1, "trees")
+    ctx.say("trees_opened.txt", opened=ctx.trees.open_by_hand(_tree_names(names), reason or ""))
 
 
 @command("trees restore", role="sheriffs or ciduty", examples=["!trees restore 3"])
@@ -87,8 +86,8 @@ async def trees_restore(ctx: Ctx, args: str) -> None:
 
     Put the trees of a remembered change back as they were before it.
     """
-    restored, left = ctx.core.restore_trees_by_hand(_change_id(args))
-    ctx.reply(ctx.render("trees_restored.txt", change=args.strip(), restored=restored, left=left))
+    done = ctx.trees.restore_by_hand(_change_id(args))
+    ctx.say("trees_restored.txt", change=done.change_id, restored=done.restored, left=done.left)
 
 
 @command("trees confirm", role="sheriffs or ciduty", examples=["!trees confirm 3"])
@@ -97,17 +96,14 @@ async def trees_confirm(ctx: Ctx, args: str) -> None:
 
     With [trees] backend = advisory: say that the change the bot asked for is made in Treestatus.
     """
-    change, what = ctx.core.confirm_tree_change(_change_id(args))
-    ctx.reply(
-        f"Tree change {change.id} confirmed by {ctx.actor.who}: {', '.join(i.tree for i in change.items)} {what} "
-        f"in Treestatus."
-    )
+    change, what = ctx.trees.confirm(_change_id(args))
+    ctx.say("trees_confirmed.txt", change=change, what=what, actor=ctx.actor.who)
 
 
 def _change_id(args: str) -> int:
-    (token,) = a.exactly(args.split(), 1, "the tree change number")
+    (token,) = a.exactly(args.split(), 1, "change")
     if not token.isdigit() or len(token) > 9:
-        raise UsageError(f"'{token[:20]}' is not a tree change number")
+        raise UsageError("not_a_change", token=token[:20])
     return int(token)
 
 
@@ -124,19 +120,18 @@ async def canipush(ctx: Ctx, args: str) -> None:
     Whether a push now gets its results before the next downtime closes the trees.
     """
     words = args.split()
-    if len(words) > 1:
-        raise UsageError(f"unexpected '{' '.join(words[1:])[:40]}'")
+    a.exactly(words[1:], 0, "")
     if not ctx.push:
-        raise DomainError("no end-to-end times are configured ([push] in config.ini)")
+        raise DomainError("no_push_times")
     branch = words[0] if words else next(iter(ctx.push))
     if branch not in ctx.push:
-        raise DomainError(f"no end-to-end time for '{branch[:40]}': known branches are {', '.join(ctx.push)}")
+        raise DomainError("unknown_branch", branch=branch[:40], known=list(ctx.push))
     e2e = ctx.push[branch]
     results = ctx.now + e2e
-    d = ctx.core.next_downtime()
+    d = ctx.queries.next_downtime()
     if d is None:
         case = "none"
-    elif d.tree_names and branch in ctx.core.settings.trees and branch not in d.tree_names:
+    elif d.tree_names and branch in ctx.work.settings.trees and branch not in d.tree_names:
         case = "not_closed"
     elif d.state == State.IN_PROGRESS.value:
         case = "running" if ctx.now <= d.end_at else "overrunning"

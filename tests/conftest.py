@@ -52,7 +52,7 @@ class Chat:
         """One chat line from `who` (None: not identified); returns the lines the bot said since."""
         network = network or next(iter(self.transports))
         message = Incoming(network=network, room=room, account=who, nick=who or "anon", text=text)
-        self.loop.run_until_complete(self.bot.dispatcher.handle(message))
+        self.loop.run_until_complete(self.bot.dispatcher.answer(message))
         self.deliver()
         return self.new_lines()
 

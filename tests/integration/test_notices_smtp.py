@@ -52,7 +52,7 @@ def chat(tmp_path: Path, server: SmtpServer) -> Iterator[Chat]:
     )
     harness = Chat(config, FakeClock(NOW))
     # The real SMTP client; one attempt per delivery: the outbox worker does the retrying here.
-    harness.bot.mailer = SmtpMailer(
+    harness.bot.mail.mailer = SmtpMailer(
         MailConfig(server.host, server.port, security="none", sender="Downtime bot <downtimebot@example.org>", timeout=5),
         retries=0,
     )

@@ -201,12 +201,12 @@ def test_bad_input_gets_one_specific_line_and_changes_nothing(chat: Chat, who: s
 
 
 def test_an_unexpected_error_is_logged_with_a_reference_and_no_traceback_reaches_the_channel(chat: Chat, monkeypatch, caplog) -> None:  # type: ignore[no-untyped-def]
-    from models.service import Core
+    from models.queries import Queries
 
     def boom(self, *args, **kwargs):  # type: ignore[no-untyped-def]
         raise RuntimeError("database on fire")
 
-    monkeypatch.setattr(Core, "list", boom)
+    monkeypatch.setattr(Queries, "list", boom)
     out = chat.say("alice", "!downtime list")
     assert len(out) == 1 and out[0].startswith("#ci sorry, something went wrong (ref ")
     ref = out[0].split("(ref ")[1][:8]

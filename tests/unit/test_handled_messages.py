@@ -15,7 +15,7 @@ PROPOSE = "!downtime propose 2026-12-05 14:00 UTC for 2h -- Upgrade hg.mozilla.o
 
 def _said(chat: Chat, account: str, text: str, msgid: str | None, network: str = "irc") -> list[str]:
     message = Incoming(network=network, room="#ci", account=account, nick=account, text=text, msgid=msgid)
-    return chat.loop.run_until_complete(chat.bot.dispatcher.handle(message))
+    return chat.loop.run_until_complete(chat.bot.dispatcher.answer(message))
 
 
 def _count(chat: Chat, model: type, *where: object) -> int:

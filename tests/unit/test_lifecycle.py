@@ -3,8 +3,11 @@ from __future__ import annotations
 
 import pytest
 
+from adapters.templates import Renderer
 from models import lifecycle
 from models.lifecycle import Forbidden, NotAllowedNow, Role, State
+
+RENDER = Renderer()
 
 CIDUTY = frozenset({Role.CIDUTY})
 NOBODY: frozenset[Role] = frozenset()
@@ -44,7 +47,13 @@ def test_ciduty_moves_a_downtime_along_the_lifecycle(action: str, before: State,
 def test_a_transition_from_the_wrong_state_is_refused_with_the_allowed_states(action: str, state: State) -> None:
     with pytest.raises(NotAllowedNow) as err:
         lifecycle.check(action, state, frozenset({Role.ADMIN}), downtime_id=7)
-    assert str(err.value).startswith(f"downtime #7 is {state.value.replace('_', ' ')}: {action} works only when")
+    assert err.value.reason == "wrong_state"
+    assert err.value.facts == {
+        "id": 7, "state": state.value, "action": action,
+        "allowed": [s.value for s in lifecycle.State if s in lifecycle.RULES[action].sources],
+    }
+    said = RENDER("refusal.txt", refusal=err.value.reason, **err.value.facts)
+    assert said.startswith(f"downtime #7 is {state.value.replace('_', ' ')}: {action} works only when it is ")
 
 
 @pytest.mark.parametrize(
@@ -58,8 +67,10 @@ def test_a_transition_from_the_wrong_state_is_refused_with_the_allowed_states(ac
     ],
 )
 def test_an_action_without_the_role_is_forbidden(action: str, state: State, roles: frozenset[Role]) -> None:
-    with pytest.raises(Forbidden, match="only "):
+    with pytest.raises(Forbidden) as err:
         lifecycle.check(action, state, roles, downtime_id=1)
+    said = RENDER("refusal.txt", refusal=err.value.reason, **err.value.facts)
+    assert said.startswith("only ") and said.endswith(f" may {action} downtime #1")
 
 
 def test_admins_may_do_everything() -> None:
@@ -71,8 +82,10 @@ def test_admins_may_do_everything() -> None:
 def test_the_requester_may_add_bugs_and_record_outcomes_but_not_approve() -> None:
     assert lifecycle.check("add bug", State.PROPOSED, NOBODY, downtime_id=1, is_requester=True) is State.PROPOSED
     assert lifecycle.check("done", State.IN_PROGRESS, NOBODY, downtime_id=1, is_requester=True) is State.IN_PROGRESS
-    with pytest.raises(Forbidden, match="or the requester"):
+    with pytest.raises(Forbidden) as err:
         lifecycle.check("add bug", State.PROPOSED, NOBODY, downtime_id=1, is_requester=False)
+    said = RENDER("refusal.txt", refusal=err.value.reason, **err.value.facts)
+    assert said == "only CiDuty or the requester may add bug downtime #1"
     with pytest.raises(Forbidden):
         lifecycle.check("approve", State.PROPOSED, NOBODY, downtime_id=1, is_requester=True)
 

@@ -8,7 +8,12 @@ import pytest
 
 from adapters.config import NoticeSection
 from adapters.templates import Renderer
+from models import jobs
+from models.events import BugProblem, LeftTree, Objection
 from models.orm import AuditEvent, Downtime, DowntimeBug, OutboxMessage, Tree, TreeChange, TreeChangeItem
+from models.planning import RuleFailure
+from models.reactions import Told
+from models.work import Consolidation, Outcome
 
 UTC = dt.timezone.utc
 RENDER = Renderer(zones=("America/Los_Angeles",), prefix="!", trees=("autoland", "try"), links=NoticeSection())
@@ -81,19 +86,96 @@ CONTEXT = {
     "left": [],
     "unconfirmed": False,
     "report": types.SimpleNamespace(restored=["autoland"], changed=["try"], waiting={"mozilla-central": 4}),
+    # refusals, usage errors, notes, jobs and replies
+    "refusal": "no_downtime",
+    "usage": "downtime show <id>",
+    "roles": ["ciduty", "sheriffs"],
+    "requester": True,
+    "action": "approve",
+    "allowed": ["proposed"],
+    "state": "in_progress",
+    "nick": "bob",
+    "now": dt.datetime(2026, 12, 1, 10, 0, tzinfo=UTC),
+    "least": dt.timedelta(minutes=5),
+    "most": dt.timedelta(days=7),
+    "bug": 111,
+    "failures": (RuleFailure("notice", True, start=dt.datetime(2026, 12, 5, 14, 0, tzinfo=UTC), notice=dt.timedelta(hours=5), required=dt.timedelta(hours=24)),),
+    "objections": (Objection("pat", "release day"),),
+    "unknown": ["nonesuch"],
+    "known": ["autoland", "try"],
+    "backend": "advisory",
+    "what": "close trees",
+    "verb": "close",
+    "length": 2500,
+    "sub": "frobnicate",
+    "top": "downtime",
+    "ref": "1a2b3c4d",
+    "token": "x7",
+    "text": "tomorrow-ish",
+    "extra": "and more",
+    "topic": "frobnicate",
+    "outcomes": ["landed", "not-done"],
+    "count": 2,
+    "moved": [111],
+    "other": 8,
+    "into": 7,
+    "trees": ["autoland", "try"],
+    "asker": "bob",
+    "opened": ["autoland"],
+    "lines": 7,
+    "by": "carol",
+    "subs": ["propose", "list"],
+    "others": ["trees", "canipush"],
+    "examples": ["!downtime show 7"],
+    "role": "ciduty",
+    "host": "hg.mozilla.org",
+    "matches": [("hg.mozilla.org", "source")],
+    "tag": "[tree-closure 2026-12-05 14:00 UTC]",
+    "why": "rescheduled",
+    "problems": (BugProblem("hidden", (9,)), BugProblem("flag_denied", (3,), "Bugzilla refused the flag")),
+    "description": "set needs-treeclosure+ on bug 1",
+    "id": 7,
+    "done": True,
+    "changed": ["try"],
+    "waiting": (("mozilla-central", 4),),
+    "remote_id": 9,
+    "told": Told(notes=["a note"], manual=["by hand"]),
+    "headline": "proposed",
 }
 CHANGE = TreeChange(id=3, at=dt.datetime(2026, 12, 5, 14, 0, tzinfo=UTC), who="carol", status="closed",
                     reason="Downtime #7: x", tags="planned", state="active", remote_id=9)
 CHANGE.items = [TreeChangeItem(tree="autoland", last_status="open", current_status="closed")]
 # Templates where a name means something else than in the shared context above.
-OVERRIDES = {"trees_restored.txt": {"change": 3}}
+RESULT = jobs.BugResult(111, "landed", "", "Outcome: landed.", None)
+OVERRIDES = {
+    "trees_restored.txt": {"change": 3, "left": (LeftTree("try", "closed", "bustage", held_by=4),)},
+    "notes/trees_left.txt": {"left": (LeftTree("try", "open", "", held_by=None),)},
+    "notes/trees_closing.txt": {"change": 3},
+    "notes/trees_restore_skipped.txt": {"change": 3},
+    "refusals/no_tree_change.txt": {"change": 3},
+    "refusals/nothing_to_confirm.txt": {"change": 3},
+    "refusals/no_tree_change_to_restore.txt": {"change": 3},
+    "replies/bug_added.txt": {"bug": DowntimeBug(bug=222, security=True)},
+    "refusals/in_the_past.txt": {"start": dt.datetime(2026, 11, 30, 9, 0, tzinfo=UTC)},
+    "refusals/too_early.txt": {"start": dt.datetime(2026, 12, 5, 14, 0, tzinfo=UTC)},
+    "usage.txt": {"refusal": "not_a_downtime_id"},
+    "jobs/nominate-bugs.txt": {"job": jobs.NominateBugs((1, 2))},
+    "jobs/approve-bugs.txt": {"job": jobs.ApproveBugs((1, 2), "[tree-closure 2026-12-05 14:00 UTC]")},
+    "jobs/retag-bugs.txt": {"job": jobs.RetagBugs((1,), "", "cancelled", renominate=True)},
+    "jobs/record-outcomes.txt": {"job": jobs.RecordOutcomes((RESULT,), "ran")},
+    "jobs/close-trees.txt": {"job": jobs.CloseTrees(("autoland",), "Downtime #7: x", ("planned",), 3)},
+    "jobs/restore-trees.txt": {"job": jobs.RestoreTrees(7, 3)},
+}
 
 
 @pytest.mark.parametrize("name", RENDER.names())
 def test_every_template_renders(name: str) -> None:
-    context = {**CONTEXT, "change": CHANGE, "changes": [CHANGE], **OVERRIDES.get(name, {})}
-    text = RENDER(name, d=downtime(), **context)
+    d = downtime()
+    outcome = Outcome(d, warnings=list(CONTEXT["failures"]), offers=[Consolidation(8, ("hg.mozilla.org",), None)])
+    context = {**CONTEXT, "change": CHANGE, "changes": [CHANGE], "outcome": outcome, **OVERRIDES.get(name, {})}
+    text = RENDER(name, d=d, **context)
     assert text.strip()
+    assert "Undefined" not in text and "None" not in text.replace("Done: nothing", "")
 
 
 def test_the_notice_lists_each_bug_with_its_wording_and_is_vague_for_security_bugs() -> None:

@@ -1,4 +1,4 @@
-"""The built-in tree registry (Core, on a SQLite database): remembered changes and their restore."""
+"""The built-in tree registry (the Trees use cases, on a SQLite database): remembered changes and their restore."""
 from __future__ import annotations
 
 import datetime as dt
@@ -9,10 +9,12 @@ import pytest
 from sqlalchemy.orm import Session
 
 from adapters.db import make_engine, migrate, session_factory
-from adapters.templates import Renderer
+from models.events import LeftTree
 from models.lifecycle import DomainError, Forbidden, Role
 from models.orm import Tree
-from models.service import Actor, Core, Settings
+from models.queries import Queries
+from models.trees import Trees
+from models.work import Actor, Settings, Work
 
 UTC = dt.timezone.utc
 NOW = dt.datetime(2026, 12, 5, 14, 0, tzinfo=UTC)
@@ -30,11 +32,11 @@ def session(tmp_path: Path) -> Iterator[Session]:
     engine.dispose()
 
 
-def core(session: Session, who: str = "carol", roles: frozenset[Role] = frozenset({Role.CIDUTY})) -> Core:
-    return Core(session, now=NOW, settings=Settings(trees=TREES), render=Renderer(), actor=Actor(who, "irc", who, roles))
+def core(session: Session, who: str = "carol", roles: frozenset[Role] = frozenset({Role.CIDUTY})) -> Trees:
+    return Trees(Work(session, now=NOW, settings=Settings(trees=TREES), actor=Actor(who, "irc", who, roles)))
 
 
-def sheriff(session: Session) -> Core:
+def sheriff(session: Session) -> Trees:
     return core(session, "sam", frozenset({Role.SHERIFF}))
 
 
@@ -60,27 +62,27 @@ def mixed(session: Session) -> dict[str, tuple[str, str, str]]:
 
 def test_closing_trees_in_mixed_states_and_restoring_brings_each_back_exactly(session: Session, mixed) -> None:
     c = core(session)
-    change = c.close_trees(["autoland", "mozilla-central", "mozilla-beta"], "Downtime #1: hg upgrade", downtime_id=1)
+    change = c.close(["autoland", "mozilla-central", "mozilla-beta"], "Downtime #1: hg upgrade", downtime_id=1)
     assert {n: s[0] for n, s in states(session).items()} == {
         "autoland": "closed", "mozilla-beta": "closed", "mozilla-central": "closed", "try": "open"}
     assert states(session)["mozilla-central"][1:] == ("Downtime #1: hg upgrade", "planned")
 
-    restored, left = c.restore_trees(change.id)
+    done = c.restore(change.id)
 
     assert states(session) == mixed
     assert states(session)["mozilla-central"] == ("closed", BUSTAGE, "checkin_test")
-    assert sorted(restored) == ["autoland", "mozilla-beta", "mozilla-central"]
-    assert left == []
+    assert sorted(done.restored) == ["autoland", "mozilla-beta", "mozilla-central"]
+    assert done.left == ()
 
 
 def test_a_tree_reopened_early_by_a_sheriff_is_left_alone_and_named(session: Session, mixed) -> None:
-    change = core(session).close_trees(["autoland", "mozilla-central"], "Downtime #1: hg upgrade", downtime_id=1)
-    sheriff(session).open_trees_by_hand(["autoland"], "reopened early, all green")
+    change = core(session).close(["autoland", "mozilla-central"], "Downtime #1: hg upgrade", downtime_id=1)
+    sheriff(session).open_by_hand(["autoland"], "reopened early, all green")
 
-    restored, left = core(session).restore_trees(change.id)
+    done = core(session).restore(change.id)
 
-    assert restored == ["mozilla-central"]
-    assert left == ["autoland (now open: reopened early, all green)"]
+    assert done.restored == ("mozilla-central",)
+    assert done.left == (LeftTree("autoland", "open", "reopened early, all green", held_by=None),)
     assert states(session)["autoland"] == ("open", "reopened early, all green", "")
     assert states(session)["mozilla-central"] == mixed["mozilla-central"]
 
@@ -88,15 +90,15 @@ def test_a_tree_reopened_early_by_a_sheriff_is_left_alone_and_named(session: Ses
 def test_a_tree_closed_for_bustage_during_the_downtime_stays_closed_and_later_gets_its_state_from_before(
     session: Session, mixed
 ) -> None:
-    downtime = core(session).close_trees(["autoland", "try"], "Downtime #1: hg upgrade", downtime_id=1)
-    bustage = sheriff(session).close_trees_by_hand(["autoland"], "bustage on linux64")
+    downtime = core(session).close(["autoland", "try"], "Downtime #1: hg upgrade", downtime_id=1)
+    bustage = sheriff(session).close_by_hand(["autoland"], "bustage on linux64")
 
-    restored, left = core(session).restore_trees(downtime.id)
+    done = core(session).restore(downtime.id)
 
-    assert restored == ["try"]
-    assert left == [f"autoland (still closed under tree change {bustage.id}, whose restore gives it back its state from before)"]
+    assert done.restored == ("try",)
+    assert done.left == (LeftTree("autoland", "closed", "bustage on linux64", held_by=bustage.id),)
     assert states(session)["autoland"] == ("closed", "bustage on linux64", "other")
-    sheriff(session).restore_trees_by_hand(bustage.id)
+    sheriff(session).restore_by_hand(bustage.id)
     assert states(session) == mixed
 
 
@@ -104,60 +106,63 @@ def test_a_tree_closed_for_bustage_during_the_downtime_stays_closed_and_later_ge
 def test_two_downtimes_stacked_and_restored_in_either_order_end_with_the_original_states(
     session: Session, mixed, order: str
 ) -> None:
-    first = core(session).close_trees(["autoland", "mozilla-central"], "Downtime #1: hg upgrade", downtime_id=1)
-    second = core(session).close_trees(["mozilla-central", "mozilla-beta"], "Downtime #2: db failover", downtime_id=2)
+    first = core(session).close(["autoland", "mozilla-central"], "Downtime #1: hg upgrade", downtime_id=1)
+    second = core(session).close(["mozilla-central", "mozilla-beta"], "Downtime #2: db failover", downtime_id=2)
     assert states(session)["mozilla-central"][1] == "Downtime #2: db failover"
 
     for change in ([second, first] if order == "newest first" else [first, second]):
-        core(session).restore_trees(change.id)
+        core(session).restore(change.id)
 
     assert states(session) == mixed
-    assert core(session).tree_changes() == []
+    assert Queries(session, now=NOW, settings=Settings(trees=TREES)).tree_changes() == []
 
 
 def test_the_older_downtime_restored_first_leaves_the_shared_tree_to_the_newer_one(session: Session, mixed) -> None:
-    first = core(session).close_trees(["autoland", "mozilla-central"], "Downtime #1: hg upgrade", downtime_id=1)
-    core(session).close_trees(["mozilla-central"], "Downtime #2: db failover", downtime_id=2)
+    first = core(session).close(["autoland", "mozilla-central"], "Downtime #1: hg upgrade", downtime_id=1)
+    core(session).close(["mozilla-central"], "Downtime #2: db failover", downtime_id=2)
 
-    restored, left = core(session).restore_trees(first.id)
+    done = core(session).restore(first.id)
 
-    assert restored == ["autoland"]
+    assert done.restored == ("autoland",)
     assert states(session)["mozilla-central"][1] == "Downtime #2: db failover"
-    assert left and left[0].startswith("mozilla-central (still closed under tree change")
+    assert [(t.tree, t.held_by is not None) for t in done.left] == [("mozilla-central", True)]
 
 
 def test_a_tree_named_twice_is_closed_once_and_restored(session: Session, mixed) -> None:
-    change = core(session).close_trees(["autoland", "autoland"], "Downtime #1: hg upgrade")
+    change = core(session).close(["autoland", "autoland"], "Downtime #1: hg upgrade")
     assert [i.tree for i in change.items] == ["autoland"]
-    core(session).restore_trees(change.id)
+    core(session).restore(change.id)
     assert states(session) == mixed
 
 
 def test_a_change_cannot_be_restored_twice(session: Session, mixed) -> None:
     c = core(session)
-    change = c.close_trees(["autoland"], "Downtime #1: hg upgrade")
-    c.restore_trees(change.id)
-    with pytest.raises(DomainError, match=f"no tree change {change.id} to restore"):
-        c.restore_trees(change.id)
+    change = c.close(["autoland"], "Downtime #1: hg upgrade")
+    c.restore(change.id)
+    with pytest.raises(DomainError) as refused:
+        c.restore(change.id)
+    assert (refused.value.reason, refused.value.facts) == ("no_tree_change_to_restore", {"change": change.id})
     assert states(session) == mixed
 
 
 def test_an_unknown_tree_is_refused_and_nothing_closes(session: Session, mixed) -> None:
-    with pytest.raises(DomainError, match="unknown tree firefox-nonesuch"):
-        core(session).close_trees(["autoland", "firefox-nonesuch"], "Downtime #1")
+    with pytest.raises(DomainError) as refused:
+        core(session).close(["autoland", "firefox-nonesuch"], "Downtime #1")
+    assert refused.value.reason == "unknown_trees" and refused.value.facts["unknown"] == ["firefox-nonesuch"]
     assert states(session) == mixed
 
 
 def test_only_sheriffs_and_ciduty_change_trees_by_hand(session: Session, mixed) -> None:
     with pytest.raises(Forbidden):
-        core(session, "alice", frozenset()).close_trees_by_hand(["autoland"], "I feel like it")
+        core(session, "alice", frozenset()).close_by_hand(["autoland"], "I feel like it")
     with pytest.raises(Forbidden):
-        core(session, "alice", frozenset()).open_trees_by_hand(["mozilla-central"], "")
+        core(session, "alice", frozenset()).open_by_hand(["mozilla-central"], "")
     assert states(session) == mixed
 
 
 def test_the_treestatus_backends_refuse_changes_by_hand(session: Session) -> None:
-    c = Core(session, now=NOW, settings=Settings(trees=TREES, tree_backend="treestatus"), render=Renderer(),
-             actor=Actor("sam", "irc", "sam", frozenset({Role.SHERIFF})))
-    with pytest.raises(DomainError, match="kept in Treestatus"):
-        c.close_trees_by_hand(["autoland"], "bustage")
+    c = Trees(Work(session, now=NOW, settings=Settings(trees=TREES, tree_backend="treestatus"),
+                   actor=Actor("sam", "irc", "sam", frozenset({Role.SHERIFF}))))
+    with pytest.raises(DomainError) as refused:
+        c.close_by_hand(["autoland"], "bustage")
+    assert refused.value.reason == "trees_elsewhere"

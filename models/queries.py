@@ -1,0 +1,178 @@
+"""Reading the downtimes: lists, one downtime, its history, the rules it breaks, free slots.
+
+Nothing here changes a row. Every range query is bounded below by the longest possible
+downtime (`planning.MAX_DURATION`), so it reads through the ``start_at`` index and its cost
+does not grow with the history.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.orm import Session, selectinload
+
+from models import lifecycle, planning
+from models.lifecycle import DomainError, State
+from models.orm import AuditEvent, Downtime, DowntimeBug, OutboxMessage, TreeChange
+from models.work import Consolidation, Settings
+
+PAGE_SIZE = 10
+ACTIVE_STATES = [s.value for s in lifecycle.ACTIVE]
+
+
+class Queries:
+    def __init__(self, session: Session, *, now: dt.datetime, settings: Settings):
+        self.session = session
+        self.now = now
+        self.settings = settings
+
+    def get(self, downtime_id: int) -> Downtime:
+        downtime = self.session.get(
+            Downtime, downtime_id, options=[selectinload(Downtime.bugs), selectinload(Downtime.verdicts)]
+        )
+        if downtime is None:
+            raise DomainError("no_downtime", id=downtime_id)
+        return downtime
+
+    def list(self, which: str = "upcoming", page: int = 1) -> tuple[list[Downtime], int]:
+        """A page of downtimes and the number of pages. Upcoming: active and not yet over."""
+        query = select(Downtime)
+        counter = select(func.count(Downtime.id))
+        if which == "upcoming":
+            # start_at bounds the index scan: no downtime lasts longer than MAX_DURATION.
+            cond = (
+                Downtime.state.in_(ACTIVE_STATES),
+                Downtime.start_at >= self.now - planning.MAX_DURATION,
+                Downtime.end_at >= self.now,
+            )
+            query, counter = query.where(*cond).order_by(Downtime.start_at), counter.where(*cond)
+        elif which == "past":
+            query = query.where(Downtime.start_at < self.now).order_by(Downtime.start_at.desc())
+            counter = counter.where(Downtime.start_at < self.now)
+        else:
+            query = query.order_by(Downtime.start_at.desc())
+        total = self.session.scalar(counter) or 0
+        pages = max(1, -(-total // PAGE_SIZE))
+        rows = self.session.scalars(query.limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)).all()
+        return list(rows), pages
+
+    def history(self, downtime_id: int) -> list[AuditEvent]:
+        self.get(downtime_id)
+        return list(
+            self.session.scalars(
+                select(AuditEvent).where(AuditEvent.downtime_id == downtime_id).order_by(AuditEvent.id)
+            )
+        )
+
+    def pending_jobs(self, downtime_id: int) -> list[OutboxMessage]:
+        """Changes outside (Bugzilla, trees, mail) not made yet, for `!downtime show`."""
+        return list(
+            self.session.scalars(
+                select(OutboxMessage)
+                .where(
+                    OutboxMessage.downtime_id == downtime_id,
+                    OutboxMessage.status != "sent",
+                    OutboxMessage.kind.in_(["bugzilla", "trees", "mail"]),
+                )
+                .order_by(OutboxMessage.id)
+            )
+        )
+
+    def nearby(self, start: dt.datetime, end: dt.datetime, *, exclude: int | None = None) -> list[planning.Slot]:
+        """Active downtimes that could overlap or be near [start, end) (indexed range)."""
+        gap = self.settings.policy.min_gap
+        rows = self.session.execute(
+            select(Downtime.id, Downtime.start_at, Downtime.end_at, Downtime.summary).where(
+                Downtime.start_at >= start - gap - planning.MAX_DURATION,
+                Downtime.start_at < end + gap,
+                Downtime.state.in_(ACTIVE_STATES),
+            )
+        )
+        return [planning.Slot(i, s, e, t) for i, s, e, t in rows if i != exclude]
+
+    def suggest(self, duration: dt.timedelta) -> list[dt.datetime]:
+        horizon = dt.timedelta(days=90)
+        others = self.nearby(self.now, self.now + horizon)
+        return planning.suggest(duration, now=self.now, policy=self.settings.policy, others=others, horizon=horizon)
+
+    def rules(self, downtime: Downtime) -> list[planning.RuleFailure]:
+        others = self.nearby(downtime.start_at, downtime.end_at, exclude=downtime.id)
+        return planning.check(
+            downtime.start_at, downtime.end_at, now=self.now, policy=self.settings.policy, others=others
+        )
+
+    def consolidations(self, downtime: Downtime) -> list[Consolidation]:
+        """Other active downtimes that work on the same hosts or overlap in time: offered for
+        consolidation (a downtime merely near in time gets the planner's "near" warning instead)."""
+        mine = set(downtime.system_names)
+        # Two indexed reads instead of every active downtime: those overlapping in time, and
+        # (only when this one names hosts) those naming one of the same hosts.
+        condition = and_(
+            Downtime.start_at >= downtime.start_at - planning.MAX_DURATION,
+            Downtime.start_at < downtime.end_at,
+            Downtime.end_at > downtime.start_at,
+        )
+        if mine:
+            same_hosts = and_(
+                Downtime.start_at >= self.now - planning.MAX_DURATION,
+                or_(*(Downtime.systems.contains(host) for host in mine)),
+            )
+            condition = or_(condition, same_hosts)
+        others = self.session.scalars(
+            select(Downtime)
+            .where(Downtime.id != downtime.id, Downtime.state.in_(ACTIVE_STATES), condition)
+            .order_by(Downtime.start_at)
+        )
+        offers = []
+        for other in others:
+            shared = tuple(sorted(mine & set(other.system_names)))
+            overlaps = other.start_at < downtime.end_at and downtime.start_at < other.end_at
+            if shared or overlaps:
+                offers.append(Consolidation(other.id, shared, (other.start_at, other.end_at) if overlaps else None))
+        return offers
+
+    def held_bugs(self, bugs: Sequence[int]) -> set[int]:
+        """Which of these bugs an active downtime already holds."""
+        if not bugs:
+            return set()
+        return set(
+            self.session.scalars(
+                select(DowntimeBug.bug)
+                .join(Downtime)
+                .where(DowntimeBug.bug.in_(bugs), Downtime.state.in_(ACTIVE_STATES))
+            )
+        )
+
+    def next_downtime(self) -> Downtime | None:
+        """The running downtime (even one running over its end), else the next announced one."""
+        running = self.session.scalars(
+            select(Downtime)
+            .where(Downtime.state == State.IN_PROGRESS.value, Downtime.start_at >= self.now - planning.MAX_DURATION * 2)
+            .order_by(Downtime.start_at)
+            .limit(1)
+        ).first()
+        if running is not None:
+            return running
+        return self.session.scalars(
+            select(Downtime)
+            .where(
+                Downtime.state == State.ANNOUNCED.value,
+                Downtime.start_at >= self.now - planning.MAX_DURATION,
+                Downtime.end_at >= self.now,
+            )
+            .order_by(Downtime.start_at)
+            .limit(1)
+        ).first()
+
+    def tree_changes(self) -> list[TreeChange]:
+        """The tree changes not yet undone (on the stack, or waiting for Treestatus), newest first."""
+        return list(
+            self.session.scalars(
+                select(TreeChange)
+                .where(TreeChange.state.in_(["active", "pending", "requested", "restoring"]))
+                .order_by(TreeChange.id.desc())
+                .limit(10)
+            )
+        )
+

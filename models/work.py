@@ -1,0 +1,156 @@
+"""One piece of work in one transaction: who acts, when, in what session, and what happened.
+
+A command (or a reminder, or a job that reports back) makes one `Work`, gives it to the use
+cases it calls (`Downtimes`, `Trees`), and after them hands `work.events` to the reactions.
+The use cases check rights through it, write the audit trail through it and record events
+on it; they never send or queue anything themselves.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy.orm import Session
+
+from models import lifecycle, planning
+from models.events import Event
+from models.lifecycle import DomainError, Role, State
+from models.orm import AuditEvent, Downtime
+
+
+@dataclass(frozen=True)
+class Actor:
+    account: str | None
+    network: str
+    nick: str
+    roles: frozenset[Role]
+    reply_target: str = ""
+
+    @property
+    def who(self) -> str:
+        return self.account or self.nick
+
+
+def bot_actor(nick: str) -> Actor:
+    """The bot itself, when it acts on its own ([policy] auto_start, jobs): audited under its nick."""
+    return Actor(account=nick, network="bot", nick=nick, roles=frozenset({Role.CIDUTY}))
+
+
+@dataclass(frozen=True)
+class MailRouting:
+    configured: bool = False
+    remind_lists: bool = False
+    preapprovers: tuple[str, ...] = ()
+    cc: tuple[str, ...] = ()
+    announce_to: tuple[str, ...] = ()
+    copy_to: tuple[str, ...] = ()
+    people: Mapping[str, str] = field(default_factory=dict)  # casefolded account -> mail address
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the core and the reactions need to know of the configuration."""
+
+    policy: planning.Policy = planning.Policy()
+    requests_channel: str = "#ci"
+    announce_channel: str = "#developers"
+    networks: tuple[str, ...] = ("console",)
+    trees: tuple[str, ...] = ("autoland", "mozilla-central")
+    tree_backend: str = "builtin"
+    systems: Mapping[str, str] = field(default_factory=dict)
+    bugzilla_enabled: bool = False
+    bugzilla_flag: str = "needs-treeclosure"
+    mail: MailRouting = MailRouting()
+    ciduty: tuple[str, ...] = ()
+    sheriffs: tuple[str, ...] = ()
+
+    @property
+    def channels(self) -> list[str]:
+        """The announce channel, then the requests channel (once if they are the same)."""
+        return list(dict.fromkeys([self.announce_channel, self.requests_channel]))
+
+
+@dataclass
+class Outcome:
+    """What a use case did, for the command's reply: the downtime, the rules it breaks
+    (warnings), and other downtimes it could be consolidated with."""
+
+    downtime: Downtime
+    warnings: list[planning.RuleFailure] = field(default_factory=list)
+    offers: list[Consolidation] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Consolidation:
+    """Another active downtime that works on the same hosts or overlaps in time."""
+
+    other: int
+    shared: tuple[str, ...]
+    overlap: tuple[dt.datetime, dt.datetime] | None
+
+
+class Work:
+    def __init__(self, session: Session, *, now: dt.datetime, settings: Settings, actor: Actor):
+        self.session = session
+        self.now = now
+        self.settings = settings
+        self.actor = actor
+        self.events: list[Event] = []
+        self.changed = False
+
+    def record(self, event: Event) -> None:
+        self.events.append(event)
+        self.changed = True
+
+    def audit(self, downtime_id: int | None, action: str, before: str = "", after: str = "", detail: str = "") -> None:
+        self.changed = True
+        self.session.add(
+            AuditEvent(
+                downtime_id=downtime_id,
+                at=self.now,
+                account=self.actor.who,
+                network=self.actor.network,
+                action=action,
+                from_state=before,
+                to_state=after,
+                detail=detail,
+            )
+        )
+
+    # ----- rights -----------------------------------------------------------------------------
+
+    def identified(self) -> None:
+        if not self.actor.account:
+            raise lifecycle.Forbidden("not_identified", nick=self.actor.nick)
+
+    def require(self, what: str, *roles: Role) -> None:
+        """Refuse unless the actor holds one of `roles` (or is an admin)."""
+        self.identified()
+        if Role.ADMIN not in self.actor.roles and not set(roles) & self.actor.roles:
+            raise lifecycle.Forbidden("forbidden", roles=sorted(roles), requester=False, action=what, id=None)
+
+    def is_requester(self, downtime: Downtime) -> bool:
+        return bool(self.actor.account) and downtime.requester.casefold() == (self.actor.account or "").casefold()
+
+    def may(self, action: str, downtime: Downtime) -> State:
+        """The state after `action`, or a refusal: not identified, no role, wrong state."""
+        self.identified()
+        return lifecycle.check(
+            action, State(downtime.state), self.actor.roles,
+            downtime_id=downtime.id, is_requester=self.is_requester(downtime),
+        )
+
+    def transition(self, action: str, downtime: Downtime, detail: str = "") -> State:
+        """Take `action` (checked), move the state and write the audit row."""
+        before = State(downtime.state)
+        after = self.may(action, downtime)
+        downtime.state = after.value
+        downtime.updated_at = self.now
+        self.audit(downtime.id, action, before.value, after.value, detail)
+        return after
+
+    def check_trees(self, trees: Sequence[str]) -> None:
+        unknown = [t for t in trees if t not in self.settings.trees]
+        if unknown:
+            raise DomainError("unknown_trees", unknown=unknown, known=list(self.settings.trees))
