@@ -325,7 +325,7 @@ def build_transports(config: configuration.Config, stdout: TextIO) -> dict[str, 
     transports: dict[str, Transport] = {}
     for name in config.bot.transports:
         if name == "console":
-            transports[name] = ConsoleTransport(config.bot.nick, stdout=stdout)
+            transports[name] = ConsoleTransport(config.bot.nick, stdout=stdout, prefix=config.bot.command_prefix)
         elif name == "matrix":
             transports[name] = matrix_transport(config)
         elif name == "irc":

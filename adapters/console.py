@@ -24,8 +24,8 @@ LINE = re.compile(r"^(?:(?P<room>#\S+)\s+)?(?P<who>[~@]?[^\s:]+):\s?(?P<text>.*)
 
 BANNER = """\
 downtime-bot console. Type chat lines as '#<room> <account>: <text>', for example
-  #ci alice: !downtime propose tomorrow 14:00 UTC for 2h -- Upgrade hg.mozilla.org
-  #ci ciduty: !downtime help
+  #ci alice: {prefix}downtime propose tomorrow 14:00 UTC for 2h -- Upgrade hg.mozilla.org
+  #ci ciduty: {prefix}downtime help
 '<account>: <text>' is a private message, '~nick' someone not logged in; '/as <account>' and
 '/join #room' set who speaks where for plain lines. Ctrl-D quits. {nick} answers below.
 """
@@ -34,8 +34,9 @@ downtime-bot console. Type chat lines as '#<room> <account>: <text>', for exampl
 class ConsoleTransport(Transport):
     network = "console"
 
-    def __init__(self, nick: str, *, stdin: TextIO | None = None, stdout: TextIO | None = None):
+    def __init__(self, nick: str, *, stdin: TextIO | None = None, stdout: TextIO | None = None, prefix: str = "!"):
         self.nick = nick
+        self.prefix = prefix
         self.stdin = stdin or sys.stdin
         self.stdout = stdout or sys.stdout
         self.finished = asyncio.Event()  # set at the end of input
@@ -52,7 +53,7 @@ class ConsoleTransport(Transport):
 
     async def start(self, on_message: MessageHandler) -> None:
         if self.stdin.isatty():
-            self.stdout.write(BANNER.format(nick=self.nick))
+            self.stdout.write(BANNER.format(nick=self.nick, prefix=self.prefix))
             self.stdout.flush()
         self._task = asyncio.create_task(self._read(on_message), name="console-reader")
 

@@ -1,10 +1,15 @@
 """!downtime: propose, plan, announce, run and close tree-closing downtimes."""
 from __future__ import annotations
 
+import re
+
 from models.lifecycle import OUTCOMES, DomainError
 from plugins import args as a
 from plugins.context import CommandContext as Ctx
 from plugins.registry import UsageError, command
+
+# "!" before a command name in help texts and examples.
+COMMAND_WORD = re.compile(r"(?<![\w!])!(?=(?:downtime|trees|canipush|help)\b)")
 
 
 @command(
@@ -342,8 +347,9 @@ async def help_(ctx: Ctx, args: str) -> None:
     cmd = ctx.commands.get(f"downtime {topic}") or ctx.commands.get(topic)
     if cmd is None:
         raise UsageError("no_such_subcommand", topic=topic[:30])
+    # Docstrings and examples are written with "!"; say them with the configured prefix.
     ctx.say(
-        "help_command.txt", usage=cmd.usage, text=" ".join(cmd.help.split()), role=cmd.role,
-        examples=[e.replace("!", ctx.prefix, 1) for e in cmd.examples[:2]],
+        "help_command.txt", usage=cmd.usage, text=COMMAND_WORD.sub(ctx.prefix, " ".join(cmd.help.split())),
+        role=cmd.role, examples=[COMMAND_WORD.sub(ctx.prefix, e) for e in cmd.examples[:2]],
     )
 
