@@ -35,7 +35,7 @@ class Queries:
             raise DomainError("no_downtime", id=downtime_id)
         return downtime
 
-    def list(self, which: str = "upcoming", page: int = 1) -> tuple[list[Downtime], int]:
+    def listing(self, which: str = "upcoming", page: int = 1) -> tuple[list[Downtime], int]:
         """A page of downtimes and the number of pages. Upcoming: active and not yet over."""
         query = select(Downtime)
         counter = select(func.count(Downtime.id))

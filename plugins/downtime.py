@@ -53,7 +53,7 @@ async def list_(ctx: Ctx, args: str) -> None:
             raise UsageError("not_a_page", token=words[0][:20])
         page = int(words.pop(0))
     a.exactly(words, 0, "")
-    rows, pages = ctx.queries.list(which, page)
+    rows, pages = ctx.queries.listing(which, page)
     if page > pages:
         raise DomainError("no_such_page", pages=pages, which=which)
     ctx.say("list.txt", rows=rows, which=which, page=page, pages=pages)

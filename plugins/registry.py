@@ -14,14 +14,16 @@ import types
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from models.ports import Incoming
 from models.lifecycle import DomainError
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[["Context", str], Awaitable[None]]
+# A handler takes the application's context (see `Context`) and the arguments after the name.
+Handler = Callable[[Any, str], Awaitable[None]]
+H = TypeVar("H", bound=Handler)
 
 
 class UsageError(Exception):
@@ -47,14 +49,14 @@ class Command:
 
 def command(
     name: str, *, examples: Iterable[str] = (), role: str = "anyone", cacheable: bool = False
-) -> Callable[[Handler], Handler]:
+) -> Callable[[H], H]:
     """Declare a chat command. Only records; the dispatcher collects.
 
     `cacheable`: the answer depends on nothing but the arguments and the database (not on the
     time, the asker or an outside system), so it may be reused until the next commit.
     """
 
-    def decorate(func: Handler) -> Handler:
+    def decorate(func: H) -> H:
         doc = inspect.cleandoc(func.__doc__ or name)
         usage, _, rest = doc.partition("\n")
         func.__command__ = Command(name, func, usage.strip(), rest.strip(), tuple(examples), role, cacheable)  # type: ignore[attr-defined]

@@ -206,7 +206,7 @@ def test_an_unexpected_error_is_logged_with_a_reference_and_no_traceback_reaches
     def boom(self, *args, **kwargs):  # type: ignore[no-untyped-def]
         raise RuntimeError("database on fire")
 
-    monkeypatch.setattr(Queries, "list", boom)
+    monkeypatch.setattr(Queries, "listing", boom)
     out = chat.say("alice", "!downtime list")
     assert len(out) == 1 and out[0].startswith("#ci sorry, something went wrong (ref ")
     ref = out[0].split("(ref ")[1][:8]
