@@ -24,6 +24,7 @@ from models.ports import BugLookup, Clock, Incoming, Outgoing, Transport, Transp
 from models.reactions import Reactions, Told
 from models.work import Actor, Settings, Work
 from plugins import downtime, trees
+from plugins.answers import AnswerCache
 from plugins.context import CommandContext, NoBugzilla, Render
 from plugins.registry import Command, Parsed, collect, parse_line, run
 
@@ -60,10 +61,7 @@ class Dispatcher:
         self._lock = asyncio.Lock()
         self.handled = 0
         self.refused = 0  # bad input, missing rights, wrong state: answered with one line
-        # Answers of questions that depend only on the database (!downtime show, notice, history),
-        # valid until the next commit: asked again and again while a downtime runs.
-        self._answers: dict[tuple[str, str], list[str]] = {}
-        self._answers_generation = -1
+        self.answers = AnswerCache(self.generation) if self.generation is not None else None
         self._last_ok = False
 
     async def handle(self, message: Incoming) -> None:
@@ -75,22 +73,17 @@ class Dispatcher:
         parsed = parse_line(message.text, self.prefix, self.commands)
         if parsed is None:
             return []
-        cache_key = None
-        if self.generation is not None and parsed.command is not None and parsed.command.cacheable:
-            cache_key = (parsed.command.name, " ".join(parsed.args.split()))
-            generation = self.generation()
-            if generation != self._answers_generation:
-                self._answers, self._answers_generation = {}, generation
-        cached = self._answers.get(cache_key) if cache_key else None
+        key = None
+        if self.answers is not None and parsed.command is not None and parsed.command.cacheable:
+            key = AnswerCache.key(parsed.command.name, parsed.args)
+        cached = self.answers.get(key) if self.answers is not None and key else None
         if cached is not None:
             replies, queued = cached, False
         else:
             async with self._lock:
                 replies, queued = await self._run(message, parsed)
-            if cache_key and not queued and self._last_ok and self.generation and (
-                self.generation() == self._answers_generation
-            ):
-                self._answers[cache_key] = replies
+            if self.answers is not None and key and not queued and self._last_ok:
+                self.answers.put(key, replies)
         if queued:
             self.on_change()
         else:

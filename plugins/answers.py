@@ -1,0 +1,37 @@
+"""The answer cache: answers to questions that depend on nothing but their arguments and the
+database, reused until the next commit.
+
+While a downtime runs, people ask `!downtime show 7` again and again; each answer costs a
+transaction, three queries and a template (about 2 ms), a reused one about 0.02 ms. Only
+commands declared ``cacheable`` (show, notice, history) are kept, only answers that were not
+refusals, and all of them are dropped as soon as anything commits: the generation is the
+database's commit count (`adapters.db.CommitCounter`), so a change made by a command, a
+reminder or a job is seen by the next question.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+
+class AnswerCache:
+    def __init__(self, generation: Callable[[], int]):
+        self.generation = generation
+        self._answers: dict[tuple[str, str], list[str]] = {}
+        self._generation = -1
+
+    @staticmethod
+    def key(command: str, args: str) -> tuple[str, str]:
+        """The same question however it is spaced."""
+        return command, " ".join(args.split())
+
+    def get(self, key: tuple[str, str]) -> list[str] | None:
+        """The answer kept for `key`, if nothing committed since it was given."""
+        generation = self.generation()
+        if generation != self._generation:
+            self._answers, self._generation = {}, generation
+        return self._answers.get(key)
+
+    def put(self, key: tuple[str, str], answer: list[str]) -> None:
+        """Keep an answer, unless something committed while it was being made."""
+        if self.generation() == self._generation:
+            self._answers[key] = answer
