@@ -16,7 +16,7 @@ import os
 import re
 import signal
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -88,20 +88,26 @@ def bugzilla_from(config: configuration.Config) -> BugzillaClient:
     return BugzillaClient(config.bugzilla.url, api_key, flag=config.bugzilla.flag)
 
 
-def mailer_from(config: configuration.Config, stdout: TextIO) -> Mailer:
+def mail_config(config: configuration.Config, environ: Mapping[str, str]) -> MailConfig:
+    """[mail] as the SMTP mailer takes it, with the password read from `environ`."""
     m = config.mail
-    if not m.configured:
-        return PrintMailer(stdout, m.sender)
-    return SmtpMailer(
-        MailConfig(
+    try:
+        return MailConfig(
             host=m.host,
             port=m.port,
             security="tls" if m.tls else "starttls" if m.starttls else "none",
             username=m.username or None,
-            password=os.environ.get(m.password_env) if m.username else None,
+            password=_secret(environ, "mail", "password_env", m.password_env) if m.username else None,
             sender=m.sender,
         )
-    )
+    except ValueError as err:
+        raise configuration.ConfigError(str(err)) from None
+
+
+def mailer_from(config: configuration.Config, stdout: TextIO) -> Mailer:
+    if not config.mail.configured:
+        return PrintMailer(stdout, config.mail.sender)
+    return SmtpMailer(mail_config(config, os.environ))
 
 
 def tree_jobs_from(config: configuration.Config, bot: Bot, client: TreeService | None) -> TreeJobs | None:
@@ -365,7 +371,7 @@ def _secret(environ: Mapping[str, str], section: str, key: str, variable: str) -
         return None
     value = environ.get(variable)
     if not value:
-        raise configuration.ConfigError(f"[{section}] {key} = {variable}: that environment variable is not set")
+        raise configuration.ConfigError(str(configuration.Secret(section, key, variable)))
     return value
 
 
@@ -441,6 +447,32 @@ def irc_transport(config: configuration.Config) -> Transport:
     return IrcTransport(irc_config(config, os.environ))
 
 
+def check_config(config: configuration.Config, environ: Mapping[str, str]) -> list[str]:
+    """Every problem `--check-config` finds beyond the file's values, one line each, offline.
+
+    `configuration.load` has already parsed every section. This adds every missing secret,
+    then builds (never starts) the configuration of each transport in use and of the mailer,
+    so that what only they check is reported too. Nothing is connected, started or opened.
+    """
+    missing = configuration.missing_secrets(config, environ)
+    problems = [str(secret) for secret in missing]
+    # Stand-ins for the missing secrets (already reported), so that the checks below still run.
+    environ = {**environ, **{s.variable: "stand-in" for s in missing if s.variable}}
+    builders: list[Callable[[configuration.Config, Mapping[str, str]], object]] = []
+    if "irc" in config.bot.transports:
+        builders.append(irc_config)
+    if "matrix" in config.bot.transports:
+        builders.append(matrix_config)
+    if config.mail.configured:
+        builders.append(mail_config)
+    for build in builders:
+        try:
+            build(config, environ)
+        except configuration.ConfigError as err:
+            problems.append(str(err))
+    return problems
+
+
 def build_transports(config: configuration.Config, stdout: TextIO) -> dict[str, Transport]:
     transports: dict[str, Transport] = {}
     for name in config.bot.transports:
@@ -495,8 +527,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
     )
     if options.check_config:
+        problems = check_config(config, os.environ)
+        for problem in problems:
+            print(f"configuration error: {problem}", file=sys.stderr)
+        if problems:
+            return 2
         print(f"{config.path}: OK (transports: {', '.join(config.bot.transports)})")
         return 0
+    # Every missing secret at once; only the Bugzilla key may be missing (bugzilla_from warns).
+    missing = [s for s in configuration.missing_secrets(config, os.environ) if not s.optional_at_start]
+    for secret in missing:
+        print(f"configuration error: {secret}", file=sys.stderr)
+    if missing:
+        return 2
     try:
         return asyncio.run(amain(config))
     except configuration.ConfigError as err:

@@ -7,7 +7,8 @@ A value that cannot be understood stops the bot with the section, the key and
 what was expected.
 
 ``[irc]`` and ``[matrix]`` are parsed like every other section: their values are
-always checked, but their required keys are required only when ``[bot] transports`` uses that network.
+always checked, but their required keys (and their secrets, see `missing_secrets`)
+are required only when ``[bot] transports`` uses that network.
 """
 from __future__ import annotations
 
@@ -527,6 +528,51 @@ def _matrix(values: Mapping[str, str], *, in_use: bool) -> MatrixSection:
         if missing:
             raise ConfigError(f"[matrix] {', '.join(missing)}: needed when [bot] transports has matrix")
     return section
+
+
+@dataclass(frozen=True)
+class Secret:
+    """A secret the configuration needs: ``[section] key`` names the environment variable holding it.
+
+    ``str()`` is the one-line complaint when that variable is not set.
+    """
+
+    section: str
+    key: str
+    variable: str
+    # The bot starts without it all the same, with a warning (the Bugzilla key: changes are refused).
+    optional_at_start: bool = False
+
+    def __str__(self) -> str:
+        if not self.variable:
+            return f"[{self.section}] {self.key} is empty: expected the name of an environment variable"
+        return f"[{self.section}] {self.key} = {self.variable}: that environment variable is not set"
+
+
+def needed_secrets(config: Config) -> list[Secret]:
+    """Every secret that the transports and services this configuration turns on will read."""
+    irc = "irc" in config.bot.transports
+    matrix = "matrix" in config.bot.transports
+    candidates = [
+        # (section, key, variable, needed); the IRC and Matrix keys are optional: set means used.
+        ("irc", "sasl_password_env", config.irc.sasl_password_env, irc and bool(config.irc.sasl_password_env)),
+        ("irc", "nickserv_password_env", config.irc.nickserv_password_env,
+         irc and bool(config.irc.nickserv_password_env)),
+        ("matrix", "password_env", config.matrix.password_env, matrix and bool(config.matrix.password_env)),
+        ("matrix", "access_token_env", config.matrix.access_token_env,
+         matrix and bool(config.matrix.access_token_env)),
+        ("mail", "password_env", config.mail.password_env, config.mail.configured and bool(config.mail.username)),
+        ("trees", "treestatus_token_env", config.trees.treestatus_token_env, config.trees.backend == "treestatus"),
+    ]
+    needed = [Secret(section, key, variable) for section, key, variable, used in candidates if used]
+    if config.bugzilla.enabled:
+        needed.append(Secret("bugzilla", "api_key_env", config.bugzilla.api_key_env, optional_at_start=True))
+    return needed
+
+
+def missing_secrets(config: Config, environ: Mapping[str, str]) -> list[Secret]:
+    """The needed secrets whose environment variable is not set (or is empty)."""
+    return [s for s in needed_secrets(config) if not (s.variable and environ.get(s.variable))]
 
 
 DEFAULT_LOW_IMPACT = "mon-fri 04:00-08:00 UTC, sat-sun 00:00-24:00 UTC"

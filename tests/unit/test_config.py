@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -122,6 +126,7 @@ def test_the_irc_and_matrix_sections_need_nothing_when_their_transport_is_not_us
     )
     assert config.irc.host == ""
     assert config.matrix.homeserver == ""
+    assert configuration.missing_secrets(config, {}) == []
 
 
 def test_irc_host_is_required_when_irc_is_a_transport(tmp_path: Path) -> None:
@@ -191,3 +196,147 @@ def test_an_env_key_holding_something_that_is_no_variable_name_is_refused_withou
         load_ini(tmp_path, "[irc]\nsasl_password_env = hunter2!secret\n")
     assert str(err.value).startswith("[irc] sasl_password_env: expected the name of an environment variable")
     assert "hunter2" not in str(err.value)
+
+
+# --- secrets ---------------------------------------------------------------------------------------
+
+EVERY_SECRET = """\
+[bot]
+transports = irc, matrix
+[irc]
+host = irc.example.org
+sasl_username = downtimebot
+sasl_password_env = DOWNTIMEBOT_IRC_PASSWORD
+nickserv_password_env = NICKSERV_PASSWORD
+[matrix]
+homeserver = https://matrix.example.org
+user_id = @downtimebot:example.org
+password_env = MATRIX_PASSWORD
+requests_room = #ci:example.org
+announce_room = #developers:example.org
+[mail]
+host = smtp.example.org
+username = downtimebot
+password_env = SMTP_PASSWORD
+[bugzilla]
+enabled = on
+url = https://bugzilla.example.org
+api_key_env = BUGZILLA_API_KEY
+[trees]
+backend = treestatus
+treestatus_url = https://treestatus.example.org
+treestatus_token_env = TREESTATUS_TOKEN
+"""
+
+
+def test_every_missing_secret_is_listed_with_its_section_and_key(tmp_path: Path) -> None:
+    config = load_ini(tmp_path, EVERY_SECRET)
+    assert [str(s) for s in configuration.missing_secrets(config, {"NICKSERV_PASSWORD": ""})] == [
+        "[irc] sasl_password_env = DOWNTIMEBOT_IRC_PASSWORD: that environment variable is not set",
+        "[irc] nickserv_password_env = NICKSERV_PASSWORD: that environment variable is not set",
+        "[matrix] password_env = MATRIX_PASSWORD: that environment variable is not set",
+        "[mail] password_env = SMTP_PASSWORD: that environment variable is not set",
+        "[trees] treestatus_token_env = TREESTATUS_TOKEN: that environment variable is not set",
+        "[bugzilla] api_key_env = BUGZILLA_API_KEY: that environment variable is not set",
+    ]
+    # Only the Bugzilla key may be missing at start-up: the bot warns and refuses Bugzilla changes.
+    assert [s.section for s in configuration.missing_secrets(config, {}) if s.optional_at_start] == ["bugzilla"]
+
+
+def test_the_sections_keep_the_names_of_the_variables_never_the_secrets(tmp_path: Path) -> None:
+    environ = {name: "s3cret-" + name for name in (
+        "DOWNTIMEBOT_IRC_PASSWORD", "NICKSERV_PASSWORD", "MATRIX_PASSWORD", "SMTP_PASSWORD",
+        "BUGZILLA_API_KEY", "TREESTATUS_TOKEN",
+    )}
+    ini = tmp_path / "c.ini"
+    ini.write_text(EVERY_SECRET)
+    config = configuration.load(ini, environ=environ)
+    assert configuration.missing_secrets(config, environ) == []
+    assert "s3cret" not in repr(config)
+
+
+def test_secrets_are_needed_only_by_what_the_configuration_turns_on(tmp_path: Path) -> None:
+    config = load_ini(tmp_path, EVERY_SECRET.replace("transports = irc, matrix", "transports = console")
+                      .replace("enabled = on", "enabled = off").replace("backend = treestatus", "backend = advisory")
+                      .replace("host = smtp.example.org", "host ="))
+    assert configuration.missing_secrets(config, {}) == []
+
+
+def test_the_irc_transport_config_reads_its_secret_from_the_environment_and_never_shows_it(tmp_path: Path) -> None:
+    import bot
+
+    config = load_ini(tmp_path, EVERY_SECRET)
+    irc = bot.irc_config(config, {"DOWNTIMEBOT_IRC_PASSWORD": "s3cret", "NICKSERV_PASSWORD": "other"})
+    assert (irc.host, irc.sasl_username, irc.sasl_password, irc.channels) == (
+        "irc.example.org", "downtimebot", "s3cret", {"#ci": "#ci", "#developers": "#developers"},
+    )
+    assert "s3cret" not in repr(irc)
+    with pytest.raises(ConfigError, match=r"^\[irc\] sasl_password_env = DOWNTIMEBOT_IRC_PASSWORD: that"):
+        bot.irc_config(config, {})
+
+
+def test_check_config_lists_every_missing_secret_and_what_only_the_transports_check(tmp_path: Path) -> None:
+    import bot
+
+    config = load_ini(
+        tmp_path,
+        EVERY_SECRET.replace("host = irc.example.org", f"host = irc.example.org\nclient_cert = {tmp_path}/none.pem")
+        .replace("username = downtimebot\npassword_env", "from = nobody\nusername = downtimebot\npassword_env"),
+    )
+    problems = bot.check_config(config, {})
+    assert problems == [str(s) for s in configuration.missing_secrets(config, {})] + [
+        f"[irc] client_cert = '{tmp_path}/none.pem': expected a PEM file; there is none",
+        "[mail] from is not a mail address: 'nobody'",
+    ]
+
+
+# --- python bot.py --check-config ------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def check_config(tmp_path: Path, text: str, **environ: str) -> subprocess.CompletedProcess[str]:
+    ini = tmp_path / "c.ini"
+    ini.write_text(text)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DOWNTIMEBOT_")}
+    env.update(environ)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "bot.py"), "--config", str(ini), "--check-config"],
+        check=False, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
+    )
+
+
+def test_check_config_exits_2_and_names_a_bad_irc_port(tmp_path: Path) -> None:
+    result = check_config(tmp_path, "[irc]\nport = notanumber\n", DOWNTIMEBOT_BOT_TRANSPORTS="irc")
+    assert result.returncode == 2, result.stdout
+    assert "configuration error: [irc] port = 'notanumber'" in result.stderr
+    assert "OK" not in result.stdout
+
+
+def test_check_config_exits_2_and_lists_every_missing_secret(tmp_path: Path) -> None:
+    result = check_config(tmp_path, EVERY_SECRET)
+    assert result.returncode == 2
+    complaints = [line for line in result.stderr.splitlines() if line.startswith("configuration error: ")]
+    assert len(complaints) == 6
+    assert "configuration error: [bugzilla] api_key_env = BUGZILLA_API_KEY: that environment variable is not set" in complaints
+
+
+def test_check_config_says_ok_for_a_good_irc_config_without_connecting_or_opening_the_database(
+    tmp_path: Path,
+) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        result = check_config(
+            tmp_path,
+            f"[bot]\ntransports = irc\ndatabase = sqlite:///{tmp_path}/bot.db\n"
+            f"[irc]\nhost = 127.0.0.1\nport = {port}\nsasl_username = dtbot\n"
+            "sasl_password_env = DOWNTIMEBOT_IRC_PASSWORD\n",
+            DOWNTIMEBOT_IRC_PASSWORD="s3cret",
+        )
+        server.setblocking(False)
+        with pytest.raises(BlockingIOError):  # nobody knocked
+            server.accept()
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"{tmp_path / 'c.ini'}: OK (transports: irc)"
+    assert not (tmp_path / "bot.db").exists()
+    assert "s3cret" not in result.stdout + result.stderr
