@@ -14,8 +14,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
-from dataclasses import replace
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -37,6 +36,8 @@ from plugins.dispatcher import Dispatcher
 if TYPE_CHECKING:  # the outside systems' clients are imported only when configured (memory, start-up)
     from adapters.bugzilla import BugzillaClient
     from adapters.bugzilla_jobs import BugzillaSync
+    from adapters.irc import IrcConfig
+    from adapters.matrix import MatrixConfig
     from adapters.tree_jobs import TreeJobs
 
 log = logging.getLogger("downtimebot")
@@ -81,20 +82,26 @@ def bugzilla_from(config: configuration.Config) -> BugzillaClient:
     return BugzillaClient(config.bugzilla.url, api_key, flag=config.bugzilla.flag)
 
 
-def mailer_from(config: configuration.Config, stdout: TextIO) -> Mailer:
+def mail_config(config: configuration.Config, environ: Mapping[str, str]) -> MailConfig:
+    """[mail] as the SMTP mailer takes it, with the password read from `environ`."""
     m = config.mail
-    if not m.configured:
-        return PrintMailer(stdout, m.sender)
-    return SmtpMailer(
-        MailConfig(
+    try:
+        return MailConfig(
             host=m.host,
             port=m.port,
             security="tls" if m.tls else "starttls" if m.starttls else "none",
             username=m.username or None,
-            password=os.environ.get(m.password_env) if m.username else None,
+            password=_secret(environ, "mail", "password_env", m.password_env) if m.username else None,
             sender=m.sender,
         )
-    )
+    except ValueError as err:
+        raise configuration.ConfigError(str(err)) from None
+
+
+def mailer_from(config: configuration.Config, stdout: TextIO) -> Mailer:
+    if not config.mail.configured:
+        return PrintMailer(stdout, config.mail.sender)
+    return SmtpMailer(mail_config(config, os.environ))
 
 
 def treestatus_from(config: configuration.Config, client: TreeService | None) -> tuple[TreeService | None, TreeService | None]:
@@ -259,66 +266,112 @@ class Bot:
         self.engine.dispose()
 
 
-def _secret(section: str, key: str, variable: str) -> str | None:
+def _secret(environ: Mapping[str, str], section: str, key: str, variable: str) -> str | None:
+    """The secret named by ``[section] key = variable``; None when the key is empty."""
     if not variable:
         return None
-    value = os.environ.get(variable)
-    if value is None:
-        raise configuration.ConfigError(f"[{section}] {key} = {variable}: that environment variable is not set")
+    value = environ.get(variable)
+    if not value:
+        raise configuration.ConfigError(str(configuration.Secret(section, key, variable)))
     return value
 
 
-def matrix_transport(config: configuration.Config) -> Transport:
-    from adapters.matrix import MatrixConfig, MatrixTransport
+def matrix_config(config: configuration.Config, environ: Mapping[str, str]) -> MatrixConfig:
+    """[matrix] as the Matrix transport takes it, with the secrets read from `environ`."""
+    from adapters.matrix import MatrixConfig
 
-    raw = config.raw.get("matrix", {})
-
-    def get(key: str, default: str = "") -> str:
-        return raw.get(key, default).strip()
-
-    rooms = {config.channels.requests: get("requests_room"), config.channels.announce: get("announce_room")}
-    missing = [k for k, v in (("homeserver", get("homeserver")), ("user_id", get("user_id")),
-                              ("requests_room", rooms[config.channels.requests]),
-                              ("announce_room", rooms[config.channels.announce])) if not v]
-    if missing:
-        raise configuration.ConfigError(f"[matrix] {', '.join(missing)}: needed when transports has matrix")
-    store = Path(get("store_path", "var/matrix"))
-    tuning: dict[str, float] = {}
-    for key, cast in (("sync_timeout_ms", int), ("backoff_min", float), ("backoff_max", float)):
-        if get(key):
-            try:
-                tuning[key] = cast(get(key))
-            except ValueError:
-                raise configuration.ConfigError(f"[matrix] {key}: expected a number, got {get(key)!r}") from None
+    m = config.matrix
+    rooms = {config.channels.requests: m.requests_room, config.channels.announce: m.announce_room}
+    store = Path(m.store_path)
     try:
-        matrix_config = MatrixConfig(
-            homeserver=get("homeserver"),
-            user_id=get("user_id"),
+        return MatrixConfig(
+            homeserver=m.homeserver,
+            user_id=m.user_id,
             store_path=str(store if store.is_absolute() else HERE / store),
-            password=_secret("matrix", "password_env", get("password_env")),
-            access_token=_secret("matrix", "access_token_env", get("access_token_env")),
-            device_name=get("device_name", "downtime-bot"),
+            password=_secret(environ, "matrix", "password_env", m.password_env),
+            access_token=_secret(environ, "matrix", "access_token_env", m.access_token_env),
+            device_name=m.device_name,
             rooms={k: v for k, v in rooms.items() if v},
             allowed_inviters=frozenset(
                 a for role in Role for a in config.roles.accounts(role) if a.startswith("@")
             ),
-            **tuning,  # type: ignore[arg-type]
+            sync_timeout_ms=m.sync_timeout_ms,
+            backoff_min=m.backoff_min,
+            backoff_max=m.backoff_max,
         )
     except ValueError as err:
         raise configuration.ConfigError(str(err)) from None
-    return MatrixTransport(matrix_config)
+
+
+def irc_config(config: configuration.Config, environ: Mapping[str, str]) -> IrcConfig:
+    """[irc] as the IRC transport takes it, with the secrets read from `environ`."""
+    from adapters.irc import IrcConfig
+
+    i = config.irc
+    if i.client_cert and not Path(i.client_cert).is_file():
+        raise configuration.ConfigError(f"[irc] client_cert = {i.client_cert!r}: expected a PEM file; there is none")
+    try:
+        return IrcConfig(
+            host=i.host,
+            port=i.port,
+            tls=i.tls,
+            tls_verify=i.tls_verify,
+            client_cert=i.client_cert or None,
+            nick=i.nick,
+            alt_nick=i.alt_nick or None,
+            username=i.username or None,
+            realname=i.realname,
+            sasl_username=i.sasl_username or None,
+            sasl_password=_secret(environ, "irc", "sasl_password_env", i.sasl_password_env),
+            nickserv_password=_secret(environ, "irc", "nickserv_password_env", i.nickserv_password_env),
+            identity=i.identity,
+            channels={c: c for c in config.channels.all},
+            pacing=i.pacing,
+            burst=i.burst,
+            rate=i.rate,
+            line_burst=i.line_burst,
+            line_rate=i.line_rate,
+        )
+    except ValueError as err:
+        raise configuration.ConfigError(str(err)) from None
+
+
+def matrix_transport(config: configuration.Config) -> Transport:
+    from adapters.matrix import MatrixTransport
+
+    return MatrixTransport(matrix_config(config, os.environ))
 
 
 def irc_transport(config: configuration.Config) -> Transport:
-    from adapters.irc import IrcConfig, IrcTransport
+    from adapters.irc import IrcTransport
 
-    section = dict(config.raw.get("irc", {}))
-    section.setdefault("nick", config.bot.nick)
-    channels = {c: c for c in config.channels.all}
-    try:
-        return IrcTransport(IrcConfig.from_settings(section, channels, os.environ))
-    except ValueError as err:
-        raise configuration.ConfigError(str(err)) from None
+    return IrcTransport(irc_config(config, os.environ))
+
+
+def check_config(config: configuration.Config, environ: Mapping[str, str]) -> list[str]:
+    """Every problem `--check-config` finds beyond the file's values, one line each, offline.
+
+    `configuration.load` has already parsed every section. This adds every missing secret,
+    then builds (never starts) the configuration of each transport in use and of the mailer,
+    so that what only they check is reported too. Nothing is connected, started or opened.
+    """
+    missing = configuration.missing_secrets(config, environ)
+    problems = [str(secret) for secret in missing]
+    # Stand-ins for the missing secrets (already reported), so that the checks below still run.
+    environ = {**environ, **{s.variable: "stand-in" for s in missing if s.variable}}
+    builders: list[Callable[[configuration.Config, Mapping[str, str]], object]] = []
+    if "irc" in config.bot.transports:
+        builders.append(irc_config)
+    if "matrix" in config.bot.transports:
+        builders.append(matrix_config)
+    if config.mail.configured:
+        builders.append(mail_config)
+    for build in builders:
+        try:
+            build(config, environ)
+        except configuration.ConfigError as err:
+            problems.append(str(err))
+    return problems
 
 
 def build_transports(config: configuration.Config, stdout: TextIO) -> dict[str, Transport]:
@@ -363,9 +416,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--check-config", action="store_true", help="check the configuration and exit")
     options = parser.parse_args(argv)
     try:
-        config = configuration.load(options.config)
-        if options.console:
-            config = replace(config, bot=replace(config.bot, transports=("console",)))
+        config = configuration.load(options.config, transports=("console",) if options.console else None)
     except configuration.ConfigError as err:
         print(f"configuration error: {err}", file=sys.stderr)
         return 2
@@ -377,8 +428,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
     )
     if options.check_config:
+        problems = check_config(config, os.environ)
+        for problem in problems:
+            print(f"configuration error: {problem}", file=sys.stderr)
+        if problems:
+            return 2
         print(f"{config.path}: OK (transports: {', '.join(config.bot.transports)})")
         return 0
+    # Every missing secret at once; only the Bugzilla key may be missing (bugzilla_from warns).
+    missing = [s for s in configuration.missing_secrets(config, os.environ) if not s.optional_at_start]
+    for secret in missing:
+        print(f"configuration error: {secret}", file=sys.stderr)
+    if missing:
+        return 2
     try:
         return asyncio.run(amain(config))
     except configuration.ConfigError as err:

@@ -5,15 +5,23 @@ Every key may be overridden by the environment variable
 file: keys ending in ``_env`` name the environment variable that holds them.
 A value that cannot be understood stops the bot with the section, the key and
 what was expected.
+
+``[irc]`` and ``[matrix]`` are parsed like every other section: their values are
+always checked, but their required keys (and their secrets, see `missing_secrets`)
+are required only when ``[bot] transports`` uses that network.
 """
 from __future__ import annotations
 
 import configparser
 import datetime as dt
+import math
 import os
+import re
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from models.lifecycle import Role
 from models.planning import Policy, PolicyError, parse_blackouts, parse_windows
@@ -22,6 +30,10 @@ from models.timeparse import TimeParseError, parse_duration, validate_zone
 HERE = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = HERE / "config.ini"
 TRANSPORTS = ("console", "irc", "matrix")
+# The rule of adapters.matrix.is_mxid, not imported from there: that would load nio for every
+# configuration, Matrix or not.
+_MXID = re.compile(r"^@[^:\s]+:[A-Za-z0-9.\-\[\]:]+$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class ConfigError(ValueError):
@@ -125,6 +137,48 @@ class NoticeSection:
 
 
 @dataclass(frozen=True)
+class IrcSection:
+    """[irc]: one IRC network. ``*_env`` keys hold the name of an environment variable, never
+    the secret. The defaults are IrcConfig's (adapters/irc.py explains the pacing figures)."""
+
+    host: str = ""  # required when [bot] transports has irc
+    port: int = 6667  # 6697 with tls
+    tls: bool = False
+    tls_verify: bool = True
+    client_cert: str = ""  # PEM file holding the certificate and its key (CertFP)
+    nick: str = "downtimebot"  # default: [bot] nick
+    alt_nick: str = ""  # empty: nick + "_"
+    username: str = ""  # empty: the nick
+    realname: str = "downtime-bot (tree-closing downtimes)"
+    sasl_username: str = ""
+    sasl_password_env: str = ""
+    nickserv_password_env: str = ""
+    identity: Literal["account", "nick"] = "account"
+    pacing: bool = True
+    line_burst: int = 3  # lines that may go out at once
+    line_rate: float = 1.0  # lines per second refilled
+    burst: int = 512  # bytes that may go out at once
+    rate: float = 256.0  # bytes per second refilled
+
+
+@dataclass(frozen=True)
+class MatrixSection:
+    """[matrix]: one Matrix account. ``*_env`` keys hold the name of an environment variable."""
+
+    homeserver: str = ""  # these four, and password_env or access_token_env, are required
+    user_id: str = ""  # when [bot] transports has matrix
+    requests_room: str = ""  # alias or room id standing for [channels] requests
+    announce_room: str = ""  # ... and for [channels] announce
+    password_env: str = ""
+    access_token_env: str = ""
+    device_name: str = "downtime-bot"
+    store_path: str = "var/matrix"  # relative: from the folder of bot.py
+    sync_timeout_ms: int = 30000
+    backoff_min: float = 1.0
+    backoff_max: float = 300.0
+
+
+@dataclass(frozen=True)
 class Config:
     bot: BotSection = BotSection()
     channels: ChannelsSection = ChannelsSection()
@@ -134,10 +188,10 @@ class Config:
     mail: MailSection = MailSection()
     trees: TreesSection = TreesSection()
     notice: NoticeSection = NoticeSection()
+    irc: IrcSection = IrcSection()
+    matrix: MatrixSection = MatrixSection()
     push: Mapping[str, dt.timedelta] = field(default_factory=dict)
     systems: Mapping[str, str] = field(default_factory=dict)
-    # Raw sections for the transports, which parse their own keys (irc, matrix).
-    raw: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     path: str = ""
     # [people]: account (casefolded) → mail address, where the draft reaches the requester.
     people: Mapping[str, str] = field(default_factory=dict)
@@ -163,15 +217,58 @@ def _duration(section: str, key: str, value: str, minimum: dt.timedelta = dt.tim
         raise ConfigError(f"[{section}] {key} = {value!r}: {err}") from None
 
 
-def _int(section: str, key: str, value: str) -> int:
+def _int(section: str, key: str, value: str, minimum: int | None = None) -> int:
     try:
-        return int(value)
+        number = int(value)
     except ValueError:
         raise ConfigError(f"[{section}] {key} = {value!r}: expected a whole number") from None
+    if minimum is not None and number < minimum:
+        raise ConfigError(f"[{section}] {key} = {value!r}: expected a whole number of at least {minimum}")
+    return number
 
 
-def load(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None) -> Config:
-    """Read the INI file (if it exists) and the environment overrides into a Config."""
+def _port(section: str, key: str, value: str) -> int:
+    try:
+        port = int(value)
+    except ValueError:
+        port = 0
+    if not 0 < port < 65536:
+        raise ConfigError(f"[{section}] {key} = {value!r}: expected a port number from 1 to 65535")
+    return port
+
+
+def _number(section: str, key: str, value: str) -> float:
+    """A number above 0 (rates, seconds)."""
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not (math.isfinite(number) and number > 0):
+        raise ConfigError(f"[{section}] {key} = {value!r}: expected a number above 0")
+    return number
+
+
+def _env_name(section: str, key: str, value: str) -> str:
+    """The name of an environment variable. The value is not repeated: it may be a secret pasted here."""
+    if value and not _ENV_NAME.match(value):
+        raise ConfigError(
+            f"[{section}] {key}: expected the name of an environment variable (letters, digits and _), "
+            "not the secret itself"
+        )
+    return value
+
+
+def load(
+    path: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    *,
+    transports: tuple[str, ...] | None = None,
+) -> Config:
+    """Read the INI file (if it exists) and the environment overrides into a Config.
+
+    `transports` replaces ``[bot] transports`` (``--console``): the networks left out need
+    neither their required keys nor their secrets.
+    """
     environ = os.environ if environ is None else environ
     parser = configparser.ConfigParser(interpolation=None, default_section="__none__")
     parser.optionxform = str  # type: ignore[assignment,method-assign]  # keep key case ([systems], [push])
@@ -193,18 +290,21 @@ def load(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] 
             parser.add_section(section)
         parser.set(section, key.lower(), value)
     raw = {s: dict(parser.items(s)) for s in parser.sections()}
-    return _build(raw, str(chosen))
+    return _build(raw, str(chosen), transports=transports)
 
 
-def _build(raw: Mapping[str, Mapping[str, str]], path: str) -> Config:
+def _build(
+    raw: Mapping[str, Mapping[str, str]], path: str, *, transports: tuple[str, ...] | None = None
+) -> Config:
     def get(section: str, key: str, default: str = "") -> str:
         return raw.get(section, {}).get(key, default).strip()
 
     b = BotSection()
-    transports = _list(get("bot", "transports", ",".join(b.transports))) or b.transports
-    for t in transports:
-        if t not in TRANSPORTS:
-            raise ConfigError(f"[bot] transports: unknown transport {t!r}; expected any of {', '.join(TRANSPORTS)}")
+    configured = _list(get("bot", "transports", ",".join(b.transports))) or b.transports
+    for name in configured:
+        if name not in TRANSPORTS:
+            raise ConfigError(f"[bot] transports: unknown transport {name!r}; expected any of {', '.join(TRANSPORTS)}")
+    transports = configured if transports is None else transports
     zones = _list(get("bot", "display_timezones", ",".join(b.display_timezones)))
     for z in zones:
         try:
@@ -274,7 +374,7 @@ def _build(raw: Mapping[str, Mapping[str, str]], path: str) -> Config:
     bz = BugzillaSection()
     bugzilla = BugzillaSection(
         url=get("bugzilla", "url").rstrip("/"),
-        api_key_env=get("bugzilla", "api_key_env", bz.api_key_env),
+        api_key_env=_env_name("bugzilla", "api_key_env", get("bugzilla", "api_key_env", bz.api_key_env)),
         flag=get("bugzilla", "flag", bz.flag),
         enabled=_bool("bugzilla", "enabled", get("bugzilla", "enabled", "on" if get("bugzilla", "url") else "off")),
         product=get("bugzilla", "product"),
@@ -286,11 +386,11 @@ def _build(raw: Mapping[str, Mapping[str, str]], path: str) -> Config:
     m = MailSection()
     mail = MailSection(
         host=get("mail", "host"),
-        port=_int("mail", "port", get("mail", "port", str(m.port))),
+        port=_port("mail", "port", get("mail", "port", str(m.port))),
         starttls=_bool("mail", "starttls", get("mail", "starttls", "on")),
         tls=_bool("mail", "tls", get("mail", "tls", "off")),
         username=get("mail", "username"),
-        password_env=get("mail", "password_env", m.password_env),
+        password_env=_env_name("mail", "password_env", get("mail", "password_env", m.password_env)),
         sender=get("mail", "from", m.sender),
         preapprovers=_list(get("mail", "preapprovers")),
         cc=_list(get("mail", "cc")),
@@ -307,7 +407,9 @@ def _build(raw: Mapping[str, Mapping[str, str]], path: str) -> Config:
         names=_list(get("trees", "names", ",".join(t.names))) or t.names,
         backend=backend,
         treestatus_url=get("trees", "treestatus_url").rstrip("/"),
-        treestatus_token_env=get("trees", "treestatus_token_env", t.treestatus_token_env),
+        treestatus_token_env=_env_name(
+            "trees", "treestatus_token_env", get("trees", "treestatus_token_env", t.treestatus_token_env)
+        ),
     )
     if backend == "treestatus" and not trees.treestatus_url:
         raise ConfigError("[trees] backend = treestatus needs treestatus_url")
@@ -321,7 +423,156 @@ def _build(raw: Mapping[str, Mapping[str, str]], path: str) -> Config:
         for branch, value in (raw.get("push") or DEFAULT_PUSH).items()
     }
     systems = dict(raw.get("systems") or DEFAULT_SYSTEMS)
-    return Config(bot, channels, roles, policy, bugzilla, mail, trees, notice, push, systems, raw, path, people)
+    return Config(
+        bot=bot, channels=channels, roles=roles, policy=policy, bugzilla=bugzilla, mail=mail, trees=trees,
+        notice=notice,
+        irc=_irc(raw.get("irc", {}), bot.nick, in_use="irc" in transports),
+        matrix=_matrix(raw.get("matrix", {}), in_use="matrix" in transports),
+        push=push, systems=systems, path=path, people=people,
+    )
+
+
+def _irc(values: Mapping[str, str], bot_nick: str, *, in_use: bool) -> IrcSection:
+    """[irc]: every value is checked; host is required only when [bot] transports has irc."""
+    d = IrcSection()
+
+    def get(key: str, default: str = "") -> str:
+        # An empty value means the default, as it always has in [irc].
+        return values.get(key, "").strip() or default
+
+    tls = _bool("irc", "tls", get("tls", "off"))
+    host = get("host")
+    if any(c.isspace() or c == "/" for c in host):
+        raise ConfigError(f"[irc] host = {host!r}: expected a host name such as irc.libera.chat, not a URL")
+    identity = get("identity", d.identity)
+    if identity.lower() not in ("account", "nick"):
+        raise ConfigError(f"[irc] identity = {identity!r}: expected account or nick")
+    section = IrcSection(
+        host=host,
+        port=_port("irc", "port", get("port", "6697" if tls else "6667")),
+        tls=tls,
+        tls_verify=_bool("irc", "tls_verify", get("tls_verify", "on")),
+        client_cert=get("client_cert"),
+        nick=get("nick", bot_nick),
+        alt_nick=get("alt_nick"),
+        username=get("username"),
+        realname=get("realname", d.realname),
+        sasl_username=get("sasl_username"),
+        sasl_password_env=_env_name("irc", "sasl_password_env", get("sasl_password_env")),
+        nickserv_password_env=_env_name("irc", "nickserv_password_env", get("nickserv_password_env")),
+        identity="nick" if identity.lower() == "nick" else "account",
+        pacing=_bool("irc", "pacing", get("pacing", "on")),
+        line_burst=_int("irc", "line_burst", get("line_burst", str(d.line_burst)), minimum=1),
+        line_rate=_number("irc", "line_rate", get("line_rate", str(d.line_rate))),
+        burst=_int("irc", "burst", get("burst", str(d.burst)), minimum=1),
+        rate=_number("irc", "rate", get("rate", str(d.rate))),
+    )
+    if in_use and not section.host:
+        raise ConfigError("[irc] host: expected the IRC server's host name (needed when [bot] transports has irc)")
+    return section
+
+
+def _matrix(values: Mapping[str, str], *, in_use: bool) -> MatrixSection:
+    """[matrix]: every value is checked; the account and the rooms are required only when
+    [bot] transports has matrix."""
+    d = MatrixSection()
+
+    def get(key: str, default: str = "") -> str:
+        return values.get(key, "").strip() or default
+
+    homeserver = get("homeserver")
+    try:
+        url = urllib.parse.urlsplit(homeserver)
+        web = url.scheme in ("http", "https") and bool(url.hostname)
+    except ValueError:
+        web = False
+    if homeserver and not web:
+        raise ConfigError(
+            f"[matrix] homeserver = {homeserver!r}: expected an http(s) URL such as https://matrix.example.org"
+        )
+    user_id = get("user_id")
+    if user_id and not _MXID.match(user_id):
+        raise ConfigError(f"[matrix] user_id = {user_id!r}: expected a Matrix user id such as @downtimebot:example.org")
+    for key in ("requests_room", "announce_room"):
+        room = get(key)
+        if room and (room[0] not in "#!" or any(c.isspace() for c in room)):
+            raise ConfigError(
+                f"[matrix] {key} = {room!r}: expected a room alias such as #ci:example.org "
+                "or a room id such as !abc:example.org"
+            )
+    backoff_min = _number("matrix", "backoff_min", get("backoff_min", str(d.backoff_min)))
+    backoff_max = _number("matrix", "backoff_max", get("backoff_max", str(d.backoff_max)))
+    if backoff_max < backoff_min:
+        raise ConfigError(
+            f"[matrix] backoff_max = {get('backoff_max')!r}: expected at least backoff_min ({backoff_min:g})"
+        )
+    section = MatrixSection(
+        homeserver=homeserver,
+        user_id=user_id,
+        requests_room=get("requests_room"),
+        announce_room=get("announce_room"),
+        password_env=_env_name("matrix", "password_env", get("password_env")),
+        access_token_env=_env_name("matrix", "access_token_env", get("access_token_env")),
+        device_name=get("device_name", d.device_name),
+        store_path=get("store_path", d.store_path),
+        sync_timeout_ms=_int("matrix", "sync_timeout_ms", get("sync_timeout_ms", str(d.sync_timeout_ms)), minimum=0),
+        backoff_min=backoff_min,
+        backoff_max=backoff_max,
+    )
+    if in_use:
+        required = (("homeserver", section.homeserver), ("user_id", section.user_id),
+                    ("requests_room", section.requests_room), ("announce_room", section.announce_room))
+        missing = [key for key, value in required if not value]
+        if not (section.password_env or section.access_token_env):
+            missing.append("password_env or access_token_env")
+        if missing:
+            raise ConfigError(f"[matrix] {', '.join(missing)}: needed when [bot] transports has matrix")
+    return section
+
+
+@dataclass(frozen=True)
+class Secret:
+    """A secret the configuration needs: ``[section] key`` names the environment variable holding it.
+
+    ``str()`` is the one-line complaint when that variable is not set.
+    """
+
+    section: str
+    key: str
+    variable: str
+    # The bot starts without it all the same, with a warning (the Bugzilla key: changes are refused).
+    optional_at_start: bool = False
+
+    def __str__(self) -> str:
+        if not self.variable:
+            return f"[{self.section}] {self.key} is empty: expected the name of an environment variable"
+        return f"[{self.section}] {self.key} = {self.variable}: that environment variable is not set"
+
+
+def needed_secrets(config: Config) -> list[Secret]:
+    """Every secret that the transports and services this configuration turns on will read."""
+    irc = "irc" in config.bot.transports
+    matrix = "matrix" in config.bot.transports
+    candidates = [
+        # (section, key, variable, needed); the IRC and Matrix keys are optional: set means used.
+        ("irc", "sasl_password_env", config.irc.sasl_password_env, irc and bool(config.irc.sasl_password_env)),
+        ("irc", "nickserv_password_env", config.irc.nickserv_password_env,
+         irc and bool(config.irc.nickserv_password_env)),
+        ("matrix", "password_env", config.matrix.password_env, matrix and bool(config.matrix.password_env)),
+        ("matrix", "access_token_env", config.matrix.access_token_env,
+         matrix and bool(config.matrix.access_token_env)),
+        ("mail", "password_env", config.mail.password_env, config.mail.configured and bool(config.mail.username)),
+        ("trees", "treestatus_token_env", config.trees.treestatus_token_env, config.trees.backend == "treestatus"),
+    ]
+    needed = [Secret(section, key, variable) for section, key, variable, used in candidates if used]
+    if config.bugzilla.enabled:
+        needed.append(Secret("bugzilla", "api_key_env", config.bugzilla.api_key_env, optional_at_start=True))
+    return needed
+
+
+def missing_secrets(config: Config, environ: Mapping[str, str]) -> list[Secret]:
+    """The needed secrets whose environment variable is not set (or is empty)."""
+    return [s for s in needed_secrets(config) if not (s.variable and environ.get(s.variable))]
 
 
 DEFAULT_LOW_IMPACT = "mon-fri 04:00-08:00 UTC, sat-sun 00:00-24:00 UTC"

@@ -99,18 +99,6 @@ def test_backoff_grows_with_jitter_up_to_its_cap_and_resets() -> None:
     assert backoff.next() <= 1.0
 
 
-def test_config_from_settings_reads_secrets_from_the_environment_and_names_bad_keys() -> None:
-    section = {"host": "irc.example.org", "tls": "on", "nick": "dtbot", "sasl_username": "dtbot",
-               "sasl_password_env": "IRC_PW", "pacing": "off"}
-    config = IrcConfig.from_settings(section, {"#ci": "#ci"}, {"IRC_PW": "s3cret"})
-    assert (config.port, config.tls, config.sasl_password, config.pacing) == (6697, True, "s3cret", False)
-    assert "s3cret" not in repr(config)
-    with pytest.raises(ValueError, match=r"\[irc\] identity"):
-        IrcConfig.from_settings({"host": "h", "identity": "hostmask"}, {}, {})
-    with pytest.raises(ValueError, match="IRC_PW"):
-        IrcConfig.from_settings({"host": "h", "sasl_password_env": "IRC_PW"}, {}, {})
-
-
 def test_account_map_keeps_the_account_across_a_nick_change_but_not_a_whois_answer() -> None:
     accounts = AccountMap()
     accounts.set("Alice", "alice", "join")

@@ -385,7 +385,7 @@ def test_proposed_on_irc_approved_on_matrix_started_on_irc_pings_sheriffs_once_o
                 await irc[who].join("#ci")
                 await irc[who].join("#developers")
             bot = await stack.enter_async_context(running_bot(scene))
-            botnick = bot.config.raw["irc"]["nick"]
+            botnick = bot.config.irc.nick
             await bot_joined(scene, p.carol, p.ci, p.dev)
             for channel in ("#ci", "#developers"):
                 await irc["carol"].wait_for(lambda l: l.command == "JOIN" and l.nick == botnick
