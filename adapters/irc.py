@@ -292,7 +292,10 @@ class Backoff:
         self._rng = rng or random.Random()
 
     def next(self) -> float:
-        ceiling = min(self.maximum, self.minimum * 2**self.attempt)
+        # The exponent stops at 32 (as in adapters/matrix.py): far past any maximum, and an
+        # unbounded 2 ** attempt no longer converts to float after ~1000 failures (a server
+        # down for a few days), which raised OverflowError out of the reconnect loop.
+        ceiling = min(self.maximum, self.minimum * 2.0 ** min(self.attempt, 32))
         self.attempt += 1
         # "equal jitter": never below half the ceiling, so reconnects still back off
         return max(self.minimum, ceiling / 2 + self._rng.uniform(0, ceiling / 2))
