@@ -235,7 +235,8 @@ def _is_irc_account(account: str) -> bool:
 
 def fold(name: str) -> str:
     """RFC 1459 case folding for nicks and channels."""
-    return irc.strings.lower(name)
+    folded: str = irc.strings.lower(name)  # an IRCFoldedCase, kept as it is
+    return folded
 
 
 class TokenBucket:
@@ -369,7 +370,7 @@ class _Connection(AioConnection):
 
     async def open(self, host: str, port: int, nick: str, context: ssl.SSLContext | None) -> None:
         self.buffer = self.buffer_class()
-        self.handlers = {}
+        self.handlers: dict[str, Callable[..., Any]] = {}  # as irc.client declares it
         self.real_server_name = ""
         self.real_nickname = nick
         self.nickname = nick
@@ -687,7 +688,7 @@ class IrcTransport(Transport):
     async def _connect(self) -> _Session:
         assert self._reactor is not None
         config = self.config
-        connection: _Connection = self._reactor.server()  # type: ignore[assignment]
+        connection: _Connection = self._reactor.server()
         context = tls_context(config) if config.tls else None
         log.info("IRC connecting to %s:%s%s", config.host, config.port, " (TLS)" if context else "")
         try:
