@@ -178,7 +178,8 @@ class BugzillaClient:
             bz = self._connection()
             query = bz.build_query(flag=f"{self.flag}?", include_fields=list(FIELDS))
             query["resolution"] = "---"
-            return bz.query(query)
+            bugs: list[Any] = bz.query(query)
+            return bugs
 
         found = self._call("searching nominations", search)
         bugs = [BugInfo.from_json(_raw(b)) for b in found]
