@@ -238,7 +238,9 @@ def render_content(message: Outgoing) -> dict[str, Any]:
     else:
         formatted = html.escape(body)
         for mxid in mxids:
-            formatted = _mention_pattern(mxid).sub(lambda _m, mxid=mxid: pill(mxid), formatted)
+            # A function, not a replacement string: sub() would read backslashes in that.
+            replacement = pill(mxid)
+            formatted = _mention_pattern(mxid).sub(lambda _m: replacement, formatted)
         formatted = formatted.replace("\r\n", "\n").replace("\n", "<br>")
     missing = [m for m in mxids if m not in body]
     if missing:
