@@ -98,8 +98,8 @@ class _Session(requests.Session):
         if api_key:
             self.headers[API_KEY_HEADER] = api_key
 
-    def request(  # type: ignore[override]
-        self, method: str, url: str, *args: Any, **kwargs: Any
+    def request(
+        self, method: str, url: str | bytes, *args: Any, **kwargs: Any
     ) -> requests.Response:
         kwargs["timeout"] = self._timeout
         return super().request(method, url, *args, **kwargs)
