@@ -1,18 +1,24 @@
 # The two set-up commands of the README:
 #   make run    create .venv, install, start the bot in console mode (SQLite under var/)
 #   make test   install everything the tests need (venv, test extras, ngircd, InspIRCd,
-#               Anope, Synapse) and run the whole suite
+#               Anope, Synapse), type-check the package with mypy (settings in setup.cfg)
+#               and run the whole suite
+#   make typecheck   only the mypy run
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: run test test-servers bench clean
+.PHONY: run test typecheck test-servers bench clean
 
 run: $(VENV)/.installed
 	$(PY) bot.py --console
 
 test: $(VENV)/.installed-test test-servers
+	$(PY) -m mypy
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+typecheck: $(VENV)/.installed-test
+	$(PY) -m mypy
 
 test-servers:
 	scripts/install-test-servers.sh

@@ -98,8 +98,8 @@ class _Session(requests.Session):
         if api_key:
             self.headers[API_KEY_HEADER] = api_key
 
-    def request(  # type: ignore[override]
-        self, method: str, url: str, *args: Any, **kwargs: Any
+    def request(
+        self, method: str, url: str | bytes, *args: Any, **kwargs: Any
     ) -> requests.Response:
         kwargs["timeout"] = self._timeout
         return super().request(method, url, *args, **kwargs)
@@ -178,7 +178,8 @@ class BugzillaClient:
             bz = self._connection()
             query = bz.build_query(flag=f"{self.flag}?", include_fields=list(FIELDS))
             query["resolution"] = "---"
-            return bz.query(query)
+            bugs: list[Any] = bz.query(query)
+            return bugs
 
         found = self._call("searching nominations", search)
         bugs = [BugInfo.from_json(_raw(b)) for b in found]

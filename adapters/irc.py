@@ -165,7 +165,8 @@ def _is_irc_account(account: str) -> bool:
 
 def fold(name: str) -> str:
     """RFC 1459 case folding for nicks and channels."""
-    return irc.strings.lower(name)
+    folded: str = irc.strings.lower(name)  # an IRCFoldedCase, kept as it is
+    return folded
 
 
 class TokenBucket:
@@ -222,7 +223,10 @@ class Backoff:
         self._rng = rng or random.Random()
 
     def next(self) -> float:
-        ceiling = min(self.maximum, self.minimum * 2**self.attempt)
+        # The exponent stops at 32 (as in adapters/matrix.py): far past any maximum, and an
+        # unbounded 2 ** attempt no longer converts to float after ~1000 failures (a server
+        # down for a few days), which raised OverflowError out of the reconnect loop.
+        ceiling = min(self.maximum, self.minimum * 2.0 ** min(self.attempt, 32))
         self.attempt += 1
         # "equal jitter": never below half the ceiling, so reconnects still back off
         return max(self.minimum, ceiling / 2 + self._rng.uniform(0, ceiling / 2))
@@ -296,7 +300,7 @@ class _Connection(AioConnection):
 
     async def open(self, host: str, port: int, nick: str, context: ssl.SSLContext | None) -> None:
         self.buffer = self.buffer_class()
-        self.handlers = {}
+        self.handlers: dict[str, Callable[..., Any]] = {}  # as irc.client declares it
         self.real_server_name = ""
         self.real_nickname = nick
         self.nickname = nick
@@ -614,7 +618,7 @@ class IrcTransport(Transport):
     async def _connect(self) -> _Session:
         assert self._reactor is not None
         config = self.config
-        connection: _Connection = self._reactor.server()  # type: ignore[assignment]
+        connection: _Connection = self._reactor.server()
         context = tls_context(config) if config.tls else None
         log.info("IRC connecting to %s:%s%s", config.host, config.port, " (TLS)" if context else "")
         try:

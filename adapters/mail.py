@@ -127,7 +127,9 @@ def build_message(mail: Mail, sender: str, now: datetime) -> EmailMessage:
     )
     message["MIME-Version"] = "1.0"
     message.make_mixed()
-    message.attach(alternative)
+    # typeshed lets an EmailMessage attach only EmailMessages; the email package takes any
+    # part, and a MIMEPart keeps the MIME-Version header out of the body part.
+    message.attach(alternative)  # type: ignore[arg-type]
     message.add_attachment(
         mail.ics, maintype="application", subtype="ics", filename=ICS_FILENAME
     )

@@ -238,7 +238,9 @@ def render_content(message: Outgoing) -> dict[str, Any]:
     else:
         formatted = html.escape(body)
         for mxid in mxids:
-            formatted = _mention_pattern(mxid).sub(lambda _m, mxid=mxid: pill(mxid), formatted)
+            # A function, not a replacement string: sub() would read backslashes in that.
+            replacement = pill(mxid)
+            formatted = _mention_pattern(mxid).sub(lambda _m: replacement, formatted)
         formatted = formatted.replace("\r\n", "\n").replace("\n", "<br>")
     missing = [m for m in mxids if m not in body]
     if missing:
@@ -631,7 +633,8 @@ class MatrixTransport(Transport):
                    for e in [*info.state, *info.timeline.events]):
                 await self._refuse_encrypted(client, room_id)
             first_sync = room_id not in state.known_rooms
-            events = list(info.timeline.events)
+            # nio's Timeline.events is untyped; it holds what _get_room_events parsed.
+            events: list[nio.Event | nio.BadEventType] = list(info.timeline.events)
             if info.timeline.limited and not first_sync and since and info.timeline.prev_batch:
                 events = await self._backfill(client, room_id, info.timeline.prev_batch, since) + events
             log.debug("Matrix: %s: %d timeline events (first sync: %s, limited: %s)",
@@ -640,12 +643,14 @@ class MatrixTransport(Transport):
                 await self._deliver(client, room_id, event)
             state.known_rooms.add(room_id)
 
-    def _new_events(self, events: list[nio.Event], first_sync: bool) -> Iterable[nio.Event]:
+    def _new_events(
+        self, events: list[nio.Event | nio.BadEventType], first_sync: bool
+    ) -> Iterable[nio.Event]:
         """The events of one room's timeline that may be commands, in order.
 
         Skips what happened while the bot was not in the room (before its own join in this
-        timeline, or between its own leave and re-join) and, on a room's first sync, anything
-        older than the bot's first start.
+        timeline, or between its own leave and re-join), on a room's first sync anything
+        older than the bot's first start, and events nio could not parse.
         """
         assert self._state is not None
         me = self.config.user_id
@@ -655,6 +660,10 @@ class MatrixTransport(Transport):
         ]
         present = not (first_sync and own_joins)
         for event in events:
+            # A BadEvent or UnknownBadEvent is never a command, and an UnknownBadEvent (no
+            # event id, sender or timestamp) has no server_timestamp to compare below.
+            if not isinstance(event, nio.Event):
+                continue
             if isinstance(event, nio.RoomMemberEvent) and event.state_key == me:
                 present = event.membership == "join"
                 continue
@@ -666,9 +675,9 @@ class MatrixTransport(Transport):
 
     async def _backfill(
         self, client: nio.AsyncClient, room_id: str, prev_batch: str, since: str
-    ) -> list[nio.Event]:
+    ) -> list[nio.Event | nio.BadEventType]:
         """Events between our last sync and a limited timeline, oldest first (bounded)."""
-        found: list[nio.Event] = []
+        found: list[nio.Event | nio.BadEventType] = []
         start: str | None = prev_batch
         while start and len(found) < BACKFILL_MAX_EVENTS:
             reply = await client.room_messages(room_id, start=start, end=since, limit=100)

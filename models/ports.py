@@ -89,7 +89,9 @@ class Outgoing:
     key: str | None = None  # the outbox row's key: lets a network drop a retried duplicate
 
 
-MessageHandler = Callable[[Incoming], Awaitable[None]]
+# What a handler returns is its own business (the dispatcher returns its replies, for tests
+# and benchmarks); a transport awaits it and ignores the result.
+MessageHandler = Callable[[Incoming], Awaitable[object]]
 
 
 class Transport(abc.ABC):

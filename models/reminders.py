@@ -108,9 +108,11 @@ def plan(d: DowntimeFacts, policy: Policy, now: dt.datetime) -> Plan:
     def cutoff(*times: dt.datetime | None) -> dt.datetime:
         return max([floor, *(t for t in times if t is not None)])
 
-    def make(name: str, kind: str, due: dt.datetime, **extra: object) -> Reminder:
-        return Reminder(job_id(d.id, d.revision, name), d.id, kind, due, **extra)  # type: ignore[arg-type]
+    def make(name: str, kind: str, due: dt.datetime, *,
+             offset: dt.timedelta | None = None, number: int = 0) -> Reminder:
+        return Reminder(job_id(d.id, d.revision, name), d.id, kind, due, offset=offset, number=number)
 
+    stale: str | None  # why a reminder that fell due is no longer worth sending
     if d.state is State.PROPOSED:
         stale = "its start has passed" if now >= d.start_at else None
         candidates.append((make(UNDECIDED, UNDECIDED, d.created_at + UNDECIDED_AFTER), cutoff(), stale))
@@ -127,7 +129,7 @@ def plan(d: DowntimeFacts, policy: Policy, now: dt.datetime) -> Plan:
         for offset in offsets:
             label = offset_label(offset)
             if now >= d.start_at:
-                stale: str | None = "the downtime's start has passed"
+                stale = "the downtime's start has passed"
             elif offset != nearest:
                 stale = f"superseded by the {offset_label(nearest)} reminder" if nearest else None
             else:
