@@ -1,23 +1,23 @@
 # The two set-up commands of the README:
 #   make run    create .venv, install, start the bot in console mode (SQLite under var/)
 #   make test   install everything the tests need (venv, test extras, ngircd, InspIRCd,
-#               Anope, Synapse), type-check the package with mypy (settings in setup.cfg)
-#               and run the whole suite
-#   make typecheck   only the mypy run
+#               Anope, Synapse), check the layers with import-linter and the types with mypy
+#               (both configured in setup.cfg), then run the whole suite
+#   make check  only the layer and type checks
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: run test typecheck test-servers bench clean
+.PHONY: run test check test-servers bench clean
 
 run: $(VENV)/.installed
 	$(PY) bot.py --console
 
-test: $(VENV)/.installed-test test-servers
-	$(PY) -m mypy
+test: check test-servers
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-typecheck: $(VENV)/.installed-test
+check: $(VENV)/.installed-test
+	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m mypy
 
 test-servers:
