@@ -3,6 +3,10 @@
 Only the reactions (`models/reactions.py`) and the dispatcher's replies write here. Every row
 has a unique key derived from what caused it, so queuing the same thing twice adds nothing;
 `made_by` ("Announced announce_chat.txt") records which reaction and template made it.
+
+The rows are inserted as rows (a prebuilt statement, see models/prebuilt.py), not as ORM
+objects: nothing in the transaction reads them back, and the delivery workers read them in
+their own sessions.
 """
 from __future__ import annotations
 
@@ -10,11 +14,16 @@ import datetime as dt
 from collections.abc import Iterable, Sequence, Set
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.orm import Session
 
 from models import jobs
 from models.orm import OutboxMessage
+from models.prebuilt import run, table_of
+
+_TABLE = table_of(OutboxMessage)
+_QUEUED = select(_TABLE.c.id).where(_TABLE.c.key == bindparam("key"))
+_INSERT = insert(_TABLE)
 
 
 class Outbox:
@@ -26,7 +35,7 @@ class Outbox:
         self.session = session
         self.now = now
         self.networks = tuple(networks)
-        self.added: list[OutboxMessage] = []
+        self.added: list[dict[str, Any]] = []  # the rows to insert, in order
         self._keys: set[str] = set()
         # The keys already in the table, when the caller looked them up in bulk (a burst of
         # reminders): saves one query per row.
@@ -36,21 +45,23 @@ class Outbox:
         """Keep a row for `write`; 0 when a row with this key exists (already queued), else 1."""
         if key in self._keys:
             return 0
-        if key in self.queued if self.queued is not None else self.session.scalar(
-            select(OutboxMessage.id).where(OutboxMessage.key == key)
-        ):
+        if key in self.queued if self.queued is not None else run(self.session, _QUEUED, {"key": key}).first():
             return 0
         self._keys.add(key)
-        row = OutboxMessage(key=key, created_at=self.now, **fields)
+        row = {
+            "key": key, "network": "", "downtime_id": None, "status": "pending", "attempts": 0, "last_error": "",
+            "created_at": self.now, "sent_at": None, **fields,
+        }
         if first:
-            self.added.insert(sum(1 for r in self.added if r.payload.get("first")), row)
+            self.added.insert(sum(1 for r in self.added if r["payload"].get("first")), row)
         else:
             self.added.append(row)
         return 1
 
     def write(self) -> None:
-        """Add the kept rows to the session, in order (replies first), before the commit."""
-        self.session.add_all(self.added)
+        """Insert the kept rows in the session's transaction, in order (replies first), before the commit."""
+        if self.added:
+            run(self.session, _INSERT, self.added)
         self.added = []
 
     def chat(

@@ -9,16 +9,30 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session, selectinload
 
 from models import lifecycle, planning
+from models.detail import DowntimeDetail, load_detail
 from models.lifecycle import DomainError, State
-from models.orm import AuditEvent, Downtime, DowntimeBug, OutboxMessage, TreeChange
+from models.orm import AuditEvent, Downtime, DowntimeBug, TreeChange
+from models.prebuilt import run, table_of
 from models.work import Consolidation, Settings
 
 PAGE_SIZE = 10
-ACTIVE_STATES = [s.value for s in lifecycle.ACTIVE]
+ACTIVE_STATES = sorted(s.value for s in lifecycle.ACTIVE)
+
+# Prebuilt statements on the path of every proposal (see models/prebuilt.py).
+_DOWNTIMES = table_of(Downtime)
+_ACTIVE = _DOWNTIMES.c.state.in_(ACTIVE_STATES)
+_NEARBY = select(_DOWNTIMES.c.id, _DOWNTIMES.c.start_at, _DOWNTIMES.c.end_at, _DOWNTIMES.c.summary).where(
+    _DOWNTIMES.c.start_at >= bindparam("low"), _DOWNTIMES.c.start_at < bindparam("high"), _ACTIVE
+)
+_OTHERS = select(_DOWNTIMES.c.id, _DOWNTIMES.c.start_at, _DOWNTIMES.c.end_at, _DOWNTIMES.c.systems).where(
+    _DOWNTIMES.c.id != bindparam("id"), _ACTIVE, _DOWNTIMES.c.start_at >= bindparam("low")
+)
+_OVERLAPPING = _OTHERS.where(_DOWNTIMES.c.start_at < bindparam("end"), _DOWNTIMES.c.end_at > bindparam("start"))
+_NAMING_HOSTS = _OTHERS.where(_DOWNTIMES.c.systems != "")
 
 
 class Queries:
@@ -65,30 +79,14 @@ class Queries:
             )
         )
 
-    def pending_jobs(self, downtime_id: int) -> list[OutboxMessage]:
-        """Changes outside (Bugzilla, trees, mail) not made yet, for `!downtime show`."""
-        return list(
-            self.session.scalars(
-                select(OutboxMessage)
-                .where(
-                    OutboxMessage.downtime_id == downtime_id,
-                    OutboxMessage.status != "sent",
-                    OutboxMessage.kind.in_(["bugzilla", "trees", "mail"]),
-                )
-                .order_by(OutboxMessage.id)
-            )
-        )
+    def detail(self, downtime_id: int) -> DowntimeDetail:
+        """The downtime with its bugs, verdicts and pending jobs, read-only (see models/detail.py)."""
+        return load_detail(self.session, downtime_id)
 
     def nearby(self, start: dt.datetime, end: dt.datetime, *, exclude: int | None = None) -> list[planning.Slot]:
         """Active downtimes that could overlap or be near [start, end) (indexed range)."""
         gap = self.settings.policy.min_gap
-        rows = self.session.execute(
-            select(Downtime.id, Downtime.start_at, Downtime.end_at, Downtime.summary).where(
-                Downtime.start_at >= start - gap - planning.MAX_DURATION,
-                Downtime.start_at < end + gap,
-                Downtime.state.in_(ACTIVE_STATES),
-            )
-        )
+        rows = run(self.session, _NEARBY, {"low": start - gap - planning.MAX_DURATION, "high": end + gap})
         return [planning.Slot(i, s, e, t) for i, s, e, t in rows if i != exclude]
 
     def suggest(self, duration: dt.timedelta) -> list[dt.datetime]:
@@ -107,26 +105,20 @@ class Queries:
         consolidation (a downtime merely near in time gets the planner's "near" warning instead)."""
         mine = set(downtime.system_names)
         # Two indexed reads instead of every active downtime: those overlapping in time, and
-        # (only when this one names hosts) those naming one of the same hosts.
-        condition = and_(
-            Downtime.start_at >= downtime.start_at - planning.MAX_DURATION,
-            Downtime.start_at < downtime.end_at,
-            Downtime.end_at > downtime.start_at,
-        )
+        # (only when this one names hosts) those not over yet that name any host.
+        found = {
+            row.id: row
+            for row in run(self.session, _OVERLAPPING, {
+                "id": downtime.id, "start": downtime.start_at, "end": downtime.end_at,
+                "low": downtime.start_at - planning.MAX_DURATION,
+            })
+        }
         if mine:
-            same_hosts = and_(
-                Downtime.start_at >= self.now - planning.MAX_DURATION,
-                or_(*(Downtime.systems.contains(host) for host in mine)),
-            )
-            condition = or_(condition, same_hosts)
-        others = self.session.scalars(
-            select(Downtime)
-            .where(Downtime.id != downtime.id, Downtime.state.in_(ACTIVE_STATES), condition)
-            .order_by(Downtime.start_at)
-        )
+            since = {"id": downtime.id, "low": self.now - planning.MAX_DURATION}
+            found.update((row.id, row) for row in run(self.session, _NAMING_HOSTS, since))
         offers = []
-        for other in others:
-            shared = tuple(sorted(mine & set(other.system_names)))
+        for other in sorted(found.values(), key=lambda row: (row.start_at, row.id)):
+            shared = tuple(sorted(mine & {s for s in other.systems.split(",") if s}))
             overlaps = other.start_at < downtime.end_at and downtime.start_at < other.end_at
             if shared or overlaps:
                 offers.append(Consolidation(other.id, shared, (other.start_at, other.end_at) if overlaps else None))

@@ -11,12 +11,16 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from models import lifecycle, planning
 from models.events import Event
 from models.lifecycle import DomainError, Role, State
 from models.orm import AuditEvent, Downtime
+from models.prebuilt import run, table_of
+
+_ADD_AUDIT = insert(table_of(AuditEvent))
 
 
 @dataclass(frozen=True)
@@ -104,19 +108,13 @@ class Work:
         self.changed = True
 
     def audit(self, downtime_id: int | None, action: str, before: str = "", after: str = "", detail: str = "") -> None:
+        """The audit row: who (account and network), what, when, from → to, why. Inserted at once
+        as a row (prebuilt, see models/prebuilt.py): nothing reads it back as an object."""
         self.changed = True
-        self.session.add(
-            AuditEvent(
-                downtime_id=downtime_id,
-                at=self.now,
-                account=self.actor.who,
-                network=self.actor.network,
-                action=action,
-                from_state=before,
-                to_state=after,
-                detail=detail,
-            )
-        )
+        run(self.session, _ADD_AUDIT, {
+            "downtime_id": downtime_id, "at": self.now, "account": self.actor.who, "network": self.actor.network,
+            "action": action[:40], "from_state": before, "to_state": after, "detail": detail,
+        })
 
     # ----- rights -----------------------------------------------------------------------------
 

@@ -123,10 +123,12 @@ class Dispatcher:
             reply_target=message.reply_target,
         )
         with self.sessions() as session:
-            if message.msgid and already_handled(session, message.network, message.msgid):
-                # A replay (e.g. Matrix after a crash before its sync token was saved): the
-                # change and its queued replies were committed the first time.
-                log.info("ignoring %s message %s: already handled", message.network, message.msgid)
+            # A replay (e.g. Matrix after a crash before its sync token was saved) is ignored: the
+            # change and its queued replies were committed the first time. A question (a read-only
+            # command, or a line that names no command) never commits, so it is never recorded as
+            # handled: it is looked up only if it changes something after all, before the commit.
+            lookup = bool(message.msgid) and parsed.command is not None and not parsed.command.read_only
+            if lookup and self._replayed(session, message):
                 return [], False
             work = Work(session, now=now, settings=self.settings, actor=actor)
             ctx = CommandContext(
@@ -152,6 +154,9 @@ class Dispatcher:
                 if not ctx.failed:
                     ctx.finish(Told())
                 return ctx.replies, False
+            if message.msgid and not lookup and self._replayed(session, message):
+                session.rollback()
+                return [], False
             outbox = Outbox(session, now=now, networks=self.settings.networks)
             ctx.finish(self.reactions.react(work.events, outbox))
             key = f"reply:{message.network}:{message.msgid or uuid.uuid4().hex}"
@@ -170,3 +175,10 @@ class Dispatcher:
                 return [self.render("refusal.txt", refusal="not_saved", ref=ref).strip()], False
             log.info("%s@%s: %s", actor.who, actor.network, message.text[:200])
             return ctx.replies, True
+
+    @staticmethod
+    def _replayed(session: Session, message: Incoming) -> bool:
+        if not already_handled(session, message.network, message.msgid or ""):
+            return False
+        log.info("ignoring %s message %s: already handled", message.network, message.msgid)
+        return True

@@ -37,7 +37,7 @@ async def propose(ctx: Ctx, args: str) -> None:
     ctx.outcome("proposed", outcome)
 
 
-@command("downtime list", examples=["!downtime list", "!downtime list past 2"])
+@command("downtime list", examples=["!downtime list", "!downtime list past 2"], read_only=True)
 async def list_(ctx: Ctx, args: str) -> None:
     """downtime list [upcoming|past|all] [<page>]
 
@@ -66,8 +66,8 @@ async def show(ctx: Ctx, args: str) -> None:
     Everything about one downtime: times, state, bugs, verdicts, pending changes.
     """
     (token,) = a.exactly(args.split(), 1, "id")
-    d = ctx.queries.get(a.downtime_id(token))
-    ctx.say("show.txt", d=d, pending=ctx.queries.pending_jobs(d.id))
+    d = ctx.queries.detail(a.downtime_id(token))
+    ctx.say("show.txt", d=d, pending=d.pending)
 
 
 @command("downtime bug add", examples=["!downtime bug add 7 1234567 -- Move the build database"])
@@ -267,7 +267,7 @@ async def verify(ctx: Ctx, args: str) -> None:
     ctx.outcome("verified", ctx.downtimes.verify(a.downtime_id(token)))
 
 
-@command("downtime queue", examples=["!downtime queue"])
+@command("downtime queue", examples=["!downtime queue"], read_only=True)
 async def queue(ctx: Ctx, args: str) -> None:
     """downtime queue
 
@@ -279,7 +279,7 @@ async def queue(ctx: Ctx, args: str) -> None:
     ctx.say("queue.txt", bugs=[b for b in bugs if b.id not in held], flag=ctx.work.settings.bugzilla_flag)
 
 
-@command("downtime suggest", examples=["!downtime suggest 2h"])
+@command("downtime suggest", examples=["!downtime suggest 2h"], read_only=True)
 async def suggest(ctx: Ctx, args: str) -> None:
     """downtime suggest <duration>
 
@@ -301,7 +301,7 @@ async def merge(ctx: Ctx, args: str) -> None:
     ctx.outcome("merged", ctx.downtimes.merge(a.downtime_id(first), other), other=other)
 
 
-@command("downtime systems", examples=["!downtime systems", "!downtime systems hg.mozilla.org"])
+@command("downtime systems", examples=["!downtime systems", "!downtime systems hg.mozilla.org"], read_only=True)
 async def systems(ctx: Ctx, args: str) -> None:
     """downtime systems [<name>]
 
@@ -331,7 +331,7 @@ async def history(ctx: Ctx, args: str) -> None:
     ctx.say("history.txt", events=ctx.queries.history(downtime_id), id=downtime_id)
 
 
-@command("downtime help", examples=["!downtime help", "!downtime help propose"])
+@command("downtime help", examples=["!downtime help", "!downtime help propose"], read_only=True)
 async def help_(ctx: Ctx, args: str) -> None:
     """downtime help [<subcommand>]
 

@@ -45,21 +45,31 @@ class Command:
     examples: tuple[str, ...]
     role: str  # who may use it, for the help text; the core enforces it
     cacheable: bool = False  # its answer depends only on the arguments and the database
+    read_only: bool = False  # it never commits a change (cacheable implies it)
 
 
 def command(
-    name: str, *, examples: Iterable[str] = (), role: str = "anyone", cacheable: bool = False
+    name: str,
+    *,
+    examples: Iterable[str] = (),
+    role: str = "anyone",
+    cacheable: bool = False,
+    read_only: bool = False,
 ) -> Callable[[H], H]:
     """Declare a chat command. Only records; the dispatcher collects.
 
     `cacheable`: the answer depends on nothing but the arguments and the database (not on the
     time, the asker or an outside system), so it may be reused until the next commit.
+    `read_only`: a question; it never commits a change (so its message is never recorded as
+    handled, and the dispatcher does not look for it among the handled ones).
     """
 
     def decorate(func: H) -> H:
         doc = inspect.cleandoc(func.__doc__ or name)
         usage, _, rest = doc.partition("\n")
-        func.__command__ = Command(name, func, usage.strip(), rest.strip(), tuple(examples), role, cacheable)  # type: ignore[attr-defined]
+        func.__command__ = Command(  # type: ignore[attr-defined]
+            name, func, usage.strip(), rest.strip(), tuple(examples), role, cacheable, read_only or cacheable
+        )
         return func
 
     return decorate

@@ -19,7 +19,7 @@ class TreeRow:
     reason: str
 
 
-@command("trees", examples=["!trees", "!trees autoland"])
+@command("trees", examples=["!trees", "!trees autoland"], read_only=True)
 async def trees(ctx: Ctx, args: str) -> None:
     """trees [<tree>]
 
@@ -113,7 +113,7 @@ def _at(t: dt.datetime, now: dt.datetime) -> str:
     return f"{t:%H:%M} UTC" if t.date() == now.astimezone(dt.timezone.utc).date() else f"{t:%Y-%m-%d %H:%M} UTC"
 
 
-@command("canipush", examples=["!canipush", "!canipush autoland"])
+@command("canipush", examples=["!canipush", "!canipush autoland"], read_only=True)
 async def canipush(ctx: Ctx, args: str) -> None:
     """canipush [<branch>]
 

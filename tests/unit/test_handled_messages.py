@@ -74,3 +74,34 @@ def test_handled_ids_older_than_the_replay_window_are_pruned(chat: Chat) -> None
     _said(chat, "alice", "!downtime propose 2026-12-20 14:00 UTC for 2h -- Later work", "$new")
     with chat.bot.sessions() as session:
         assert list(session.scalars(select(HandledMessage.msgid))) == ["$new"]
+
+
+def test_a_question_is_not_looked_up_among_the_handled_messages(chat: Chat) -> None:
+    from sqlalchemy import event
+
+    statements: list[str] = []
+
+    def listener(*args: object) -> None:  # (conn, cursor, statement, ...)
+        statements.append(str(args[2]))
+
+    event.listen(chat.bot.engine, "before_cursor_execute", listener)
+    try:
+        _said(chat, "alice", "!downtime show 9", "$q1")
+        _said(chat, "alice", "!downtime list", "$q2")
+    finally:
+        event.remove(chat.bot.engine, "before_cursor_execute", listener)
+    assert statements and not [s for s in statements if "handled_messages" in s]
+
+
+def test_a_read_only_command_that_changes_something_after_all_is_still_checked_before_the_commit(chat: Chat) -> None:
+    from plugins.registry import Command
+
+    async def sneaky(ctx, args: str) -> None:  # type: ignore[no-untyped-def]
+        ctx.downtimes.propose(chat.clock.now() + dt.timedelta(days=3), dt.timedelta(hours=1), "sneaky")
+        ctx.reply("done")
+
+    commands = chat.bot.dispatcher.commands
+    commands["downtime sneaky"] = Command("downtime sneaky", sneaky, "downtime sneaky", "", (), "anyone", read_only=True)
+    assert _said(chat, "alice", "!downtime sneaky", "$s") == ["done"]
+    assert _said(chat, "alice", "!downtime sneaky", "$s") == []
+    assert _count(chat, Downtime) == 1

@@ -12,6 +12,7 @@ import datetime as dt
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy.orm import Session
@@ -284,9 +285,10 @@ def downtime(session: Session, *, announced: bool) -> Downtime:
     return d
 
 
-def what(row: OutboxMessage) -> Row:
-    made_by = row.payload.get("made_by") or row.payload.get("type", "")
-    return (row.kind, row.network or "", row.target, tuple(row.payload.get("mentions", ())), made_by)
+def what(row: dict[str, Any]) -> Row:
+    payload = row["payload"]
+    made_by = payload.get("made_by") or payload.get("type", "")
+    return (row["kind"], row["network"], row["target"], tuple(payload.get("mentions", ())), made_by)
 
 
 @pytest.mark.parametrize("name", list(TABLE))
@@ -300,7 +302,7 @@ def test_who_is_told_what(session: Session, name: str) -> None:
     assert sorted(what(r) for r in outbox.added) == sorted(case.rows)
     assert len(told.notes) == len(case.notes) and all(p in n for p, n in zip(case.notes, told.notes))
     assert len(told.manual) == len(case.manual) and all(p in m for p, m in zip(case.manual, told.manual))
-    assert all(r.body.strip() for r in outbox.added)
+    assert all(r["body"].strip() for r in outbox.added)
 
 
 def test_every_event_has_a_reaction_and_a_row_in_this_table() -> None:
