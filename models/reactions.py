@@ -43,10 +43,6 @@ class Told:
     notes: list[str] = field(default_factory=list)
     manual: list[str] = field(default_factory=list)  # what they must do by hand
 
-    def extend(self, other: Told) -> None:
-        self.notes.extend(other.notes)
-        self.manual.extend(other.manual)
-
 
 class Reactions:
     """The reactions, bound to the configuration and the templates."""
@@ -117,19 +113,22 @@ class Telling:
     # ----- chat ----------------------------------------------------------------------------
 
     def chat(
-        self, key: str, target: str, template: str, *, mentions: Sequence[str] = (),
+        self, key: str, target: str | Sequence[str], template: str, *, mentions: Sequence[str] = (),
         networks: Iterable[str] | None = None, downtime: bool = True, **context: Any,
     ) -> int:
-        """Say `template` to `target` ("#ci", "@account") on each network (all by default)."""
+        """Say `template` to `target` ("#ci", "@account", or several) on each network (all by default)."""
         text = self.render(template, **context)
-        return self.outbox.chat(
-            key, target, text, mentions=mentions, networks=networks,
-            downtime_id=self.event.downtime_id if downtime else None, made_by=f"{self.made_by} {template}",
+        return sum(
+            self.outbox.chat(
+                key, one, text, mentions=mentions, networks=networks,
+                downtime_id=self.event.downtime_id if downtime else None, made_by=f"{self.made_by} {template}",
+            )
+            for one in ([target] if isinstance(target, str) else target)
         )
 
     def channels(self, key: str, template: str, **context: Any) -> int:
         """Say it in the announce and requests channels, on every network."""
-        return sum(self.chat(key, channel, template, **context) for channel in self.settings.channels)
+        return self.chat(key, self.settings.channels, template, **context)
 
     def ciduty(self, key: str, template: str, *, downtime: bool = True, **context: Any) -> int:
         """Tell CiDuty: in the requests channel, mentioning them, on every network."""
@@ -389,11 +388,8 @@ def reminder_due(t: Telling, e: ev.ReminderDue) -> None:
         targets, mentions = s.channels, both
     else:  # end, overrun, undecided, unannounced: CiDuty's business
         targets, mentions = [s.requests_channel], s.ciduty
-    queued = sum(
-        t.chat(e.job_id, target, "reminder.txt", mentions=mentions, d=d, kind=e.kind, late=e.late,
-               auto_start=e.auto_start_failed)
-        for target in targets
-    )
+    queued = t.chat(e.job_id, targets, "reminder.txt", mentions=mentions, d=d, kind=e.kind, late=e.late,
+                    auto_start=e.auto_start_failed)
     # With [mail] remind_lists, a reminder before the start also goes to the lists, in the
     # announcement's thread (never before an announcement: there is nothing to remind of).
     if queued and e.offset is not None and s.mail.remind_lists and d.was_announced:
