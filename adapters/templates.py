@@ -32,6 +32,9 @@ class Renderer:
             undefined=jinja2.StrictUndefined,
             keep_trailing_newline=True,
             autoescape=jinja2.select_autoescape(["html"]),
+            # The templates change only with a new release, which restarts the bot: no stat() of
+            # every template file (includes too) on every message.
+            auto_reload=False,
         )
         self.env.globals.update(
             when=lambda t: format_time(t, zones),

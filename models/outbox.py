@@ -42,10 +42,15 @@ class Outbox:
         self.queued = queued
 
     def _add(self, key: str, *, first: bool = False, **fields: Any) -> int:
-        """Keep a row for `write`; 0 when a row with this key exists (already queued), else 1."""
+        """Keep a row for `write`; 0 when a row with this key exists (already queued), else 1.
+
+        A reply (`first`) is never looked up: its key holds the message id, which the dispatcher
+        has just found not handled (or a fresh uuid), so no row can have it yet."""
         if key in self._keys:
             return 0
-        if key in self.queued if self.queued is not None else run(self.session, _QUEUED, {"key": key}).first():
+        if not first and (
+            key in self.queued if self.queued is not None else run(self.session, _QUEUED, {"key": key}).first()
+        ):
             return 0
         self._keys.add(key)
         row = {
