@@ -21,7 +21,7 @@ import datetime as dt
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, assert_never
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -248,6 +248,8 @@ def perform(tracker: BugTracker, flag: str, key: str, job: jobs.BugzillaJob, att
             for (comment, flag_after), ids in groups.items():
                 work.put(ids, comment=work.comment(comment), flag_status=flag_after)
             work.report.done.extend(i for i in done if i not in work.report.done)
+        case _:
+            assert_never(job)
     return work.report
 
 

@@ -18,6 +18,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from adapters.bugzilla import BugzillaClient  # noqa: E402
 from adapters.bugzilla_jobs import perform  # noqa: E402
+from models.jobs import ApproveBugs, BugResult, RecordOutcomes  # noqa: E402
+from models.reactions import OUTCOME_FLAG  # noqa: E402
 from tests.servers.bugzilla import BugzillaServer  # noqa: E402
 
 KEY = "bench-key"
@@ -40,13 +42,16 @@ def run(server: BugzillaServer, client: BugzillaClient, first_id: int, n: int,
     for i, bug_id in enumerate(ids):
         server.add_bug(bug_id, f"work {i}", f"eng{i}@example.org",
                        whiteboard=whiteboards[i % len(whiteboards)], flags=[(FLAG, "?")])
-    jobs = {
-        "approve": {"op": "approve", "bugs": ids, "tag": TAG},
-        "end": {"op": "outcomes", "comment": f"Downtime #{first_id} ran from 14:00 to 16:00 UTC.",
-                "outcomes": {str(b): list(outcomes[i % len(outcomes)]) for i, b in enumerate(ids)}},
+    results = []
+    for i, bug in enumerate(ids):
+        status, note = outcomes[i % len(outcomes)]
+        results.append(BugResult(bug, status, note, f"Outcome: {status}.", OUTCOME_FLAG[status]))
+    queued = {
+        "approve": ApproveBugs(tuple(ids), TAG),
+        "end": RecordOutcomes(tuple(results), f"Downtime #{first_id} ran from 14:00 to 16:00 UTC."),
     }
     figures = {}
-    for name, payload in jobs.items():
+    for name, payload in queued.items():
         before = len(server.requests)
         start = time.perf_counter()
         report = perform(client, FLAG, f"dt{first_id}:bench-{name}", payload)
