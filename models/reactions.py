@@ -79,7 +79,7 @@ class Reactions:
         return self.render("bug_outcome.txt", status=status, note=note, flag=self.settings.bugzilla_flag).strip()
 
 
-REACTIONS: dict[type[ev.Event], Callable[[Telling, Any], None]] = {}
+REACTIONS: dict[type[Any], Callable[[Telling, Any], None]] = {}
 
 
 def reaction(*kinds: type[E]) -> Callable[[Callable[[Telling, E], None]], Callable[[Telling, E], None]]:
