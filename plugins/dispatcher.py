@@ -26,7 +26,7 @@ from models.work import Actor, Settings, Work
 from plugins import downtime, trees
 from plugins.answers import AnswerCache
 from plugins.context import CommandContext, NoBugzilla, Render
-from plugins.registry import Command, Parsed, collect, parse_line, run
+from plugins.registry import Command, Parsed, collect, parse_line, run, tops_of
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,7 @@ class Dispatcher:
         self.handled = 0
         self.refused = 0  # bad input, missing rights, wrong state: answered with one line
         self.answers = AnswerCache(self.generation) if self.generation is not None else None
+        self._tops, self._tops_for = tops_of(self.commands), len(self.commands)
         self._last_ok = False
 
     async def handle(self, message: Incoming) -> None:
@@ -70,7 +71,9 @@ class Dispatcher:
 
     async def answer(self, message: Incoming) -> list[str]:
         """Answer one chat line; returns the reply texts (for tests and benchmarks)."""
-        parsed = parse_line(message.text, self.prefix, self.commands)
+        if len(self.commands) != self._tops_for:
+            self._tops, self._tops_for = tops_of(self.commands), len(self.commands)
+        parsed = parse_line(message.text, self.prefix, self.commands, self._tops)
         if parsed is None:
             return []
         key = None

@@ -113,8 +113,18 @@ class Parsed:
     words: list[str] = field(default_factory=list)
 
 
-def parse_line(text: str, prefix: str, commands: dict[str, Command]) -> Parsed | None:
-    """Find the command a chat line asks for; None when the line is not for the bot."""
+def tops_of(commands: dict[str, Command]) -> frozenset[str]:
+    """The first words of the commands ("downtime", "trees", "canipush")."""
+    return frozenset(name.split()[0] for name in commands)
+
+
+def parse_line(
+    text: str, prefix: str, commands: dict[str, Command], tops: frozenset[str] | None = None
+) -> Parsed | None:
+    """Find the command a chat line asks for; None when the line is not for the bot.
+
+    `tops`: `tops_of(commands)`, when the caller keeps it (every chat line is parsed).
+    """
     if not text.startswith(prefix):
         return None
     body = text[len(prefix) :]
@@ -122,8 +132,7 @@ def parse_line(text: str, prefix: str, commands: dict[str, Command]) -> Parsed |
     if not words or body[:1].isspace():
         return None
     top = words[0].lower()
-    tops = {name.split()[0] for name in commands}
-    if top not in tops:
+    if top not in (tops if tops is not None else tops_of(commands)):
         return None  # not one of ours: other bots share the prefix
     if CONTROL.search(text):
         return Parsed(None, "", DomainError("control_characters"))
