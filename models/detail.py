@@ -72,6 +72,7 @@ class DowntimeDetail:
     start_at: dt.datetime
     end_at: dt.datetime
     requester: str
+    requester_network: str
     created_at: dt.datetime
     trees: str
     systems: str
@@ -123,7 +124,7 @@ def _gathered(table: Table, order: ColumnElement[Any], *columns: ColumnElement[A
 
 
 _DETAIL = select(
-    _D.c.id, _D.c.state, _D.c.summary, _D.c.start_at, _D.c.end_at, _D.c.requester, _D.c.created_at, _D.c.trees,
+    _D.c.id, _D.c.state, _D.c.summary, _D.c.start_at, _D.c.end_at, _D.c.requester, _D.c.requester_network, _D.c.created_at, _D.c.trees,
     _D.c.systems, _D.c.started_at, _D.c.ended_at, _D.c.verified_by, _D.c.tree_change_id,
     _gathered(
         _B, _B.c.bug, _B.c.bug, _B.c.status, _B.c.security, _B.c.assignee, _B.c.wording, _B.c.summary, _B.c.note,

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from models import events as ev
 from models import jobs
+from models.confidential import named_in, told
 from models.lifecycle import State
 from models.orm import Downtime, OutboxMessage, TreeChange
 from models.outbox import Outbox
@@ -144,7 +145,9 @@ class Telling:
 
     def mail(self, key: str, name: str, to: Sequence[str], cc: Sequence[str], d: Downtime, *,
              thread: str | None = None, invitation: jobs.Invitation | None = None, **context: Any) -> int:
-        """Queue the mail `<name>_subject.txt` / `<name>_message.txt`."""
+        """Queue the mail `<name>_subject.txt` / `<name>_message.txt`. Every mail is public (lists,
+        or a draft of what the lists will read): its bugs are told vaguely where confidential."""
+        context.setdefault("bugs", told(d.bugs, full=False, fallback=d.summary))
         job = jobs.SendMail(
             to=tuple(to), cc=tuple(cc), subject=self.render(f"{name}_subject.txt", d=d, **context).strip(),
             thread=thread, invitation=invitation,
@@ -240,6 +243,15 @@ def bug_added(t: Telling, e: ev.BugAdded) -> None:
         t.job(f"dt{d.id}:bz-nominate:{e.bug}", jobs.NominateBugs((e.bug,)))
         if not e.looked_up:
             t.note("bugzilla_later", bug=e.bug, id=d.id, flag=t.settings.bugzilla_flag)
+    _security_bug_named(t, d, e.bug)
+
+
+def _security_bug_named(t: Telling, d: Downtime, bug: int) -> None:
+    """The notice wording is public: its requester is told privately, once, when it names a
+    security-sensitive bug, so that they can reword it."""
+    row = next((b for b in d.bugs if b.bug == bug), None)
+    if row is not None and row.security and named_in(d.summary, [bug]):
+        t.requester(d, f"dt{d.id}:security-bug-named:{bug}", "security_bug_named.txt", bugs=[bug])
 
 
 @reaction(ev.BugDropped, ev.PreApproved, ev.BugOutcome, ev.Verified, ev.TreesOpened, ev.TreeChangeConfirmed)

@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from models.confidential import Audience, audience_of
 from models.lifecycle import DomainError
 from models.ports import BugInfo, BugLookup, Incoming, TreeState
 from models.queries import Queries
@@ -54,6 +55,11 @@ class CommandContext:
         self.downtimes = Downtimes(self.work)
         self.trees: Trees = self.downtimes.trees
         self.queries: Queries = self.downtimes.queries
+
+    @property
+    def audience(self) -> Audience:
+        """Who reads the answer: a channel (everyone) or the asker privately."""
+        return audience_of(self.actor)
 
     def reply(self, text: str) -> None:
         self.replies.append(text.rstrip("\n"))

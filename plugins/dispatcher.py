@@ -78,7 +78,7 @@ class Dispatcher:
             return []
         key = None
         if self.answers is not None and parsed.command is not None and parsed.command.cacheable:
-            key = AnswerCache.key(parsed.command.name, parsed.args)
+            key = AnswerCache.key(parsed.command.name, parsed.args, message)
         cached = self.answers.get(key) if self.answers is not None and key else None
         if cached is not None:
             replies, queued = cached, False

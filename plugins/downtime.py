@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 
+from models.confidential import told, told_found
 from models.lifecycle import OUTCOMES, DomainError
 from plugins import args as a
 from plugins.context import CommandContext as Ctx
@@ -64,10 +65,12 @@ async def show(ctx: Ctx, args: str) -> None:
     """downtime show <id>
 
     Everything about one downtime: times, state, bugs, verdicts, pending changes.
+    Security-sensitive bugs are described in full only privately, to CiDuty and the requester.
     """
     (token,) = a.exactly(args.split(), 1, "id")
     d = ctx.queries.detail(a.downtime_id(token))
-    ctx.say("show.txt", d=d, pending=d.pending)
+    full = ctx.audience.reads_confidential(d.requester, d.requester_network)
+    ctx.say("show.txt", d=d, bugs=told(d.bugs, full, fallback="-"), pending=d.pending)
 
 
 @command("downtime bug add", examples=["!downtime bug add 7 1234567 -- Move the build database"])
@@ -157,7 +160,8 @@ async def notice(ctx: Ctx, args: str) -> None:
     Preview the notice as it will be mailed.
     """
     (token,) = a.exactly(args.split(), 1, "id")
-    ctx.say("notice.txt", d=ctx.queries.get(a.downtime_id(token)))
+    d = ctx.queries.get(a.downtime_id(token))
+    ctx.say("notice.txt", d=d, bugs=told(d.bugs, full=False, fallback=d.summary))
 
 
 @command("downtime announce", role="ciduty", examples=["!downtime announce 7", "!downtime announce 7 --force -- chemspill fix must land"])
@@ -272,11 +276,13 @@ async def queue(ctx: Ctx, args: str) -> None:
     """downtime queue
 
     Bugs nominated for a tree closure (needs-treeclosure?) that no downtime holds yet.
+    Restricted bugs are described only privately, to CiDuty.
     """
     a.exactly(args.split(), 0, "")
     bugs = await ctx.bugzilla.nominated()
     held = ctx.queries.held_bugs([b.id for b in bugs])
-    ctx.say("queue.txt", bugs=[b for b in bugs if b.id not in held], flag=ctx.work.settings.bugzilla_flag)
+    waiting = told_found([b for b in bugs if b.id not in held], ctx.audience.reads_confidential())
+    ctx.say("queue.txt", bugs=waiting, flag=ctx.work.settings.bugzilla_flag)
 
 
 @command("downtime suggest", examples=["!downtime suggest 2h"], read_only=True)

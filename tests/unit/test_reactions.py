@@ -95,6 +95,10 @@ TABLE: dict[str, Case] = {
         lambda d: ev.BugAdded(d.id, bug=222, updated=False, looked_up=False), job("bugzilla", "nominate-bugs"),
         notes=["Bugzilla did not answer: bug 222 gets needs-treeclosure? when it does"],
     ),
+    "a security bug that the public wording names: the requester, privately, on their network": Case(
+        lambda d: _named_security_bug(d, 111), job("bugzilla", "nominate-bugs")
+        + chat("BugAdded security_bug_named.txt", ("@alice",), (), ("irc",)),
+    ),
     "a bug added again: updated, nominated before": Case(
         lambda d: ev.BugAdded(d.id, bug=111, updated=True, looked_up=True), [], notes=["was already in downtime"],
     ),
@@ -258,6 +262,13 @@ TABLE: dict[str, Case] = {
 }
 
 
+def _named_security_bug(d: Downtime, bug: int) -> ev.Event:
+    d.summary = f"Upgrade hg.mozilla.org, see bug {bug}"
+    for row in d.bugs:
+        row.security = row.bug == bug
+    return ev.BugAdded(d.id, bug=bug, updated=False, looked_up=True)
+
+
 @pytest.fixture
 def session(tmp_path: Path) -> Iterator[Session]:
     engine = make_engine(f"sqlite:///{tmp_path / 'reactions.db'}")
@@ -322,3 +333,32 @@ def test_reacting_twice_queues_nothing_twice(session: Session) -> None:
     again = Outbox(session, now=NOW, networks=SETTINGS.networks)
     reactions.react([ev.Ended(d.id)], again)
     assert queued == 6 and again.added == []
+
+
+SECRETS = ("Heap overflow in libfoo", "Swap the libfoo allocator")
+
+
+def test_no_list_mail_channel_line_or_bugzilla_comment_holds_a_confidential_bugs_words(session: Session) -> None:
+    d = downtime(session, announced=True)
+    d.bugs[0].security, d.bugs[0].summary, d.bugs[0].assignee = True, "Heap overflow in libfoo", "sec@example.org"
+    d.bugs += [
+        DowntimeBug(bug=222, security=True, wording="Swap the libfoo allocator", assignee="a@m.c", added_by="alice"),
+        DowntimeBug(bug=333, wording="Move the build database", assignee="a@m.c", added_by="alice"),
+    ]
+    session.flush()
+    outbox = Outbox(session, now=NOW, networks=SETTINGS.networks)
+    happened = [
+        ev.Approved(d.id, revision=0, bugs=(111, 222, 333)), ev.Announced(d.id, revision=1),
+        ev.Rescheduled(d.id, revision=2, old_start=START, old_end=START, before=State.ANNOUNCED, approvals_reset=0),
+        ev.Extended(d.id, revision=3, old_end=START), ev.Started(d.id, by="carol", early=False), ev.Ended(d.id),
+        ev.Cancelled(d.id, by="carol", reason="chemspill", before=State.ANNOUNCED),
+    ]
+    Reactions(SETTINGS, RENDER).react(happened, outbox)
+
+    said = [f"{r['body']} {r['payload']}" for r in outbox.added]
+    # The draft goes to everyone working in the downtime, the restricted bug's assignee too; no
+    # text names them.
+    assert [r["body"] for r in outbox.added if "sec@example.org" in r["body"]] == []
+    assert {r["kind"] for r in outbox.added} == {"chat", "mail", "bugzilla"}
+    assert any("Move the build database" in text for text in said)  # a bug's own words, where not confidential
+    assert [text for text in said if any(s in text for s in SECRETS)] == []

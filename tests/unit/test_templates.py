@@ -8,6 +8,7 @@ import pytest
 
 from adapters.config import NoticeSection
 from adapters.templates import Renderer
+from models.confidential import told
 from models import jobs
 from models.events import BugProblem, LeftTree, Objection
 from models.orm import AuditEvent, Downtime, DowntimeBug, OutboxMessage, Tree, TreeChange, TreeChangeItem
@@ -177,7 +178,8 @@ def test_every_template_renders(name: str) -> None:
 
 
 def test_the_notice_lists_each_bug_with_its_wording_and_is_vague_for_security_bugs() -> None:
-    text = RENDER("notice.txt", d=downtime())
+    d = downtime()
+    text = RENDER("notice.txt", d=d, bugs=told(d.bugs, full=False, fallback=d.summary))
     assert "Bug 111: Move the build database" in text
     assert "Bug 222: security-sensitive work (details restricted)" in text
     assert "Patch the secret thing" not in text
@@ -186,7 +188,8 @@ def test_the_notice_lists_each_bug_with_its_wording_and_is_vague_for_security_bu
 
 
 def test_the_tree_open_mail_lists_what_did_and_did_not_get_done() -> None:
-    text = RENDER("tree_open_message.txt", d=downtime())
+    d = downtime()
+    text = RENDER("tree_open_message.txt", d=d, bugs=told(d.bugs, full=False, fallback=d.summary))
     done, not_done = text.split("What did not get done:")
     assert "Bug 111: Move the build database: landed" in done
     assert "Bug 222: security-sensitive work (details restricted): rolled-back (lag)" in not_done
