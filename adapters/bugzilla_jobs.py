@@ -341,7 +341,9 @@ class BugzillaSync:
 
     def _remember(self, downtime_id: int, read: Mapping[int, BugInfo]) -> None:
         """Keep what Bugzilla said of the bugs (a bug added while Bugzilla was down has no
-        summary or assignee yet, and approve needs the assignee)."""
+        summary or assignee yet, and approve needs the assignee); a bug found restricted only
+        now is told to the reactions (its requester may have named it in the public wording)."""
+        restricted = []
         with self.sessions() as session, session.begin():
             rows = session.scalars(select(DowntimeBug).where(
                 DowntimeBug.downtime_id == downtime_id, DowntimeBug.bug.in_(list(read))))
@@ -349,7 +351,11 @@ class BugzillaSync:
                 info = read[row.bug]
                 row.summary = row.summary or info.summary
                 row.assignee = info.assignee
-                row.security = row.security or info.restricted
+                if info.restricted and not row.security:
+                    row.security = True
+                    restricted.append(row.bug)
+        if restricted:
+            self._tell(events.BugsFoundRestricted(downtime_id, tuple(restricted)))
 
     def _report_stuck(self, row: OutboxMessage, error: str, *, now: bool = False) -> None:
         waited = self.clock.now() - row.created_at

@@ -263,6 +263,14 @@ class BugzillaJobFailed(NamedTuple):
     problems: tuple[BugProblem, ...]
 
 
+class BugsFoundRestricted(NamedTuple):
+    """Bugzilla answered after the bugs were added (it was down then) that they are restricted:
+    from now on they are described vaguely in public."""
+
+    downtime_id: int | None
+    bugs: tuple[int, ...]
+
+
 class BugzillaJobStuck(NamedTuple):
     downtime_id: int | None
     job: str
@@ -317,6 +325,7 @@ Event = Union[
     TreeChangeAsked,
     TreeJobFailed,
     BugzillaJobFailed,
+    BugsFoundRestricted,
     BugzillaJobStuck,
     BugzillaCheckFailed,
     MailFailed,

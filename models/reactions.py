@@ -246,6 +246,13 @@ def bug_added(t: Telling, e: ev.BugAdded) -> None:
     _security_bug_named(t, d, e.bug)
 
 
+@reaction(ev.BugsFoundRestricted)
+def bugs_found_restricted(t: Telling, e: ev.BugsFoundRestricted) -> None:
+    d = t.downtime
+    for bug in e.bugs:
+        _security_bug_named(t, d, bug)
+
+
 def _security_bug_named(t: Telling, d: Downtime, bug: int) -> None:
     """The notice wording is public: its requester is told privately, once, when it names a
     security-sensitive bug, so that they can reword it."""

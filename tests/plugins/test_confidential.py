@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from models.ports import BugzillaUnavailable
 from tests.conftest import NOW, Chat, make_config
 from tests.fakes import FakeBugzilla, FakeClock
 
@@ -168,3 +169,22 @@ def test_no_channel_line_mail_or_outside_change_repeats_the_confidential_text(bz
         from models.orm import Tree, TreeChange
         reasons = [t.reason for t in session.query(Tree)] + [c.reason for c in session.query(TreeChange)]
     assert reasons and secret_in(reasons) == []
+
+
+def test_a_bug_found_restricted_after_bugzilla_comes_back_warns_the_requester(tmp_path: Path) -> None:
+    config = make_config(tmp_path, bugzilla={"enabled": "on", "url": "http://bmo.invalid"})
+    fake = bugzilla()
+    chat = Chat(config, FakeClock(NOW), bugzilla=fake)
+    try:
+        fake.failures = [BugzillaUnavailable("Bugzilla is down")]
+        out = chat.say("alice", f"!downtime propose 2026-12-05 14:00 UTC for 2h bug {RESTRICTED} -- Fix bug {RESTRICTED}")
+        assert [line for line in out if line.startswith("@alice ")] == []  # nobody knew yet
+        chat.bot.bugzilla.status.up()  # type: ignore[union-attr]  (its health check passed)
+        chat.deliver()
+        chat.deliver()
+        assert [line for line in chat.new_lines() if line.startswith("@alice ")] == [
+            f"@alice Your notice wording for downtime #1 names bug {RESTRICTED}, which is security-sensitive: "
+            "the notice is public, so please reword it without the bug number."]
+        assert secret_in(chat.say("bob", "!downtime show 1")) == []
+    finally:
+        chat.close()

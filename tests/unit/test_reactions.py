@@ -99,6 +99,10 @@ TABLE: dict[str, Case] = {
         lambda d: _named_security_bug(d, 111), job("bugzilla", "nominate-bugs")
         + chat("BugAdded security_bug_named.txt", ("@alice",), (), ("irc",)),
     ),
+    "bugs found restricted later, one named in the public wording: its requester, privately": Case(
+        lambda d: _named_security_bug(d, 111, found_later=True),
+        chat("BugsFoundRestricted security_bug_named.txt", ("@alice",), (), ("irc",)),
+    ),
     "a bug added again: updated, nominated before": Case(
         lambda d: ev.BugAdded(d.id, bug=111, updated=True, looked_up=True), [], notes=["was already in downtime"],
     ),
@@ -262,10 +266,12 @@ TABLE: dict[str, Case] = {
 }
 
 
-def _named_security_bug(d: Downtime, bug: int) -> ev.Event:
+def _named_security_bug(d: Downtime, bug: int, *, found_later: bool = False) -> ev.Event:
     d.summary = f"Upgrade hg.mozilla.org, see bug {bug}"
     for row in d.bugs:
         row.security = row.bug == bug
+    if found_later:
+        return ev.BugsFoundRestricted(d.id, bugs=(bug, 999))
     return ev.BugAdded(d.id, bug=bug, updated=False, looked_up=True)
 
 
