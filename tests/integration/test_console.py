@@ -21,6 +21,7 @@ SCRIPT = """\
 #ci ciduty: !downtime end 1
 #developers sheriff: !downtime verify 1
 #ci alice: !downtime show 1
+alice: !downtime show 1
 """
 
 
@@ -43,7 +44,11 @@ def test_a_whole_downtime_through_the_console_subprocess(tmp_path: Path) -> None
     assert any(l.startswith("#developers downtimebot: sheriff: Downtime #1 starts now") for l in said)
     assert any(l.startswith("#developers downtimebot: sheriff: TREE OPEN: downtime #1 is over") for l in said)
     assert "#developers downtimebot: Downtime #1 verified by sheriff. Thanks!" in said
-    assert "#ci downtimebot: Bug 654321 [rolled-back] (security): Patch the secret thing (replication lag)" in said
+    # The security bug's wording only privately, to its requester.
+    assert "#ci downtimebot: Bug 654321 [rolled-back] (security): security-sensitive work (details restricted) " \
+        "(replication lag)" in said
+    assert all("Patch the secret thing" not in line for line in said)
+    assert "@alice downtimebot: Bug 654321 [rolled-back] (security): Patch the secret thing (replication lag)" in out
     # Mails are printed when [mail] is not configured; the security bug is vague in them.
     mails = [m.split("----- end of mail -----")[0] for m in result.stdout.split("----- mail -----")[1:]]
     subjects = [next(l for l in m.splitlines() if l.startswith("Subject: ")) for m in mails]
