@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Literal
 
 from models.lifecycle import Role
-from models.planning import Policy, PolicyError, parse_blackouts, parse_windows
+from models.planning import MAX_HORIZON_LIMIT, Policy, PolicyError, parse_blackouts, parse_windows
 from models.timeparse import TimeParseError, parse_duration, validate_zone
 
 HERE = Path(__file__).resolve().parent.parent
@@ -210,9 +210,12 @@ def _bool(section: str, key: str, value: str) -> bool:
     raise ConfigError(f"[{section}] {key} = {value!r}: expected on or off")
 
 
-def _duration(section: str, key: str, value: str, minimum: dt.timedelta = dt.timedelta(minutes=1)) -> dt.timedelta:
+def _duration(
+    section: str, key: str, value: str, minimum: dt.timedelta = dt.timedelta(minutes=1),
+    maximum: dt.timedelta = dt.timedelta(days=60),
+) -> dt.timedelta:
     try:
-        return parse_duration(value.strip(), minimum=minimum, maximum=dt.timedelta(days=60))
+        return parse_duration(value.strip(), minimum=minimum, maximum=maximum)
     except TimeParseError as err:
         raise ConfigError(f"[{section}] {key} = {value!r}: {err}") from None
 
@@ -367,6 +370,10 @@ def _build(
                 _duration("policy", "reminders", r) for r in _list(get("policy", "reminders", "24h,1h"))
             ),
             auto_start=_bool("policy", "auto_start", get("policy", "auto_start", "off")),
+            max_horizon=_duration(
+                "policy", "max_horizon", get("policy", "max_horizon", "365d"), dt.timedelta(days=1),
+                MAX_HORIZON_LIMIT,
+            ),
         )
     except PolicyError as err:
         raise ConfigError(f"[policy] {err}") from None
