@@ -47,6 +47,10 @@ class BotSection:
     database: str = "sqlite:///var/downtimebot.db"
     transports: tuple[str, ...] = ("console",)
     display_timezones: tuple[str, ...] = ("America/Los_Angeles", "Europe/Berlin")
+    # [bot] rate_limit: commands per period for one sender (0: no limit); rate_burst: at once.
+    rate_commands: int = 10
+    rate_period: dt.timedelta = dt.timedelta(minutes=1)
+    rate_burst: int = 5
 
 
 @dataclass(frozen=True)
@@ -240,6 +244,22 @@ def _port(section: str, key: str, value: str) -> int:
     return port
 
 
+def _rate_limit(value: str, burst: str) -> tuple[int, dt.timedelta, int]:
+    """``[bot] rate_limit = 10/1m`` (commands per period; ``off`` or 0: no limit) and ``rate_burst``."""
+    text = value.strip().lower()
+    b = BotSection()
+    if text in ("off", "0", "no", "none"):
+        return 0, b.rate_period, b.rate_burst
+    commands, _, period = text.partition("/")
+    try:
+        number = int(commands)
+    except ValueError:
+        number = 0
+    if number < 1 or number > 100_000:
+        raise ConfigError(f"[bot] rate_limit = {value!r}: expected <commands>/<period> such as 10/1m, or off")
+    return number, _duration("bot", "rate_limit", period or "1m"), _int("bot", "rate_burst", burst, minimum=1)
+
+
 def _number(section: str, key: str, value: str) -> float:
     """A number above 0 (rates, seconds)."""
     try:
@@ -317,12 +337,16 @@ def _build(
     prefix = get("bot", "command_prefix", b.command_prefix)
     if not prefix or any(c.isspace() for c in prefix):
         raise ConfigError("[bot] command_prefix: expected a non-empty prefix without spaces, such as '!'")
+    rate = _rate_limit(get("bot", "rate_limit", f"{b.rate_commands}/1m"), get("bot", "rate_burst", str(b.rate_burst)))
     bot = BotSection(
         nick=get("bot", "nick", b.nick),
         command_prefix=prefix,
         database=get("bot", "database", b.database),
         transports=transports,
         display_timezones=tuple(z for z in zones if z.upper() != "UTC"),
+        rate_commands=rate[0],
+        rate_period=rate[1],
+        rate_burst=rate[2],
     )
     c = ChannelsSection()
     channels = ChannelsSection(get("channels", "requests", c.requests), get("channels", "announce", c.announce))
