@@ -25,6 +25,9 @@ from models.work import Outcome, Work
 
 log = logging.getLogger(__name__)
 MIN_DURATION = dt.timedelta(minutes=5)
+# The bugs one downtime holds: far more than the process ever sees in one closure, and few enough
+# that `show`, the notice and every "by hand" note stay short.
+MAX_BUGS = 50
 # Starting more than this long before the announced start needs --force.
 EARLY_START = dt.timedelta(hours=1)
 
@@ -51,6 +54,11 @@ class Downtimes:
         if not MIN_DURATION <= duration <= planning.MAX_DURATION:
             raise DomainError("bad_duration", least=MIN_DURATION, most=planning.MAX_DURATION)
 
+    @staticmethod
+    def _check_bugs(count: int) -> None:
+        if count > MAX_BUGS:
+            raise DomainError("too_many_bugs", count=count, most=MAX_BUGS)
+
     # ----- asking for one -----------------------------------------------------------------
 
     def propose(
@@ -65,6 +73,7 @@ class Downtimes:
         self.work.identified()
         self._check_time(start, duration)
         self.work.check_trees(trees)
+        self._check_bugs(len(set(bugs)))
         wording = clean_wording(wording)
         downtime = Downtime(
             state=State.PROPOSED.value,
@@ -101,6 +110,8 @@ class Downtimes:
         self.work.transition("add bug", downtime, f"bug {bug}")
         wording = clean_wording(wording) if wording else ""
         existing = next((b for b in downtime.bugs if b.bug == bug), None)
+        if existing is None:
+            self._check_bugs(len(downtime.bugs) + 1)
         if existing:
             existing.wording = wording or existing.wording
             existing.security = existing.security or security
@@ -261,6 +272,7 @@ class Downtimes:
             raise DomainError("merge_same")
         into, other = self.get(into_id), self.get(other_id)
         self.work.transition("merge", into, f"bugs of #{other.id}")
+        self._check_bugs(len({b.bug for b in into.bugs} | {b.bug for b in other.bugs}))
         moved = []
         for bug in list(other.bugs):
             if not any(b.bug == bug.bug for b in into.bugs):

@@ -134,3 +134,17 @@ def test_suggest_checks_at_most_a_bounded_number_of_start_times() -> None:
     assert planning.suggest(dt.timedelta(days=7), now=now, policy=policy, others=[], search=search,
                             horizon=dt.timedelta(days=365)) == []
     assert search.examined == planning.MAX_CANDIDATES
+
+
+def test_a_downtime_holds_a_bounded_number_of_bugs(chat: Chat) -> None:
+    many = ",".join(str(100_000 + i) for i in range(1000))
+    out = chat.say("alice", f"!downtime propose 2026-12-05 14:00 UTC for 2h bug {many} -- Upgrade")
+    assert out == [
+        "#ci a downtime holds at most 50 bugs (this would make 1000): track the others in one bug, "
+        "or ask for another downtime"
+    ]
+    fifty = ",".join(str(100_000 + i) for i in range(50))
+    assert chat.say("alice", f"!downtime propose 2026-12-05 14:00 UTC for 2h bug {fifty} -- Upgrade")[0].startswith(
+        "#ci Downtime #1 proposed"
+    )
+    assert chat.say("alice", "!downtime bug add 1 654321")[0].startswith("#ci a downtime holds at most 50 bugs")
