@@ -20,7 +20,7 @@ from models.orm import Downtime, DowntimeBug, Verdict
 from models.queries import Queries
 from models.reminders import START, Reminder
 from models.trees import Trees
-from models.wording import SHOWN, clean_reason, clean_wording
+from models.wording import SHOWN, clean_reason, clean_wording, tidy
 from models.work import Outcome, Work
 
 log = logging.getLogger(__name__)
@@ -109,6 +109,7 @@ class Downtimes:
         downtime = self.get(downtime_id)
         self.work.transition("add bug", downtime, f"bug {bug}")
         wording = clean_wording(wording) if wording else ""
+        summary, assignee = tidy(summary), tidy(assignee, 255)
         existing = next((b for b in downtime.bugs if b.bug == bug), None)
         if existing is None:
             self._check_bugs(len(downtime.bugs) + 1)

@@ -23,6 +23,12 @@ def strip_invisible(text: str) -> str:
     return INVISIBLE.sub("", text)
 
 
+def tidy(text: str, most: int = MAX_WORDING) -> str:
+    """Text from outside (a Bugzilla summary, an assignee), stored and repeated like wording but
+    never refused: cleaned the same way and cut at `most` characters."""
+    return " ".join(CONTROL.sub(" ", strip_invisible(text)).split())[:most]
+
+
 def clean_wording(text: str) -> str:
     """Notice wording, made safe to store and repeat (see `clean`)."""
     return clean(text, empty="wording_empty", too_long="wording_too_long")

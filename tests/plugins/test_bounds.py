@@ -148,3 +148,20 @@ def test_a_downtime_holds_a_bounded_number_of_bugs(chat: Chat) -> None:
         "#ci Downtime #1 proposed"
     )
     assert chat.say("alice", "!downtime bug add 1 654321")[0].startswith("#ci a downtime holds at most 50 bugs")
+
+
+def test_a_bugzilla_summary_is_stored_without_bidi_or_zero_width_characters(tmp_path: Path) -> None:
+    from models.orm import DowntimeBug
+    from tests.fakes import FakeBugzilla
+
+    bugzilla = FakeBugzilla()
+    bugzilla.add_bug(123456, summary=f"Move the\u202e build{INVISIBLE} database " + "z" * 5000)
+    config = make_config(tmp_path, bugzilla={"enabled": "on", "url": "http://bmo.invalid"})
+    chat = Chat(config, FakeClock(dt.datetime(2026, 12, 1, 10, 0, tzinfo=dt.timezone.utc)), bugzilla=bugzilla)
+    try:
+        chat.say("alice", PROPOSE)
+        with chat.bot.sessions() as session:
+            (summary,) = session.scalars(select(DowntimeBug.summary))
+        assert summary.startswith("Move the build database zzz") and len(summary) == 2000
+    finally:
+        chat.close()
