@@ -165,3 +165,9 @@ def test_a_bugzilla_summary_is_stored_without_bidi_or_zero_width_characters(tmp_
         assert summary.startswith("Move the build database zzz") and len(summary) == 2000
     finally:
         chat.close()
+
+
+def test_invisible_characters_in_a_command_line_are_dropped_before_it_is_read(chat: Chat) -> None:
+    out = chat.say("alice", "!downtime propose 2026-12-05 14:00 UTC for 2h trees auto\u200bland -- Up\u202egrade")
+    assert out[0].startswith("#ci Downtime #1 proposed by alice")
+    assert chat.say("bob", "!downtime show 1\u200b")[0].endswith("for 2h (until 16:00 UTC): Upgrade")
