@@ -80,7 +80,7 @@ class Dispatcher:
         parsed = parse_line(message.text, self.prefix, self.commands, self._tops)
         if parsed is None:
             return []
-        if self.rate_limiter is not None and await self._over_limit(message):
+        if self.rate_limiter is not None and await self._over_limit(self.rate_limiter, message):
             return []
         key = None
         if self.answers is not None and parsed.command is not None and parsed.command.cacheable:
@@ -101,10 +101,9 @@ class Dispatcher:
                     await self._send(message.network, Outgoing(target, line))
         return replies
 
-    async def _over_limit(self, message: Incoming) -> bool:
+    async def _over_limit(self, limiter: RateLimiter, message: Incoming) -> bool:
         """Whether the sender is over [bot] rate_limit: told once to slow down, then ignored."""
-        assert self.rate_limiter is not None
-        verdict = self.rate_limiter.check(
+        verdict = limiter.check(
             message.network, message.account, message.nick,
             exempt=lambda: bool(self.roles_of(message.account) & {Role.CIDUTY, Role.ADMIN}),
         )
@@ -113,8 +112,8 @@ class Dispatcher:
         if verdict is Verdict.SLOW_DOWN:
             log.warning("%s on %s is over the rate limit: ignored for a while", message.account or "~" + message.nick,
                         message.network)
-            limit = self.rate_limiter.limit
-            wait = self.rate_limiter.wait(message.network, message.account, message.nick)
+            limit = limiter.limit
+            wait = limiter.wait(message.network, message.account, message.nick)
             text = self.render(
                 "slow_down.txt", who=message.nick, commands=limit.commands, period=limit.period,
                 seconds=math.ceil(wait.total_seconds()),
