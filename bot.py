@@ -32,6 +32,7 @@ from models.reactions import Reactions
 from models.work import MailRouting, Settings
 from plugins.context import NoBugzilla
 from plugins.dispatcher import Dispatcher
+from plugins.ratelimit import RateLimit, RateLimiter
 
 if TYPE_CHECKING:  # the outside systems' clients are imported only when configured (memory, start-up)
     from adapters.bugzilla import BugzillaClient
@@ -203,11 +204,20 @@ class Bot:
             on_change=self.poke,
             generation=self.commits,
             bugzilla=self.bugzilla.lookup if self.bugzilla else NoBugzilla(),
+            rate_limiter=self._rate_limiter(config),
         )
         self.reminders = ReminderScheduler(
             self.sessions, self.clock, self.reactions, nick=config.bot.nick, on_queued=self._poke_workers
         )
         self._tasks: list[asyncio.Task[None]] = []
+
+    def _rate_limiter(self, config: configuration.Config) -> RateLimiter | None:
+        """[bot] rate_limit per sender; the console is not limited (whoever types there runs the bot)."""
+        b = config.bot
+        if not b.rate_commands:
+            return None
+        limit = RateLimit(b.rate_commands, b.rate_period, b.rate_burst)
+        return RateLimiter(limit, self.clock, exempt_networks=frozenset({"console"}))
 
     def poke(self) -> None:
         """A command changed something: deliver the outbox and re-derive the reminder jobs."""

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Literal
 
 from models.lifecycle import Role
-from models.planning import Policy, PolicyError, parse_blackouts, parse_windows
+from models.planning import MAX_HORIZON_LIMIT, Policy, PolicyError, parse_blackouts, parse_windows
 from models.timeparse import TimeParseError, parse_duration, validate_zone
 
 HERE = Path(__file__).resolve().parent.parent
@@ -47,6 +47,10 @@ class BotSection:
     database: str = "sqlite:///var/downtimebot.db"
     transports: tuple[str, ...] = ("console",)
     display_timezones: tuple[str, ...] = ("America/Los_Angeles", "Europe/Berlin")
+    # [bot] rate_limit: commands per period for one sender (0: no limit); rate_burst: at once.
+    rate_commands: int = 10
+    rate_period: dt.timedelta = dt.timedelta(minutes=1)
+    rate_burst: int = 5
 
 
 @dataclass(frozen=True)
@@ -210,9 +214,12 @@ def _bool(section: str, key: str, value: str) -> bool:
     raise ConfigError(f"[{section}] {key} = {value!r}: expected on or off")
 
 
-def _duration(section: str, key: str, value: str, minimum: dt.timedelta = dt.timedelta(minutes=1)) -> dt.timedelta:
+def _duration(
+    section: str, key: str, value: str, minimum: dt.timedelta = dt.timedelta(minutes=1),
+    maximum: dt.timedelta = dt.timedelta(days=60),
+) -> dt.timedelta:
     try:
-        return parse_duration(value.strip(), minimum=minimum, maximum=dt.timedelta(days=60))
+        return parse_duration(value.strip(), minimum=minimum, maximum=maximum)
     except TimeParseError as err:
         raise ConfigError(f"[{section}] {key} = {value!r}: {err}") from None
 
@@ -235,6 +242,22 @@ def _port(section: str, key: str, value: str) -> int:
     if not 0 < port < 65536:
         raise ConfigError(f"[{section}] {key} = {value!r}: expected a port number from 1 to 65535")
     return port
+
+
+def _rate_limit(value: str, burst: str) -> tuple[int, dt.timedelta, int]:
+    """``[bot] rate_limit = 10/1m`` (commands per period; ``off`` or 0: no limit) and ``rate_burst``."""
+    text = value.strip().lower()
+    b = BotSection()
+    if text in ("off", "0", "no", "none"):
+        return 0, b.rate_period, b.rate_burst
+    commands, _, period = text.partition("/")
+    try:
+        number = int(commands)
+    except ValueError:
+        number = 0
+    if number < 1 or number > 100_000:
+        raise ConfigError(f"[bot] rate_limit = {value!r}: expected <commands>/<period> such as 10/1m, or off")
+    return number, _duration("bot", "rate_limit", period or "1m"), _int("bot", "rate_burst", burst, minimum=1)
 
 
 def _number(section: str, key: str, value: str) -> float:
@@ -314,12 +337,16 @@ def _build(
     prefix = get("bot", "command_prefix", b.command_prefix)
     if not prefix or any(c.isspace() for c in prefix):
         raise ConfigError("[bot] command_prefix: expected a non-empty prefix without spaces, such as '!'")
+    rate = _rate_limit(get("bot", "rate_limit", f"{b.rate_commands}/1m"), get("bot", "rate_burst", str(b.rate_burst)))
     bot = BotSection(
         nick=get("bot", "nick", b.nick),
         command_prefix=prefix,
         database=get("bot", "database", b.database),
         transports=transports,
         display_timezones=tuple(z for z in zones if z.upper() != "UTC"),
+        rate_commands=rate[0],
+        rate_period=rate[1],
+        rate_burst=rate[2],
     )
     c = ChannelsSection()
     channels = ChannelsSection(get("channels", "requests", c.requests), get("channels", "announce", c.announce))
@@ -367,6 +394,10 @@ def _build(
                 _duration("policy", "reminders", r) for r in _list(get("policy", "reminders", "24h,1h"))
             ),
             auto_start=_bool("policy", "auto_start", get("policy", "auto_start", "off")),
+            max_horizon=_duration(
+                "policy", "max_horizon", get("policy", "max_horizon", "365d"), dt.timedelta(days=1),
+                MAX_HORIZON_LIMIT,
+            ),
         )
     except PolicyError as err:
         raise ConfigError(f"[policy] {err}") from None

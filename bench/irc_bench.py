@@ -150,6 +150,9 @@ async def run(args: argparse.Namespace) -> list[Result]:
             nick = dtbench
             database = {db}
             transports = irc
+            # The asker sends one command after another as fast as answers come: a latency
+            # measure, not a flood ([bot] rate_limit would ignore it after five).
+            rate_limit = off
             [channels]
             requests = #ci
             announce = #developers

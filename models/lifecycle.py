@@ -83,19 +83,27 @@ class Rule:
 
     sources: frozenset[State]
     target: State | None  # None: the state does not change
-    roles: frozenset[Role]  # empty: anyone (see `requester_may`)
-    requester_may: bool = False  # the downtime's requester may take it too
+    roles: frozenset[Role]  # empty: anyone
+    requester_in: frozenset[State] = frozenset()  # where the downtime's requester may take it too
 
 
-def _r(sources: Collection[State], target: State | None, *roles: Role, requester: bool = False) -> Rule:
-    return Rule(frozenset(sources), target, frozenset(roles), requester)
+def _r(
+    sources: Collection[State], target: State | None, *roles: Role, requester: Collection[State] = ()
+) -> Rule:
+    return Rule(frozenset(sources), target, frozenset(roles), frozenset(requester))
 
 
 BEFORE_START = (State.PROPOSED, State.APPROVED, State.ANNOUNCED)
+# The requester shapes their own request until it is announced; after that the bugs of an
+# announced downtime are CiDuty's (the announcement named them).
+BEFORE_ANNOUNCE = (State.PROPOSED, State.APPROVED)
 
+# README's role table, as data: CiDuty runs the process; the requester adds and drops bugs until
+# the announcement and records outcomes while it runs; after the end only CiDuty records
+# outcomes; a sheriff verifies the reopened trees. Admins may do everything (`may`).
 RULES: dict[str, Rule] = {
-    "add bug": _r(BEFORE_START, None, Role.CIDUTY, requester=True),
-    "drop bug": _r(BEFORE_START, None, Role.CIDUTY, requester=True),
+    "add bug": _r(BEFORE_START, None, Role.CIDUTY, requester=BEFORE_ANNOUNCE),
+    "drop bug": _r(BEFORE_START, None, Role.CIDUTY, requester=BEFORE_ANNOUNCE),
     "approve": _r([State.PROPOSED], State.APPROVED, Role.CIDUTY),
     "reject": _r([State.PROPOSED, State.APPROVED], State.REJECTED, Role.CIDUTY),
     "preapprove": _r([State.PROPOSED, State.APPROVED], None, Role.PREAPPROVER),
@@ -105,22 +113,21 @@ RULES: dict[str, Rule] = {
     "extend": _r([State.ANNOUNCED, State.IN_PROGRESS], None, Role.CIDUTY),
     "cancel": _r(BEFORE_START + (State.IN_PROGRESS,), State.CANCELLED, Role.CIDUTY),
     "start": _r([State.ANNOUNCED], State.IN_PROGRESS, Role.CIDUTY),
-    "done": _r([State.IN_PROGRESS, State.FINISHED], None, Role.CIDUTY, requester=True),
+    "done": _r([State.IN_PROGRESS, State.FINISHED], None, Role.CIDUTY, requester=[State.IN_PROGRESS]),
     "end": _r([State.IN_PROGRESS], State.FINISHED, Role.CIDUTY),
-    "verify": _r([State.FINISHED], None, Role.SHERIFF, Role.CIDUTY),
+    "verify": _r([State.FINISHED], None, Role.SHERIFF),
     "merge": _r([State.PROPOSED, State.APPROVED], None, Role.CIDUTY),
     "merge away": _r([State.PROPOSED, State.APPROVED], State.CANCELLED, Role.CIDUTY),
 }
 
 
-def may(action: str, actor_roles: Collection[Role], *, is_requester: bool = False) -> bool:
-    """Whether someone holding `actor_roles` may take `action` (admins may do everything)."""
+def may(action: str, actor_roles: Collection[Role], *, is_requester: bool = False, state: State | None = None) -> bool:
+    """Whether someone holding `actor_roles` may take `action` (admins may do everything);
+    the requester's right depends on the `state` (None: in any state the rule allows it in)."""
     rule = RULES[action]
-    if Role.ADMIN in actor_roles or not rule.roles:
+    if Role.ADMIN in actor_roles or not rule.roles or rule.roles & set(actor_roles):
         return True
-    if rule.requester_may and is_requester:
-        return True
-    return bool(rule.roles & set(actor_roles))
+    return is_requester and bool(rule.requester_in) and (state is None or state in rule.requester_in)
 
 
 def check(
@@ -131,15 +138,21 @@ def check(
     downtime_id: int,
     is_requester: bool = False,
 ) -> State:
-    """Return the state after `action`, or raise why it cannot be taken."""
+    """Return the state after `action`, or raise why it cannot be taken: no right to it at all,
+    then the wrong state, then (the requester) no right to it in this state."""
     rule = RULES[action]
     if not may(action, actor_roles, is_requester=is_requester):
         raise Forbidden(
-            "forbidden", roles=sorted(rule.roles), requester=rule.requester_may, action=action, id=downtime_id
+            "forbidden", roles=sorted(rule.roles), requester=bool(rule.requester_in), action=action, id=downtime_id
         )
     if state not in rule.sources:
         allowed = [s.value for s in sorted(rule.sources, key=list(State).index)]
         raise NotAllowedNow("wrong_state", id=downtime_id, state=state.value, action=action, allowed=allowed)
+    if not may(action, actor_roles, is_requester=is_requester, state=state):
+        raise Forbidden(
+            "forbidden", roles=sorted(rule.roles), requester=False, action=action, id=downtime_id,
+            in_state=state.value,
+        )
     return rule.target or state
 
 

@@ -8,15 +8,20 @@ the others are warnings.
 """
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 UTC = dt.timezone.utc
 DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 MAX_DURATION = dt.timedelta(days=7)
+# The largest [policy] max_horizon: ten years, far from datetime's year 9999 whatever is added.
+MAX_HORIZON_LIMIT = dt.timedelta(days=3660)
+# How many start times `suggest` examines at most (90 days of half hours is 4,320).
+MAX_CANDIDATES = 5000
 
 
 class PolicyError(ValueError):
@@ -71,6 +76,8 @@ class Policy:
     ciduty_hours: tuple[Window, ...] = ()
     reminders: tuple[dt.timedelta, ...] = (dt.timedelta(hours=24), dt.timedelta(hours=1))
     auto_start: bool = False
+    # How far ahead a downtime may start: beyond it a start time is refused.
+    max_horizon: dt.timedelta = dt.timedelta(days=365)
 
 
 @dataclass(frozen=True)
@@ -152,6 +159,13 @@ def covered(start: dt.datetime, end: dt.datetime, windows: Sequence[Window]) -> 
     return reached >= end
 
 
+@dataclass
+class Search:
+    """The work one `suggest` did: how many start times it checked against the rules."""
+
+    examined: int = 0
+
+
 def suggest(
     duration: dt.timedelta,
     *,
@@ -161,28 +175,67 @@ def suggest(
     count: int = 3,
     step: dt.timedelta = dt.timedelta(minutes=30),
     horizon: dt.timedelta = dt.timedelta(days=90),
+    search: Search | None = None,
 ) -> list[dt.datetime]:
     """The next `count` start times that pass every rule, at most one per day.
 
     Candidates are the `step` boundaries from the first moment that gives
     enough notice; `others` must hold every active downtime up to the horizon.
+    The weekly windows (low impact, CiDuty's hours) are laid out once over the whole search as
+    merged spans, and the search jumps from a start time they do not cover to the next span:
+    checking every half hour's days anew cost 0.5 s for a 7-day duration that no window covers.
+    At most MAX_CANDIDATES start times are checked against the other rules.
     """
-    first = now + policy.min_notice
-    epoch = dt.datetime(2000, 1, 1, tzinfo=UTC)
-    steps = -(-(first - epoch) // step)  # ceiling: the first boundary at or after `first`
-    candidate = epoch + steps * step
+    search = search if search is not None else Search()
+    limit = now + horizon
+    candidate = _step_at_or_after(now + policy.min_notice, step)
+    layouts = [_spans(ws, candidate, limit + duration) for ws in (policy.low_impact, policy.ciduty_hours) if ws]
+    rest = replace(policy, low_impact=(), ciduty_hours=())  # the windows are checked here, once
     found: list[dt.datetime] = []
     ordered = sorted(others, key=lambda o: o.start)
-    while len(found) < count and candidate < now + horizon:
+    while len(found) < count and candidate < limit and search.examined < MAX_CANDIDATES:
         end = candidate + duration
+        misses = [t for t in (_next_cover(spans, candidate, end, limit) for spans in layouts) if t is not None]
+        if misses:
+            candidate = _step_at_or_after(max(misses), step)
+            continue
+        search.examined += 1
         lo, hi = candidate - policy.min_gap - MAX_DURATION, end + policy.min_gap
         nearby = [o for o in ordered if lo <= o.start < hi]
-        if not check(candidate, end, now=now, policy=policy, others=nearby):
+        if not check(candidate, end, now=now, policy=rest, others=nearby):
             found.append(candidate)
             candidate = dt.datetime.combine(candidate.date() + dt.timedelta(days=1), dt.time(), UTC)
             continue
         candidate += step
     return found
+
+
+def _step_at_or_after(moment: dt.datetime, step: dt.timedelta) -> dt.datetime:
+    epoch = dt.datetime(2000, 1, 1, tzinfo=UTC)
+    return epoch + -(-(moment - epoch) // step) * step  # ceiling
+
+
+def _spans(windows: Sequence[Window], since: dt.datetime, until: dt.datetime) -> list[tuple[dt.datetime, dt.datetime]]:
+    """The windows' occurrences over [since, until), merged where they touch or overlap."""
+    merged: list[tuple[dt.datetime, dt.datetime]] = []
+    for s, e in sorted(o for w in windows for o in w.occurrences(since, until)):
+        if merged and s <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], e))
+        else:
+            merged.append((s, e))
+    return merged
+
+
+def _next_cover(
+    spans: Sequence[tuple[dt.datetime, dt.datetime]], start: dt.datetime, end: dt.datetime, limit: dt.datetime
+) -> dt.datetime | None:
+    """None when one span covers [start, end); else the next start that one might (`limit`: none).
+
+    Any later start inside the same span ends later still, so only the next span can cover it."""
+    i = bisect.bisect_right(spans, start, key=lambda span: span[0]) - 1
+    if i >= 0 and spans[i][1] >= end:
+        return None
+    return spans[i + 1][0] if i + 1 < len(spans) else limit
 
 
 def hours(d: dt.timedelta) -> str:

@@ -20,11 +20,14 @@ from models.orm import Downtime, DowntimeBug, Verdict
 from models.queries import Queries
 from models.reminders import START, Reminder
 from models.trees import Trees
-from models.wording import clean_wording
+from models.wording import SHOWN, clean_reason, clean_wording, tidy
 from models.work import Outcome, Work
 
 log = logging.getLogger(__name__)
 MIN_DURATION = dt.timedelta(minutes=5)
+# The bugs one downtime holds: far more than the process ever sees in one closure, and few enough
+# that `show`, the notice and every "by hand" note stay short.
+MAX_BUGS = 50
 # Starting more than this long before the announced start needs --force.
 EARLY_START = dt.timedelta(hours=1)
 
@@ -45,8 +48,16 @@ class Downtimes:
     def _check_time(self, start: dt.datetime, duration: dt.timedelta) -> None:
         if start <= self.now:
             raise DomainError("in_the_past", start=start, now=self.now)
+        # Before any date arithmetic: a start near year 9999 plus a duration does not exist.
+        if start - self.now > self.settings.policy.max_horizon:
+            raise DomainError("too_far_ahead", most=self.settings.policy.max_horizon, now=self.now)
         if not MIN_DURATION <= duration <= planning.MAX_DURATION:
             raise DomainError("bad_duration", least=MIN_DURATION, most=planning.MAX_DURATION)
+
+    @staticmethod
+    def _check_bugs(count: int) -> None:
+        if count > MAX_BUGS:
+            raise DomainError("too_many_bugs", count=count, most=MAX_BUGS)
 
     # ----- asking for one -----------------------------------------------------------------
 
@@ -62,6 +73,7 @@ class Downtimes:
         self.work.identified()
         self._check_time(start, duration)
         self.work.check_trees(trees)
+        self._check_bugs(len(set(bugs)))
         wording = clean_wording(wording)
         downtime = Downtime(
             state=State.PROPOSED.value,
@@ -97,7 +109,10 @@ class Downtimes:
         downtime = self.get(downtime_id)
         self.work.transition("add bug", downtime, f"bug {bug}")
         wording = clean_wording(wording) if wording else ""
+        summary, assignee = tidy(summary), tidy(assignee, 255)
         existing = next((b for b in downtime.bugs if b.bug == bug), None)
+        if existing is None:
+            self._check_bugs(len(downtime.bugs) + 1)
         if existing:
             existing.wording = wording or existing.wording
             existing.security = existing.security or security
@@ -133,7 +148,7 @@ class Downtimes:
         unassigned = [b.bug for b in downtime.bugs if self.settings.bugzilla_enabled and b.unassigned]
         if unassigned:
             self.work.may("approve", downtime)
-            raise DomainError("bugs_unassigned", bugs=unassigned)
+            raise DomainError("bugs_unassigned", bugs=unassigned[:SHOWN], count=len(unassigned))
         self.work.transition("approve", downtime)
         for bug in downtime.bugs:
             if bug.status == BugStatus.NOMINATED:
@@ -145,7 +160,7 @@ class Downtimes:
 
     def reject(self, downtime_id: int, reason: str) -> Outcome:
         downtime = self.get(downtime_id)
-        reason = clean_wording(reason)
+        reason = clean_reason(reason)
         self.work.transition("reject", downtime, reason)
         self.work.record(events.Rejected(downtime.id, by=self.actor.who, reason=reason))
         return Outcome(downtime)
@@ -153,7 +168,7 @@ class Downtimes:
     def verdict(self, downtime_id: int, verdict: str, reason: str = "") -> Outcome:
         downtime = self.get(downtime_id)
         action = "preapprove" if verdict == "preapproved" else "object"
-        reason = clean_wording(reason) if reason else ""
+        reason = clean_reason(reason) if reason else ""
         self.work.transition(action, downtime, reason)
         for old in downtime.verdicts:
             if old.active and old.account.casefold() == self.actor.who.casefold():
@@ -172,6 +187,8 @@ class Downtimes:
     def announce(self, downtime_id: int, force_reason: str | None = None) -> Outcome:
         downtime = self.get(downtime_id)
         self.work.may("announce", downtime)
+        if force_reason is not None:
+            force_reason = clean_reason(force_reason)
         failures = self.queries.rules(downtime)
         hard = tuple(f for f in failures if f.hard)
         objections = tuple(
@@ -242,7 +259,7 @@ class Downtimes:
     def cancel(self, downtime_id: int, reason: str, *, merged_into: int | None = None) -> Outcome:
         downtime = self.get(downtime_id)
         before = State(downtime.state)
-        reason = clean_wording(reason)
+        reason = clean_reason(reason)
         self.work.transition("cancel" if merged_into is None else "merge away", downtime, reason)
         if before is State.IN_PROGRESS:
             self.trees.restore_for(downtime)
@@ -256,6 +273,7 @@ class Downtimes:
             raise DomainError("merge_same")
         into, other = self.get(into_id), self.get(other_id)
         self.work.transition("merge", into, f"bugs of #{other.id}")
+        self._check_bugs(len({b.bug for b in into.bugs} | {b.bug for b in other.bugs}))
         moved = []
         for bug in list(other.bugs):
             if not any(b.bug == bug.bug for b in into.bugs):
@@ -290,7 +308,7 @@ class Downtimes:
         row = next((b for b in downtime.bugs if b.bug == bug), None)
         if row is None:
             raise DomainError("bug_not_in_downtime", bug=bug, id=downtime.id)
-        note = clean_wording(note) if note else ""
+        note = clean_reason(note) if note else ""
         self.work.transition("done", downtime, f"bug {bug}: {outcome}" + (f" ({note})" if note else ""))
         row.status = outcome
         row.note = note

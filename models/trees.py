@@ -18,7 +18,7 @@ from models import events
 from models.events import LeftTree
 from models.lifecycle import DomainError, Role
 from models.orm import Downtime, Tree, TreeChange, TreeChangeItem, TreeLog
-from models.wording import clean_wording
+from models.wording import clean_reason
 from models.work import Work
 
 # The longest downtime summary a tree's reason repeats.
@@ -84,7 +84,7 @@ class Trees:
     def close_by_hand(self, names: Sequence[str], reason: str) -> TreeChange:
         self.work.require("close trees", Role.SHERIFF, Role.CIDUTY)
         self._builtin_only("close trees")
-        return self.close(names, clean_wording(reason), tags="other", by_hand=True)
+        return self.close(names, clean_reason(reason), tags="other", by_hand=True)
 
     def open_by_hand(self, names: Sequence[str], reason: str) -> list[str]:
         """Reopen trees without remembering it (a sheriff reopening early): logged, not on the stack."""
@@ -95,7 +95,7 @@ class Trees:
             raise DomainError("no_trees_named", verb="open")
         self.work.check_trees(names)
         self._ensure()
-        reason = clean_wording(reason) if reason.strip() else ""
+        reason = clean_reason(reason) if reason.strip() else ""
         opened = []
         for name in names:
             tree = self.session.get(Tree, name)

@@ -19,6 +19,7 @@ from models.events import Event
 from models.lifecycle import DomainError, Role, State
 from models.orm import AuditEvent, Downtime
 from models.prebuilt import run, table_of
+from models.wording import SHOWN
 
 _ADD_AUDIT = insert(table_of(AuditEvent))
 
@@ -149,6 +150,10 @@ class Work:
         return after
 
     def check_trees(self, trees: Sequence[str]) -> None:
-        unknown = [t for t in trees if t not in self.settings.trees]
+        unknown = list(dict.fromkeys(t for t in trees if t not in self.settings.trees))
         if unknown:
-            raise DomainError("unknown_trees", unknown=unknown, known=list(self.settings.trees))
+            # The first few, and how many: a line naming thousands of trees gets a short answer.
+            raise DomainError(
+                "unknown_trees", unknown=[t[:40] for t in unknown[:SHOWN]], count=len(unknown),
+                known=list(self.settings.trees),
+            )

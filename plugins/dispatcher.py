@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import math
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from models.work import Actor, Settings, Work
 from plugins import downtime, trees
 from plugins.answers import AnswerCache
 from plugins.context import CommandContext, NoBugzilla, Render
+from plugins.ratelimit import RateLimiter, Verdict
 from plugins.registry import Command, Parsed, collect, parse_line, run, tops_of
 
 log = logging.getLogger(__name__)
@@ -55,6 +57,8 @@ class Dispatcher:
     commands: dict[str, Command] = field(default_factory=all_commands)
     # The database's commit count (see adapters.db.CommitCounter); None turns the answer cache off.
     generation: Callable[[], int] | None = None
+    # [bot] rate_limit, per sender (plugins/ratelimit.py); None: no limit.
+    rate_limiter: RateLimiter | None = None
 
     def __post_init__(self) -> None:
         # One command at a time: SQLite has one writer, and order matters to people.
@@ -76,6 +80,8 @@ class Dispatcher:
         parsed = parse_line(message.text, self.prefix, self.commands, self._tops)
         if parsed is None:
             return []
+        if self.rate_limiter is not None and await self._over_limit(self.rate_limiter, message):
+            return []
         key = None
         if self.answers is not None and parsed.command is not None and parsed.command.cacheable:
             key = AnswerCache.key(parsed.command.name, parsed.args, message)
@@ -94,6 +100,26 @@ class Dispatcher:
                 for target, line in self.addressed(message, text):
                     await self._send(message.network, Outgoing(target, line))
         return replies
+
+    async def _over_limit(self, limiter: RateLimiter, message: Incoming) -> bool:
+        """Whether the sender is over [bot] rate_limit: told once to slow down, then ignored."""
+        verdict = limiter.check(
+            message.network, message.account, message.nick,
+            exempt=lambda: bool(self.roles_of(message.account) & {Role.CIDUTY, Role.ADMIN}),
+        )
+        if verdict is Verdict.ALLOW:
+            return False
+        if verdict is Verdict.SLOW_DOWN:
+            log.warning("%s on %s is over the rate limit: ignored for a while", message.account or "~" + message.nick,
+                        message.network)
+            limit = limiter.limit
+            wait = limiter.wait(message.network, message.account, message.nick)
+            text = self.render(
+                "slow_down.txt", who=message.nick, commands=limit.commands, period=limit.period,
+                seconds=math.ceil(wait.total_seconds()),
+            ).strip()
+            await self._send(message.network, Outgoing(message.reply_target, text))
+        return True
 
     def addressed(self, message: Incoming, text: str) -> list[tuple[str, str]]:
         """Where an answer goes: its channel, or, when longer than the network allows in a

@@ -73,7 +73,7 @@ async def show(ctx: Ctx, args: str) -> None:
     ctx.say("show.txt", d=d, bugs=told(d.bugs, full, fallback="-"), pending=d.pending)
 
 
-@command("downtime bug add", examples=["!downtime bug add 7 1234567 -- Move the build database"])
+@command("downtime bug add", role="ciduty, or the requester until it is announced", examples=["!downtime bug add 7 1234567 -- Move the build database"])
 async def bug_add(ctx: Ctx, args: str) -> None:
     """downtime bug add <id> <bug> [--security] [-- <wording>]
 
@@ -101,7 +101,7 @@ async def bug_add(ctx: Ctx, args: str) -> None:
     ctx.outcome("bug_added", outcome, bug=next(b for b in outcome.downtime.bugs if b.bug == bug))
 
 
-@command("downtime bug drop", examples=["!downtime bug drop 7 1234567"])
+@command("downtime bug drop", role="ciduty, or the requester until it is announced", examples=["!downtime bug drop 7 1234567"])
 async def bug_drop(ctx: Ctx, args: str) -> None:
     """downtime bug drop <id> <bug>
 
@@ -234,11 +234,15 @@ async def start(ctx: Ctx, args: str) -> None:
     ctx.outcome("started", ctx.downtimes.start(a.downtime_id(token), force=force))
 
 
-@command("downtime done", examples=["!downtime done 7 1234567 landed", "!downtime done 7 1234568 rolled-back -- db migration failed"])
+@command(
+    "downtime done",
+    role="ciduty, or the requester while it is in progress",
+    examples=["!downtime done 7 1234567 landed", "!downtime done 7 1234568 rolled-back -- db migration failed"],
+)
 async def done(ctx: Ctx, args: str) -> None:
     """downtime done <id> <bug> landed|landed-and-stuck|rolled-back|not-done [-- <note>]
 
-    Record what happened to one bug (CiDuty or the requester).
+    Record what happened to one bug (CiDuty, or the requester while it is in progress).
     """
     head, note = a.split_wording(args)
     words = head.split()

@@ -18,6 +18,7 @@ from typing import Any, Protocol, TypeVar
 
 from models.ports import Incoming
 from models.lifecycle import DomainError
+from models.wording import INVISIBLE
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +137,12 @@ def parse_line(
         return None  # not one of ours: other bots share the prefix
     if CONTROL.search(text):
         return Parsed(None, "", DomainError("control_characters"))
+    if INVISIBLE.search(body):
+        # Bidirectional-override and zero-width characters are dropped, not refused: they are
+        # pasted along with text from web pages and bugs, and show nothing. Without them no
+        # argument (an id, a tree name) looks like another, and no reply repeats them.
+        body = INVISIBLE.sub("", body)
+        words = body.split()
     for length in (3, 2, 1):
         name = " ".join(w.lower() for w in words[:length])
         if len(words) >= length and name in commands:

@@ -42,7 +42,7 @@ async def trees(ctx: Ctx, args: str) -> None:
         known = [r.name for r in rows]
         rows = [r for r in rows if r.name == words[0]]
         if not rows and source != "unread":
-            raise DomainError("unknown_trees", unknown=[words[0][:40]], known=known)
+            raise DomainError("unknown_trees", unknown=[words[0][:40]], count=1, known=known)
     changes = [] if words else ctx.queries.tree_changes()
     ctx.say("trees.txt", tree_rows=rows, changes=changes, source=source,
             builtin=ctx.trees_remote is None and settings.tree_backend == "builtin")

@@ -129,6 +129,7 @@ def test_suggest_lists_three_start_times_in_utc_and_the_display_zone(chat: Chat)
 
 def test_list_is_paged_ten_at_a_time(chat: Chat) -> None:
     for day in range(12):
+        chat.clock.advance(dt.timedelta(seconds=10))  # within [bot] rate_limit
         chat.say("alice", f"!downtime propose 2026-12-{10 + day:02d} 05:00 UTC for 1h -- work {day}")
     out = chat.say("alice", "!downtime list")
     assert len(out) == 11 and out[-1] == "#ci Page 1 of 2: next !downtime list upcoming 2"

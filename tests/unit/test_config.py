@@ -340,3 +340,24 @@ def test_check_config_says_ok_for_a_good_irc_config_without_connecting_or_openin
     assert result.stdout.strip() == f"{tmp_path / 'c.ini'}: OK (transports: irc)"
     assert not (tmp_path / "bot.db").exists()
     assert "s3cret" not in result.stdout + result.stderr
+
+
+def test_max_horizon_defaults_to_a_year_and_is_bounded(tmp_path: Path) -> None:
+    ini = tmp_path / "c.ini"
+    ini.write_text("[bot]\n")
+    assert configuration.load(ini, environ={}).policy.max_horizon == dt.timedelta(days=365)
+    ini.write_text("[policy]\nmax_horizon = 99999d\n")
+    with pytest.raises(ConfigError, match=r"^\[policy\] max_horizon = '99999d'"):
+        configuration.load(ini, environ={})
+
+
+def test_rate_limit_is_commands_per_period_or_off(tmp_path: Path) -> None:
+    ini = tmp_path / "c.ini"
+    ini.write_text("[bot]\nrate_limit = 30/2m\nrate_burst = 3\n")
+    bot = configuration.load(ini, environ={}).bot
+    assert (bot.rate_commands, bot.rate_period, bot.rate_burst) == (30, dt.timedelta(minutes=2), 3)
+    ini.write_text("[bot]\nrate_limit = off\n")
+    assert configuration.load(ini, environ={}).bot.rate_commands == 0
+    ini.write_text("[bot]\nrate_limit = lots\n")
+    with pytest.raises(ConfigError, match=r"^\[bot\] rate_limit = 'lots'"):
+        configuration.load(ini, environ={})

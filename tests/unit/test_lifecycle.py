@@ -85,14 +85,35 @@ def test_the_requester_may_add_bugs_and_record_outcomes_but_not_approve() -> Non
     with pytest.raises(Forbidden) as err:
         lifecycle.check("add bug", State.PROPOSED, NOBODY, downtime_id=1, is_requester=False)
     said = RENDER("refusal.txt", refusal=err.value.reason, **err.value.facts)
-    assert said == "only CiDuty or the requester may add bug downtime #1"
+    assert said == "only CiDuty or the requester may add a bug to downtime #1"
     with pytest.raises(Forbidden):
         lifecycle.check("approve", State.PROPOSED, NOBODY, downtime_id=1, is_requester=True)
 
 
-def test_sheriffs_and_ciduty_may_verify_a_finished_downtime() -> None:
+def test_sheriffs_and_admins_verify_a_finished_downtime_and_ciduty_does_not() -> None:
     assert lifecycle.check("verify", State.FINISHED, frozenset({Role.SHERIFF}), downtime_id=1) is State.FINISHED
-    assert lifecycle.check("verify", State.FINISHED, CIDUTY, downtime_id=1) is State.FINISHED
+    assert lifecycle.check("verify", State.FINISHED, frozenset({Role.ADMIN}), downtime_id=1) is State.FINISHED
+    with pytest.raises(Forbidden) as err:
+        lifecycle.check("verify", State.FINISHED, CIDUTY, downtime_id=1)
+    assert RENDER("refusal.txt", refusal=err.value.reason, **err.value.facts) == "only a sheriff may verify downtime #1"
+
+
+def test_after_the_end_only_ciduty_records_outcomes() -> None:
+    assert lifecycle.check("done", State.FINISHED, CIDUTY, downtime_id=1) is State.FINISHED
+    with pytest.raises(Forbidden) as err:
+        lifecycle.check("done", State.FINISHED, NOBODY, downtime_id=1, is_requester=True)
+    said = RENDER("refusal.txt", refusal=err.value.reason, **err.value.facts)
+    assert said == "only CiDuty may record an outcome in downtime #1 now that it is finished"
+
+
+@pytest.mark.parametrize("action", ["add bug", "drop bug"])
+def test_the_bugs_of_an_announced_downtime_are_ciduty_s(action: str) -> None:
+    assert lifecycle.check(action, State.APPROVED, NOBODY, downtime_id=1, is_requester=True) is State.APPROVED
+    assert lifecycle.check(action, State.ANNOUNCED, CIDUTY, downtime_id=1) is State.ANNOUNCED
+    with pytest.raises(Forbidden) as err:
+        lifecycle.check(action, State.ANNOUNCED, NOBODY, downtime_id=1, is_requester=True)
+    said = RENDER("refusal.txt", refusal=err.value.reason, **err.value.facts)
+    assert said.startswith("only CiDuty may ") and said.endswith(" downtime #1 now that it is announced")
 
 
 def test_rescheduling_an_announced_downtime_sends_it_back_to_approved() -> None:

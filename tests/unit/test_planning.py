@@ -7,6 +7,8 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from adapters.templates import Renderer
 from models import planning
@@ -124,3 +126,34 @@ def test_suggest_skips_slots_taken_or_near_other_downtimes() -> None:
     slots = planning.suggest(2 * H, now=NOW, policy=POLICY, others=[taken])
     for start in slots:
         assert abs(start - taken.start) > dt.timedelta(hours=24)
+
+
+def _suggest_by_brute_force(duration: dt.timedelta, policy: Policy, others: list[Slot]) -> list[dt.datetime]:
+    """Every half hour for 90 days, checked with `check` alone: what `suggest` must agree with."""
+    step, found = dt.timedelta(minutes=30), []
+    candidate = planning._step_at_or_after(NOW + policy.min_notice, step)
+    while len(found) < 3 and candidate < NOW + dt.timedelta(days=90):
+        if not planning.check(candidate, candidate + duration, now=NOW, policy=policy, others=others):
+            found.append(candidate)
+            candidate = dt.datetime.combine(candidate.date() + dt.timedelta(days=1), dt.time(), UTC)
+        else:
+            candidate += step
+    return found
+
+
+WINDOWS = ["mon-fri 04:00-08:00 UTC, sat-sun 00:00-24:00 UTC", "daily 02:00-05:00 Europe/Berlin", "",
+           "mon-fri 22:00-24:00 America/Los_Angeles, tue-sat 00:00-03:00 America/Los_Angeles"]
+
+
+@settings(max_examples=40, deadline=None)
+@given(low=st.sampled_from(WINDOWS), ciduty=st.sampled_from(["daily 04:00-22:00 UTC", "", "mon-fri 00:00-24:00 UTC"]),
+       half_hours=st.integers(1, 96), starts=st.lists(st.integers(0, 2000), max_size=4))
+def test_suggest_finds_what_checking_every_half_hour_finds(low: str, ciduty: str, half_hours: int, starts: list[int]) -> None:
+    policy = Policy(low_impact=planning.parse_windows(low), ciduty_hours=planning.parse_windows(ciduty),
+                    blackouts=planning.parse_blackouts("2026-12-15/2026-12-16 release"))
+    others = [Slot(i, NOW + s * dt.timedelta(minutes=30), NOW + s * dt.timedelta(minutes=30) + 3 * H)
+              for i, s in enumerate(starts)]
+    duration = half_hours * dt.timedelta(minutes=30)
+    assert planning.suggest(duration, now=NOW, policy=policy, others=others) == _suggest_by_brute_force(
+        duration, policy, others
+    )

@@ -158,6 +158,7 @@ OVERRIDES = {
     "refusals/in_the_past.txt": {"start": dt.datetime(2026, 11, 30, 9, 0, tzinfo=UTC)},
     "refusals/too_early.txt": {"start": dt.datetime(2026, 12, 5, 14, 0, tzinfo=UTC)},
     "usage.txt": {"refusal": "not_a_downtime_id"},
+    "slow_down.txt": {"who": "mallory", "commands": 10, "period": dt.timedelta(minutes=1), "seconds": 6},
     "jobs/nominate-bugs.txt": {"job": jobs.NominateBugs((1, 2))},
     "jobs/approve-bugs.txt": {"job": jobs.ApproveBugs((1, 2), "[tree-closure 2026-12-05 14:00 UTC]")},
     "jobs/retag-bugs.txt": {"job": jobs.RetagBugs((1,), "", "cancelled", renominate=True)},
