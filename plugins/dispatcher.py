@@ -30,7 +30,8 @@ from plugins.registry import Command, Parsed, collect, parse_line, run, tops_of
 
 log = logging.getLogger(__name__)
 
-RolesOf = Callable[[str | None], frozenset[Role]]
+# (account, network) -> roles: an account holds roles only on the network it was identified on.
+RolesOf = Callable[[str | None, str], frozenset[Role]]
 
 
 def all_commands() -> dict[str, Command]:
@@ -122,7 +123,7 @@ class Dispatcher:
             account=message.account,
             network=message.network,
             nick=message.nick,
-            roles=self.roles_of(message.account),
+            roles=self.roles_of(message.account, message.network),
             reply_target=message.reply_target,
         )
         with self.sessions() as session:
