@@ -323,6 +323,7 @@ def irc_config(config: configuration.Config, environ: Mapping[str, str]) -> IrcC
             realname=i.realname,
             sasl_username=i.sasl_username or None,
             sasl_password=_secret(environ, "irc", "sasl_password_env", i.sasl_password_env),
+            allow_plaintext_sasl=i.allow_plaintext_sasl,
             nickserv_password=_secret(environ, "irc", "nickserv_password_env", i.nickserv_password_env),
             identity=i.identity,
             channels={c: c for c in config.channels.all},

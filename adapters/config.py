@@ -179,6 +179,9 @@ class IrcSection:
     realname: str = "downtime-bot (tree-closing downtimes)"
     sasl_username: str = ""
     sasl_password_env: str = ""
+    # SASL over a connection without TLS sends the password readable to anyone on the path:
+    # refused at start-up unless turned on (for a local test server).
+    allow_plaintext_sasl: bool = False
     nickserv_password_env: str = ""
     identity: Literal["account", "nick"] = "account"
     pacing: bool = True
@@ -499,6 +502,7 @@ def _irc(values: Mapping[str, str], bot_nick: str, *, in_use: bool) -> IrcSectio
         realname=get("realname", d.realname),
         sasl_username=get("sasl_username"),
         sasl_password_env=_env_name("irc", "sasl_password_env", get("sasl_password_env")),
+        allow_plaintext_sasl=_bool("irc", "allow_plaintext_sasl", get("allow_plaintext_sasl", "off")),
         nickserv_password_env=_env_name("irc", "nickserv_password_env", get("nickserv_password_env")),
         identity="nick" if identity.lower() == "nick" else "account",
         pacing=_bool("irc", "pacing", get("pacing", "on")),

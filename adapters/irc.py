@@ -86,6 +86,7 @@ class IrcConfig:
     realname: str = "downtime-bot (tree-closing downtimes)"
     sasl_username: str | None = None
     sasl_password: str | None = field(default=None, repr=False)
+    allow_plaintext_sasl: bool = False  # SASL without TLS: only for a local test server
     nickserv_password: str | None = field(default=None, repr=False)
     identity: Literal["account", "nick"] = "account"
     channels: Mapping[str, str] = field(
@@ -105,6 +106,14 @@ class IrcConfig:
     regain_interval: float = 60.0
     whois_timeout: float = 2.0
     join_retry_min: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.sasl_username and self.sasl_password and not self.tls and not self.allow_plaintext_sasl:
+            raise ValueError(
+                f"[irc] sasl_username = {self.sasl_username}: SASL over a plaintext connection (tls = off) "
+                "would send the password unencrypted; turn tls on, or set allow_plaintext_sasl = on "
+                "(only for a local test server)"
+            )
 
     @property
     def alternate_nick(self) -> str:
@@ -514,6 +523,11 @@ class IrcTransport(Transport):
             log.warning(
                 "IRC identity = nick: anyone can use any nick, so permissions are not safe; "
                 "use this only against a local test server"
+            )
+        if self.config.sasl_username and self.config.sasl_password and not self.config.tls:
+            log.warning(
+                "IRC SASL login over a plaintext connection (allow_plaintext_sasl = on): the password "
+                "crosses the network unencrypted; use this only against a local test server"
             )
         self._on_message = on_message
         self._stopping.clear()

@@ -380,7 +380,7 @@ def test_accounts_decide_who_may_act_and_sheriffs_are_pinged_by_their_current_ni
         tmp_path, services.port, t,
         roles={"ciduty": "ciduty", "sheriffs": "sheriff, ghost, @carol:example.org"},
         irc={"identity": "account", "nick": "downtimebot", "sasl_username": "downtimebot",
-             "sasl_password_env": "TEST_IRC_PASSWORD"},
+             "sasl_password_env": "TEST_IRC_PASSWORD", "allow_plaintext_sasl": "on"},
         env={"TEST_IRC_PASSWORD": PASSWORDS["downtimebot"]},
     )
 
@@ -441,3 +441,34 @@ def test_accounts_decide_who_may_act_and_sheriffs_are_pinged_by_their_current_ni
         asyncio.run(scenario())
     finally:
         bot.stop()
+
+
+def test_sasl_over_plaintext_is_refused_at_start_up_with_the_reason_and_allowed_with_the_key(
+    services: InspircdAnope, tmp_path: Path
+) -> None:
+    sasl = {"identity": "account", "nick": "downtimebot", "sasl_username": "downtimebot",
+            "sasl_password_env": "TEST_IRC_PASSWORD"}
+    (tmp_path / "refused").mkdir()
+    refused = BotProcess(tmp_path / "refused", services.port, tag(), roles={}, irc=sasl,
+                         env={"TEST_IRC_PASSWORD": PASSWORDS["downtimebot"]})
+    refused.start()
+    assert refused.proc is not None and refused.proc.wait(30) == 2
+    assert "SASL over a plaintext connection (tls = off) would send the password unencrypted" in refused.log_text()
+    assert "allow_plaintext_sasl = on" in refused.log_text()
+    assert "IRC connecting" not in refused.log_text() and PASSWORDS["downtimebot"] not in refused.log_text()
+    refused.stop()
+
+    (tmp_path / "allowed").mkdir()
+    allowed = BotProcess(tmp_path / "allowed", services.port, tag(), roles={},
+                         irc={**sasl, "allow_plaintext_sasl": "on"}, env={"TEST_IRC_PASSWORD": PASSWORDS["downtimebot"]})
+
+    async def scenario() -> None:
+        allowed.start()
+        await allowed.joined()
+        assert allowed.count("IRC logged in as account downtimebot") == 1
+        assert allowed.count("SASL login over a plaintext connection") == 1  # said, as a warning
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        allowed.stop()

@@ -384,6 +384,7 @@ def account_config(port: int, tag_: str) -> IrcConfig:
         nick="downtimebot",
         sasl_username="downtimebot",
         sasl_password=PASSWORDS["downtimebot"],
+        allow_plaintext_sasl=True,  # a local test server without TLS
         identity="account",
         channels=channels(tag_),
     )

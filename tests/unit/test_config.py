@@ -211,6 +211,19 @@ def test_an_env_key_holding_something_that_is_no_variable_name_is_refused_withou
     assert "hunter2" not in str(err.value)
 
 
+def test_sasl_without_tls_is_a_configuration_error_unless_allowed_for_a_local_server(tmp_path: Path) -> None:
+    import bot
+
+    text = "[bot]\ntransports = irc\n[irc]\nhost = 127.0.0.1\nsasl_username = dtbot\nsasl_password_env = PW\n"
+    problems = bot.check_config(load_ini(tmp_path, text), {"PW": "s3cret"})
+    assert problems == [
+        "[irc] sasl_username = dtbot: SASL over a plaintext connection (tls = off) would send the password "
+        "unencrypted; turn tls on, or set allow_plaintext_sasl = on (only for a local test server)"
+    ]
+    assert bot.check_config(load_ini(tmp_path, text + "allow_plaintext_sasl = on\n"), {"PW": "s3cret"}) == []
+    assert bot.check_config(load_ini(tmp_path, text + "tls = on\n"), {"PW": "s3cret"}) == []
+
+
 # --- secrets ---------------------------------------------------------------------------------------
 
 EVERY_SECRET = """\
@@ -218,6 +231,7 @@ EVERY_SECRET = """\
 transports = irc, matrix
 [irc]
 host = irc.example.org
+tls = on
 sasl_username = downtimebot
 sasl_password_env = DOWNTIMEBOT_IRC_PASSWORD
 nickserv_password_env = NICKSERV_PASSWORD
@@ -343,7 +357,7 @@ def test_check_config_says_ok_for_a_good_irc_config_without_connecting_or_openin
             tmp_path,
             f"[bot]\ntransports = irc\ndatabase = sqlite:///{tmp_path}/bot.db\n"
             f"[irc]\nhost = 127.0.0.1\nport = {port}\nsasl_username = dtbot\n"
-            "sasl_password_env = DOWNTIMEBOT_IRC_PASSWORD\n",
+            "sasl_password_env = DOWNTIMEBOT_IRC_PASSWORD\nallow_plaintext_sasl = on\n",
             DOWNTIMEBOT_IRC_PASSWORD="s3cret",
         )
         server.setblocking(False)
