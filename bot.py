@@ -326,6 +326,8 @@ def irc_config(config: configuration.Config, environ: Mapping[str, str]) -> IrcC
             allow_plaintext_sasl=i.allow_plaintext_sasl,
             nickserv_password=_secret(environ, "irc", "nickserv_password_env", i.nickserv_password_env),
             identity=i.identity,
+            whois_max_age=i.whois_max_age,
+            command_prefix=config.bot.command_prefix,
             channels={c: c for c in config.channels.all},
             pacing=i.pacing,
             burst=i.burst,

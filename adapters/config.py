@@ -184,6 +184,7 @@ class IrcSection:
     allow_plaintext_sasl: bool = False
     nickserv_password_env: str = ""
     identity: Literal["account", "nick"] = "account"
+    whois_max_age: float = 60.0  # seconds; an account learned without account-tag is re-checked after
     pacing: bool = True
     line_burst: int = 3  # lines that may go out at once
     line_rate: float = 1.0  # lines per second refilled
@@ -505,6 +506,7 @@ def _irc(values: Mapping[str, str], bot_nick: str, *, in_use: bool) -> IrcSectio
         allow_plaintext_sasl=_bool("irc", "allow_plaintext_sasl", get("allow_plaintext_sasl", "off")),
         nickserv_password_env=_env_name("irc", "nickserv_password_env", get("nickserv_password_env")),
         identity="nick" if identity.lower() == "nick" else "account",
+        whois_max_age=_number("irc", "whois_max_age", get("whois_max_age", str(d.whois_max_age))),
         pacing=_bool("irc", "pacing", get("pacing", "on")),
         line_burst=_int("irc", "line_burst", get("line_burst", str(d.line_burst)), minimum=1),
         line_rate=_number("irc", "line_rate", get("line_rate", str(d.line_rate))),

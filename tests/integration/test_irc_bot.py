@@ -472,3 +472,92 @@ def test_sasl_over_plaintext_is_refused_at_start_up_with_the_reason_and_allowed_
         asyncio.run(scenario())
     finally:
         allowed.stop()
+
+
+# --- identity: answers learned by WHOIS expire; private answers to the unidentified go to the nick ---
+
+
+@pytest.fixture(scope="module")
+def whois_only() -> Iterator[InspircdAnope]:
+    """InspIRCd + Anope without account-tag, account-notify and extended-join: accounts by WHOIS only."""
+    _require("inspircd", "anope")
+    with InspircdAnope(account_caps=False) as server:
+        for account in ("ciduty", "downtimebot"):
+            server.register(account, PASSWORDS[account])
+        yield server
+
+
+def account_bot(tmp_path: Path, port: int, **irc: str) -> BotProcess:
+    return BotProcess(
+        tmp_path, port, tag(), roles={"ciduty": "ciduty"}, transports="irc,console",
+        irc={"identity": "account", "nick": "downtimebot", "sasl_username": "downtimebot",
+             "sasl_password_env": "TEST_IRC_PASSWORD", "allow_plaintext_sasl": "on", "line_rate": "5", **irc},
+        env={"TEST_IRC_PASSWORD": PASSWORDS["downtimebot"]},
+    )
+
+
+def test_a_nick_whose_whois_answer_is_old_is_checked_again_before_a_command(
+    whois_only: InspircdAnope, tmp_path: Path
+) -> None:
+    bot = account_bot(tmp_path, whois_only.port, whois_max_age="1")
+
+    async def scenario() -> None:
+        bot.start()
+        await bot.joined()
+        capabilities = re.search(r"IRC capabilities: (.*)", bot.log_text())
+        assert capabilities and {"account-tag", "account-notify", "extended-join"}.isdisjoint(capabilities[1].split())
+        bot.console(bot.ci, "alice", "!downtime propose in 3d for 2h bug 4242 -- Move the build farm")
+        while bot.query("select count(*) from downtimes") != [(1,)]:
+            await asyncio.sleep(0.05)
+        carol = RawClient(whois_only.port, "carol_w", sasl=("ciduty", PASSWORDS["ciduty"]))
+        await carol.connect()
+        await carol.privmsg("downtimebot", "!downtime show 1")  # no shared channel: the bot WHOISes
+        await carol.wait_for(said("downtimebot", "carol_w", "#1 [proposed]"), timeout=30)
+        await carol.quit()  # unseen by the bot: they share no channel
+
+        mallory = RawClient(whois_only.port, "carol_w", username="mallory")
+        await mallory.connect()  # takes the nick, not identified
+        await asyncio.sleep(1.5)  # the WHOIS answer is now older than whois_max_age
+        try:
+            await mallory.privmsg("downtimebot", "!downtime approve 1")
+            refusal = await mallory.wait_for(said("downtimebot", "carol_w"), timeout=30)
+            assert refusal.text.startswith("identify with services first"), refusal.text
+        finally:
+            await mallory.quit()
+        assert bot.query("select state from downtimes") == [("proposed",)]
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        bot.stop()
+
+
+def test_a_private_answer_to_an_unidentified_nick_goes_to_that_nick_not_to_the_account_holder(
+    services: InspircdAnope, tmp_path: Path
+) -> None:
+    bot = account_bot(tmp_path, services.port)
+
+    async def scenario() -> None:
+        bot.start()
+        await bot.joined()
+        bobby = RawClient(services.port, "bobby", caps=SASL_CAPS, sasl=("bob", PASSWORDS["bob"]))
+        await bobby.connect()
+        await bobby.join(bot.ci)  # the bot learns that account bob is the nick bobby
+        await bobby.privmsg(bot.ci, "!downtime list")
+        await bobby.wait_for(said("downtimebot", bot.ci), timeout=30)
+        impostor = RawClient(services.port, "bob", caps=SASL_CAPS)  # the nick bob, not identified
+        await impostor.connect()
+        try:
+            start = bobby.mark()
+            await impostor.privmsg("downtimebot", "!downtime list")
+            await impostor.wait_for(said("downtimebot", "bob"), timeout=30)
+            await bobby.privmsg(bot.ci, "!downtime list")  # whatever went to bobby came before this answer
+            await bobby.wait_for(said("downtimebot", bot.ci), timeout=30)
+            assert not [l.raw for l in bobby.lines[start:] if said("downtimebot", "bobby")(l)]
+        finally:
+            await quit_all([bobby, impostor])
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        bot.stop()
