@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, TextIO
 from adapters import config as configuration
 from adapters.clock import SystemClock
 from adapters.console import ConsoleTransport
-from adapters.db import Checkpointer, CommitCounter, make_engine, migrate, session_factory
+from adapters.db import Checkpointer, CommitCounter, display_url, make_engine, migrate, session_factory
 from adapters.mail import MailConfig, MailDelivery, PrintMailer, SmtpMailer
 from adapters.outbox import OutboxWorker, chat_delivery
 from adapters.scheduler import ReminderScheduler
@@ -235,7 +235,8 @@ class Bot:
         if self.bugzilla is not None:
             # In the background: a Bugzilla that is down must not hold up the chat.
             self._tasks.append(asyncio.create_task(self._check_bugzilla(), name="bugzilla-check"))
-        log.info("downtime-bot running: transports %s, database %s", ", ".join(self.transports), self.config.bot.database)
+        log.info("downtime-bot running: transports %s, database %s", ", ".join(self.transports),
+                 display_url(self.config.bot.database))
 
     async def _check_bugzilla(self) -> None:
         assert self.bugzilla is not None
