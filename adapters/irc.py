@@ -1010,7 +1010,7 @@ class IrcTransport(Transport):
         Older than ``whois_max_age`` and learned by WHOIS (the bot may share no channel with
         that nick, so it would not see it quit and another connection take it), or learned at
         all while the server sends no account-notify (a logout would go unseen)."""
-        if self._accounts.age(known) <= self.config.whois_max_age:
+        if self.config.identity == "nick" or self._accounts.age(known) <= self.config.whois_max_age:
             return False
         return known.source == "whois" or "account-notify" not in session.acked
 

@@ -513,6 +513,7 @@ def test_a_nick_whose_whois_answer_is_old_is_checked_again_before_a_command(
         await carol.connect()
         await carol.privmsg("downtimebot", "!downtime show 1")  # no shared channel: the bot WHOISes
         await carol.wait_for(said("downtimebot", "carol_w", "#1 [proposed]"), timeout=30)
+        await carol.wait_for(said("downtimebot", "carol_w", "Bug 4242"), timeout=30)  # the whole answer
         await carol.quit()  # unseen by the bot: they share no channel
 
         mallory = RawClient(whois_only.port, "carol_w", username="mallory")
@@ -520,8 +521,10 @@ def test_a_nick_whose_whois_answer_is_old_is_checked_again_before_a_command(
         await asyncio.sleep(1.5)  # the WHOIS answer is now older than whois_max_age
         try:
             await mallory.privmsg("downtimebot", "!downtime approve 1")
-            refusal = await mallory.wait_for(said("downtimebot", "carol_w"), timeout=30)
-            assert refusal.text.startswith("identify with services first"), refusal.text
+            answer = await mallory.wait_for(
+                lambda l: said("downtimebot", "carol_w")(l) and l.text.startswith(("identify", "Downtime #1")),
+                timeout=30)
+            assert answer.text.startswith("identify with services first"), answer.text
         finally:
             await mallory.quit()
         assert bot.query("select state from downtimes") == [("proposed",)]
