@@ -26,6 +26,11 @@ def say(chat: Chat, who: str, text: str, network: str, room: str = "#ci") -> lis
     return out if network == next(iter(chat.transports)) else chat.new_lines(network)
 
 
+def refused(out: list[str]) -> bool:
+    """The one-line refusal for want of the CiDuty role."""
+    return len(out) == 1 and out[0].startswith("#ci only CiDuty") and "approve" in out[0]
+
+
 @pytest.fixture
 def carol_on_matrix_only(tmp_path: Path, clock: FakeClock) -> Iterator[Chat]:
     chat = _chat(tmp_path, clock, {"carol": "@carol:mozilla.org, carol@mozilla.org"})
@@ -37,14 +42,14 @@ def test_a_console_account_named_like_a_person_listed_only_on_matrix_is_not_cidu
     chat = carol_on_matrix_only
     say(chat, "alice", PROPOSE, "console")
     out = say(chat, "carol", "!downtime approve 1", "console")
-    assert out == ["#ci only CiDuty may approve downtime #1"]
+    assert refused(out)
 
 
 def test_an_irc_account_named_like_a_person_listed_only_on_matrix_is_not_ciduty(carol_on_matrix_only: Chat) -> None:
     chat = carol_on_matrix_only
     say(chat, "alice", PROPOSE, "irc")
     out = say(chat, "carol", "!downtime approve 1", "irc")
-    assert out == ["#ci only CiDuty may approve downtime #1"]
+    assert refused(out)
 
 
 def test_the_matrix_id_the_role_names_is_ciduty(carol_on_matrix_only: Chat) -> None:
@@ -68,7 +73,7 @@ def test_people_lend_a_role_to_each_account_they_list_on_its_own_network(tmp_pat
     chat = _chat(tmp_path, clock, {"carol": "carolirc, @carol:mozilla.org"})
     try:
         say(chat, "alice", PROPOSE, "irc")
-        assert say(chat, "carol", "!downtime approve 1", "irc") == ["#ci only CiDuty may approve downtime #1"]
+        assert refused(say(chat, "carol", "!downtime approve 1", "irc"))
         out = say(chat, "carolirc", "!downtime approve 1", "irc")
         assert out[0].startswith("#ci Downtime #1 approved")
     finally:
