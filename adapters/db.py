@@ -55,6 +55,15 @@ def display_url(url: str) -> str:
         return "(unreadable database URL)"
 
 
+def url_password(url: str) -> str | None:
+    """The password in a database URL, if any (to mask it in the log)."""
+    try:
+        password = make_url(url).password
+    except Exception:  # not a URL SQLAlchemy can read: it fails later, with its own message
+        return None
+    return str(password) if password else None
+
+
 def _no_autocheckpoint(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.execute("PRAGMA wal_autocheckpoint=0")
 

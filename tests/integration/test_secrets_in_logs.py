@@ -4,7 +4,10 @@ to a distinctive value and the log at DEBUG; then every byte it wrote is searche
 from __future__ import annotations
 
 import asyncio
+import os
 import stat
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +18,7 @@ from tests.integration.test_irc_bot import PASSWORDS, BotProcess, _require, tag
 from tests.servers.bugzilla import BugzillaServer
 from tests.servers.ircd import InspircdAnope
 from tests.servers.smtp import SmtpServer, make_certificate
+from tests.servers.synapse import Synapse, running_synapse
 
 pytestmark = pytest.mark.integration
 
@@ -88,3 +92,48 @@ def test_a_whole_run_with_every_secret_set_never_logs_one(services: InspircdAnop
         leaked = [name for name, value in SECRETS.items() if value in everything]
         assert leaked == []
         assert stat.S_IMODE(bot.db.stat().st_mode) == 0o600
+
+
+@pytest.fixture(scope="module")
+def synapse() -> Iterator[Synapse]:
+    yield from running_synapse("raised")
+
+
+def test_a_matrix_run_at_debug_logs_neither_the_password_nor_the_access_token(synapse: Synapse, tmp_path: Path) -> None:
+    """Matrix through `python bot.py` at DEBUG (nio's own log included): after a login and a
+    command, neither the password nor the access token it got is in the log; the store folder
+    the bot made is the owner's only."""
+    import json
+
+    from tests.integration import test_matrix_bot as mx
+
+    class DebugBot(mx.BotProcess):
+        def start(self) -> None:
+            path = self.scene.write_config()
+            env = dict(os.environ, **{mx.PASSWORD_ENV: mx.PASSWORD, "DOWNTIMEBOT_LOG_LEVEL": "DEBUG"})
+            self.starts += 1
+            with open(self.scene.tmp / f"bot-{self.starts}.log", "wb") as log:
+                self.process = subprocess.Popen(
+                    [sys.executable, str(mx.REPO / "bot.py"), "--config", str(path)],
+                    cwd=mx.REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+                )
+
+    scene = mx.make_scene(synapse, tmp_path)
+    bot = DebugBot(scene)
+
+    async def scenario() -> None:
+        async with mx.people(scene) as p:
+            bot.start()
+            await mx.bot_joined(scene, p.carol, p.ci, p.dev)
+            await mx.say(p.eve, p.ci, scene, f"!downtime propose {mx.start_time()} for 2h -- Secrets test",
+                         mx.starting("Downtime #1 proposed"))
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        bot.stop()
+    logs = "\n".join(p.read_text(errors="replace") for p in tmp_path.glob("bot-*.log"))
+    token = json.loads((scene.store / "matrix-state.json").read_text())["access_token"]
+    assert token and "DEBUG" in logs
+    assert mx.PASSWORD not in logs and token not in logs
+    assert stat.S_IMODE(scene.store.stat().st_mode) == 0o700
