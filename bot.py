@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, TextIO
 from adapters import config as configuration
 from adapters.clock import SystemClock
 from adapters.console import ConsoleTransport
-from adapters.db import Checkpointer, CommitCounter, make_engine, migrate, session_factory
+from adapters.db import Checkpointer, CommitCounter, display_url, make_engine, migrate, session_factory, url_password
+from adapters.logsafe import protect
 from adapters.mail import MailConfig, MailDelivery, PrintMailer, SmtpMailer
 from adapters.outbox import OutboxWorker, chat_delivery
 from adapters.scheduler import ReminderScheduler
@@ -245,7 +246,8 @@ class Bot:
         if self.bugzilla is not None:
             # In the background: a Bugzilla that is down must not hold up the chat.
             self._tasks.append(asyncio.create_task(self._check_bugzilla(), name="bugzilla-check"))
-        log.info("downtime-bot running: transports %s, database %s", ", ".join(self.transports), self.config.bot.database)
+        log.info("downtime-bot running: transports %s, database %s", ", ".join(self.transports),
+                 display_url(self.config.bot.database))
 
     async def _check_bugzilla(self) -> None:
         assert self.bugzilla is not None
@@ -333,8 +335,11 @@ def irc_config(config: configuration.Config, environ: Mapping[str, str]) -> IrcC
             realname=i.realname,
             sasl_username=i.sasl_username or None,
             sasl_password=_secret(environ, "irc", "sasl_password_env", i.sasl_password_env),
+            allow_plaintext_sasl=i.allow_plaintext_sasl,
             nickserv_password=_secret(environ, "irc", "nickserv_password_env", i.nickserv_password_env),
             identity=i.identity,
+            whois_max_age=i.whois_max_age,
+            command_prefix=config.bot.command_prefix,
             channels={c: c for c in config.channels.all},
             pacing=i.pacing,
             burst=i.burst,
@@ -419,6 +424,19 @@ async def amain(config: configuration.Config) -> int:
     return 0
 
 
+def secret_values(config: configuration.Config, environ: Mapping[str, str]) -> list[str]:
+    """Every secret value this configuration may read (masked in the log): the variables its
+    ``*_env`` keys name, set or not in use, and the database URL's password."""
+    names = {s.variable for s in configuration.needed_secrets(config)} | {
+        config.irc.sasl_password_env, config.irc.nickserv_password_env, config.matrix.password_env,
+        config.matrix.access_token_env, config.mail.password_env, config.bugzilla.api_key_env,
+        config.trees.treestatus_token_env,
+    }
+    values = [environ[name] for name in names if name and environ.get(name)]
+    password = url_password(config.bot.database)
+    return values + ([password] if password else [])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="downtime-bot", description=__doc__.splitlines()[0])
     parser.add_argument("--config", help="configuration file (default: config.ini beside bot.py)")
@@ -437,6 +455,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    protect(secret_values(config, os.environ))
     if options.check_config:
         problems = check_config(config, os.environ)
         for problem in problems:

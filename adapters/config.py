@@ -63,35 +63,62 @@ class ChannelsSection:
         return tuple(dict.fromkeys((self.requests, self.announce)))
 
 
+# The kind of account each network identifies people by: the console types names like IRC
+# services accounts, so it is matched like IRC. A network not listed here grants no role.
+NETWORK_KINDS: Mapping[str, str] = {"irc": "irc", "console": "irc", "matrix": "matrix"}
+Identity = tuple[str, str]  # (kind, casefolded account): ("irc", "carol"), ("matrix", "@carol:mozilla.org")
+
+
+def account_kind(entry: str) -> str:
+    """What a [roles] or [people] entry names: ``matrix`` (an MXID such as @carol:mozilla.org),
+    ``mail`` (an address with @ and a dot after it), or ``irc`` (a bare name: an IRC services
+    account, or a console name)."""
+    if entry.startswith("@"):
+        return "matrix"
+    if "@" in entry and "." in entry.rpartition("@")[2]:
+        return "mail"
+    return "irc"
+
+
 @dataclass(frozen=True)
 class RolesSection:
     """[roles], with [people] linking one person's accounts across networks.
 
-    ``[people] carol = carol, @carol:mozilla.org`` makes the IRC account ``carol`` and the MXID
-    ``@carol:mozilla.org`` one person: a role given to either (or to ``carol``) holds on both.
+    Every account is matched on its own network only: a bare name is an IRC services account
+    (console names count as IRC ones), ``@user:server`` a Matrix ID. ``[people] carol = carol,
+    @carol:mozilla.org`` makes the IRC account ``carol`` and the MXID one person: a role given
+    to either (or to the person's name ``carol``) holds on both. A role never reaches an
+    account on a network where that person does not list it: with ``[people] carol =
+    @carol:mozilla.org``, ``ciduty = carol`` is the MXID only, not an IRC account named carol.
     """
 
-    members: Mapping[Role, frozenset[str]] = field(default_factory=dict)
-    links: Mapping[str, frozenset[str]] = field(default_factory=dict)
-    # [people] names that are not also one of that person's accounts: never mentioned.
-    names: frozenset[str] = frozenset()
+    members: Mapping[Role, frozenset[Identity]] = field(default_factory=dict)
+    links: Mapping[Identity, frozenset[Identity]] = field(default_factory=dict)
 
-    def identities(self, account: str) -> frozenset[str]:
-        folded = account.casefold()
-        return self.links.get(folded, frozenset({folded}))
+    def identities(self, account: str, network: str) -> frozenset[str]:
+        """Every account of the person holding `account` on `network` (itself included)."""
+        return frozenset(name for _, name in self._linked(account, network))
 
-    def roles_of(self, account: str | None) -> frozenset[Role]:
+    def _linked(self, account: str, network: str) -> frozenset[Identity]:
+        kind = NETWORK_KINDS.get(network)
+        if kind is None or account_kind(account) != kind:
+            return frozenset()
+        me = (kind, account.casefold())
+        return self.links.get(me, frozenset({me}))
+
+    def roles_of(self, account: str | None, network: str) -> frozenset[Role]:
+        """The roles of `account` as identified on `network` (``irc``, ``console``, ``matrix``)."""
         if not account:
             return frozenset()
-        mine = self.identities(account)
+        mine = self._linked(account, network)
         return frozenset(r for r, people in self.members.items() if mine & people)
 
     def accounts(self, role: Role) -> list[str]:
         """Every account (on every network) of the people holding `role`, for mentions."""
-        found: set[str] = set()
+        found: set[Identity] = set()
         for member in self.members.get(role, ()):
-            found |= self.identities(member)
-        return sorted(found - self.names)
+            found |= self.links.get(member, frozenset({member}))
+        return sorted(name for _, name in found)
 
 
 @dataclass(frozen=True)
@@ -156,8 +183,12 @@ class IrcSection:
     realname: str = "downtime-bot (tree-closing downtimes)"
     sasl_username: str = ""
     sasl_password_env: str = ""
+    # SASL over a connection without TLS sends the password readable to anyone on the path:
+    # refused at start-up unless turned on (for a local test server).
+    allow_plaintext_sasl: bool = False
     nickserv_password_env: str = ""
     identity: Literal["account", "nick"] = "account"
+    whois_max_age: float = 60.0  # seconds; an account learned without account-tag is re-checked after
     pacing: bool = True
     line_burst: int = 3  # lines that may go out at once
     line_rate: float = 1.0  # lines per second refilled
@@ -354,34 +385,47 @@ def _build(
         if not value.startswith("#") or " " in value:
             raise ConfigError(f"[channels] {key} = {value!r}: expected a channel name such as #ci")
 
-    members = {}
-    for role in Role:
-        members[role] = frozenset(a.casefold() for a in _list(get("roles", role.value)))
     # [people] <person> = <IRC account>, <@mxid:server>, <mail address>: one person's accounts
-    # (a role given to any holds on every network) and where mail reaches them.
-    links: dict[str, frozenset[str]] = {}
+    # (a role given to any holds on each of them, on its own network) and where mail reaches them.
+    links: dict[Identity, frozenset[Identity]] = {}
+    persons: dict[str, frozenset[Identity]] = {}
     people: dict[str, str] = {}
-    names: set[str] = set()
     for person, entries in raw.get("people", {}).items():
-        accounts, mails = [], []
+        accounts: list[Identity] = []
+        mails = []
         for entry in _list(entries):
-            if entry.startswith("@") or "@" not in entry:
-                accounts.append(entry)
-            elif any(c.isspace() or c in "<>,;" for c in entry) or "." not in entry.rpartition("@")[2]:
+            kind = account_kind(entry)
+            if (kind == "irc" and "@" in entry) or (kind == "mail" and any(c.isspace() or c in "<>,;" for c in entry)):
                 raise ConfigError(f"[people] {person} = {entries!r}: {entry!r} is not a mail address or an account")
-            else:
+            if kind == "mail":
                 mails.append(entry)
-        listed = frozenset(a.casefold() for a in accounts)
-        identities = listed | {person.casefold()}
-        if listed and person.casefold() not in listed:
-            # A name that is none of the listed accounts: roles may use it, mentions must not.
-            # (With no account listed, as in "alice = alice@example.org", the name is the account.)
-            names.add(person.casefold())
+            else:
+                accounts.append((kind, entry.casefold()))
+        if not accounts and account_kind(person) == "irc":
+            # "alice = alice@example.org": with no account listed, the name is the (IRC) account.
+            accounts.append(("irc", person.casefold()))
+        identities = frozenset(accounts)
+        persons[person.casefold()] = identities
         for identity in identities:
             links[identity] = links.get(identity, frozenset()) | identities
             if mails:
-                people[identity] = mails[0]
-    roles = RolesSection(members, links, frozenset(names))
+                people[identity[1]] = mails[0]
+    members: dict[Role, frozenset[Identity]] = {}
+    for role in Role:
+        named: set[Identity] = set()
+        for entry in _list(get("roles", role.value)):
+            kind = account_kind(entry)
+            if entry.casefold() in persons:
+                named |= persons[entry.casefold()]  # a person: each account they list
+            elif kind == "mail":
+                raise ConfigError(
+                    f"[roles] {role.value}: {entry!r} is a mail address; expected IRC services accounts "
+                    "or Matrix IDs such as @carol:example.org"
+                )
+            else:
+                named.add((kind, entry.casefold()))
+        members[role] = frozenset(named)
+    roles = RolesSection(members, links)
 
     try:
         policy = Policy(
@@ -490,8 +534,10 @@ def _irc(values: Mapping[str, str], bot_nick: str, *, in_use: bool) -> IrcSectio
         realname=get("realname", d.realname),
         sasl_username=get("sasl_username"),
         sasl_password_env=_env_name("irc", "sasl_password_env", get("sasl_password_env")),
+        allow_plaintext_sasl=_bool("irc", "allow_plaintext_sasl", get("allow_plaintext_sasl", "off")),
         nickserv_password_env=_env_name("irc", "nickserv_password_env", get("nickserv_password_env")),
         identity="nick" if identity.lower() == "nick" else "account",
+        whois_max_age=_number("irc", "whois_max_age", get("whois_max_age", str(d.whois_max_age))),
         pacing=_bool("irc", "pacing", get("pacing", "on")),
         line_burst=_int("irc", "line_burst", get("line_burst", str(d.line_burst)), minimum=1),
         line_rate=_number("irc", "line_rate", get("line_rate", str(d.line_rate))),

@@ -103,6 +103,10 @@ class ConsoleTransport(Transport):
 
     async def send(self, message: Outgoing) -> None:
         where = message.target
+        if where.startswith("~"):
+            # Someone not identified, answered by nick: printed like any private answer (the
+            # console's output format is fixed: "@<name> <botnick>: <text>").
+            where = "@" + where[1:]
         lines = message.text.split("\n") or [""]
         if message.mentions:
             lines[0] = f"{', '.join(message.mentions)}: {lines[0]}"

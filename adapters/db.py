@@ -15,6 +15,8 @@ from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from adapters.files import private_file, private_folder
+
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).resolve().parent.parent / "models" / "migrations"
 
@@ -31,7 +33,11 @@ def make_engine(url: str, *, base: Path | None = None, background_checkpoints: b
         path = Path(parsed.database)
         if not path.is_absolute() and base is not None:
             path = base / path
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_folder(path.parent)
+        # SQLite gives its -wal and -shm files the database file's mode.
+        for name in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            if name == path or name.exists():
+                private_file(name)
         parsed = parsed.set(database=str(path))
     engine = create_engine(parsed)
     if parsed.get_backend_name() == "sqlite":
@@ -39,6 +45,23 @@ def make_engine(url: str, *, base: Path | None = None, background_checkpoints: b
         if background_checkpoints:
             event.listen(engine, "connect", _no_autocheckpoint)
     return engine
+
+
+def display_url(url: str) -> str:
+    """The database URL for a log line: its password masked."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL SQLAlchemy can read: say nothing of it
+        return "(unreadable database URL)"
+
+
+def url_password(url: str) -> str | None:
+    """The password in a database URL, if any (to mask it in the log)."""
+    try:
+        password = make_url(url).password
+    except Exception:  # not a URL SQLAlchemy can read: it fails later, with its own message
+        return None
+    return str(password) if password else None
 
 
 def _no_autocheckpoint(dbapi_connection: Any, _record: Any) -> None:

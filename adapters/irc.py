@@ -18,6 +18,10 @@ control and a strict UTF-8 decoder:
   the server adds ``:nick!user@host``; control characters never reach the wire.
 - **Identity**: the services account of each sender from the ``account`` tag, else from
   extended-join/account-notify, else from a WHOIS 330 (at most ``whois_timeout`` seconds).
+  What was learned without a tag is forgotten on QUIT, PART, KICK and NICK, replaced on
+  account-notify, and checked again by WHOIS before a command once older than
+  ``whois_max_age`` (see `IrcTransport._stale`). A private answer to someone not identified
+  (target ``~nick``) goes to that nick, never to whoever holds an account of that name.
 """
 from __future__ import annotations
 
@@ -86,6 +90,7 @@ class IrcConfig:
     realname: str = "downtime-bot (tree-closing downtimes)"
     sasl_username: str | None = None
     sasl_password: str | None = field(default=None, repr=False)
+    allow_plaintext_sasl: bool = False  # SASL without TLS: only for a local test server
     nickserv_password: str | None = field(default=None, repr=False)
     identity: Literal["account", "nick"] = "account"
     channels: Mapping[str, str] = field(
@@ -104,7 +109,21 @@ class IrcConfig:
     connect_timeout: float = 30.0
     regain_interval: float = 60.0
     whois_timeout: float = 2.0
+    # An account learned without the server's account-tag may be out of date: one learned by
+    # WHOIS (the bot sees no QUIT of a nick it shares no channel with), or any when the server
+    # sends no account-notify. Older than this, it is checked again by WHOIS before a line that
+    # starts with `command_prefix` is handed on, and before a private message goes to that nick.
+    whois_max_age: float = 60.0
+    command_prefix: str = "!"
     join_retry_min: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.sasl_username and self.sasl_password and not self.tls and not self.allow_plaintext_sasl:
+            raise ValueError(
+                f"[irc] sasl_username = {self.sasl_username}: SASL over a plaintext connection (tls = off) "
+                "would send the password unencrypted; turn tls on, or set allow_plaintext_sasl = on "
+                "(only for a local test server)"
+            )
 
     @property
     def alternate_nick(self) -> str:
@@ -260,10 +279,17 @@ class AccountMap:
         self._by_nick.pop(fold(nick), None)
 
     def rename(self, old: str, new: str) -> None:
-        """A nick change keeps the account (it belongs to the connection), except WHOIS answers."""
+        """A nick change keeps the account (it belongs to the connection), except WHOIS answers.
+
+        What was known of the new nick (someone who left unseen) is dropped either way."""
         entry = self._by_nick.pop(fold(old), None)
+        self._by_nick.pop(fold(new), None)
         if entry and entry[1].source != "whois":
             self._by_nick[fold(new)] = (new, entry[1])
+
+    def age(self, known: _Known) -> float:
+        """Seconds since ``known`` was learned."""
+        return self._clock() - known.seen
 
     def nick_for(self, account: str) -> str | None:
         """The nick most recently seen logged in as ``account``."""
@@ -514,6 +540,11 @@ class IrcTransport(Transport):
             log.warning(
                 "IRC identity = nick: anyone can use any nick, so permissions are not safe; "
                 "use this only against a local test server"
+            )
+        if self.config.sasl_username and self.config.sasl_password and not self.config.tls:
+            log.warning(
+                "IRC SASL login over a plaintext connection (allow_plaintext_sasl = on): the password "
+                "crosses the network unencrypted; use this only against a local test server"
             )
         self._on_message = on_message
         self._stopping.clear()
@@ -852,6 +883,8 @@ class IrcTransport(Transport):
         elif "extended-join" in session.acked and event.arguments:
             account = event.arguments[0]
             self._accounts.set(nick, None if account == "*" else account, "join")
+        else:
+            self._accounts.forget(nick)  # maybe not the connection a WHOIS answered for earlier
 
     def _on_names(self, session: _Session, event: irc.client.Event) -> None:
         # 353 <me> <=|*|@> <channel> :[@+]nick ...: who is there (for mentions in nick mode)
@@ -928,6 +961,7 @@ class IrcTransport(Transport):
             return
         self._accounts.rename(old, new)
         session.whois_seen.pop(fold(old), None)
+        session.whois_seen.pop(fold(new), None)
         if fold(old) == fold(self.config.nick):
             self._try_regain(session)
 
@@ -970,7 +1004,19 @@ class IrcTransport(Transport):
             log.warning("IRC WHOIS %s got no answer in %.1f s", nick, self.config.whois_timeout)
             return None
 
-    async def _account_of(self, nick: str, tags: dict[str, str]) -> str | None:
+    def _stale(self, session: _Session, known: _Known) -> bool:
+        """True when ``known`` must be checked again by WHOIS before it decides anything.
+
+        Older than ``whois_max_age`` and learned by WHOIS (the bot may share no channel with
+        that nick, so it would not see it quit and another connection take it), or learned at
+        all while the server sends no account-notify (a logout would go unseen)."""
+        if self.config.identity == "nick" or self._accounts.age(known) <= self.config.whois_max_age:
+            return False
+        return known.source == "whois" or "account-notify" not in session.acked
+
+    async def _account_of(self, nick: str, tags: dict[str, str], command: bool = False) -> str | None:
+        """The account ``nick`` is logged in as; ``command``: the line is a command, so an old
+        answer learned without a tag is checked again first."""
         if self.config.identity == "nick":
             self._accounts.set(nick, nick, "tag")
             return nick
@@ -983,11 +1029,18 @@ class IrcTransport(Transport):
         if "account-tag" in session.acked:
             return None  # the server tags every logged-in sender: no tag, no account
         known = self._accounts.lookup(nick)
-        if known is not None:
+        if known is not None and not (command and self._stale(session, known)):
             return known.account
         return await self._whois(session, nick)
 
     async def _irc_target(self, session: _Session, target: str) -> str:
+        if target.startswith("~"):
+            # The nick that wrote, not identified: the answer goes to that nick itself, never
+            # to whoever holds an account of the same name.
+            writer = target[1:]
+            if not writer or any(c.isspace() or c in ",:*?!@#" for c in writer):
+                raise Undeliverable(f"IRC: {writer!r} is not a nick")
+            return writer
         if target.startswith("@"):
             account = target[1:]
             if not _is_irc_account(account):
@@ -1015,7 +1068,13 @@ class IrcTransport(Transport):
         """
         nick = self._accounts.nick_for(account)
         if nick is not None:
-            return nick
+            known = self._accounts.lookup(nick)
+            if known is None or not self._stale(session, known):
+                return nick
+            if session.registered:
+                confirmed = await self._whois(session, nick)  # someone else may hold that nick now
+                if confirmed is not None and fold(confirmed) == fold(account):
+                    return nick
         if not session.registered:
             raise TransportUnavailable("not connected to IRC")
         found = await self._whois(session, account)
@@ -1070,7 +1129,8 @@ class IrcTransport(Transport):
         while True:
             received = await self._incoming.get()
             try:
-                account = await self._account_of(received.nick, received.tags)
+                command = received.text.startswith(self.config.command_prefix)
+                account = await self._account_of(received.nick, received.tags, command)
                 incoming = Incoming(
                     network=self.network,
                     room=received.room,

@@ -50,6 +50,7 @@ from typing import Any, TypeVar
 import aiohttp
 import nio
 
+from adapters.files import private_folder
 from models.ports import Incoming, MessageHandler, Outgoing, Transport, TransportUnavailable
 
 log = logging.getLogger(__name__)
@@ -178,7 +179,7 @@ class MatrixStateStore:
             return None
 
     def save(self, data: Mapping[str, Any]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_folder(self.path.parent)
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".matrix-state-")
         try:
             os.fchmod(fd, 0o600)  # it holds an access token

@@ -41,6 +41,8 @@ class Clock(Protocol):
 #   own room (IRC channel, Matrix room id);
 # - "@<account>": a private message to the person holding that account (IRC services
 #   account, Matrix MXID); the transport finds their nick/room.
+# - "~<nick>": a private message to the nick that wrote, someone not identified (IRC); never
+#   to the holder of an account of that name.
 #
 # Transports never decide what to say. Outgoing chat comes from the outbox, which calls
 # `Transport.send` and marks the row sent only after `send` returned, so a transport must
@@ -72,10 +74,11 @@ class Incoming:
 
     @property
     def reply_target(self) -> str:
-        """Where an answer to this message goes: its channel, or the sender privately."""
+        """Where an answer to this message goes: its channel, or the sender privately (by
+        account, or by nick when they are not identified)."""
         if self.room:
             return self.room
-        return "@" + (self.account or self.nick)
+        return "@" + self.account if self.account else "~" + self.nick
 
 
 @dataclass

@@ -32,7 +32,8 @@ from plugins.registry import Command, Parsed, collect, parse_line, run, tops_of
 
 log = logging.getLogger(__name__)
 
-RolesOf = Callable[[str | None], frozenset[Role]]
+# (account, network) -> roles: an account holds roles only on the network it was identified on.
+RolesOf = Callable[[str | None, str], frozenset[Role]]
 
 
 def all_commands() -> dict[str, Command]:
@@ -105,7 +106,7 @@ class Dispatcher:
         """Whether the sender is over [bot] rate_limit: told once to slow down, then ignored."""
         verdict = limiter.check(
             message.network, message.account, message.nick,
-            exempt=lambda: bool(self.roles_of(message.account) & {Role.CIDUTY, Role.ADMIN}),
+            exempt=lambda: bool(self.roles_of(message.account, message.network) & {Role.CIDUTY, Role.ADMIN}),
         )
         if verdict is Verdict.ALLOW:
             return False
@@ -148,7 +149,7 @@ class Dispatcher:
             account=message.account,
             network=message.network,
             nick=message.nick,
-            roles=self.roles_of(message.account),
+            roles=self.roles_of(message.account, message.network),
             reply_target=message.reply_target,
         )
         with self.sessions() as session:

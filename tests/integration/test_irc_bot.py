@@ -382,7 +382,7 @@ def test_accounts_decide_who_may_act_and_sheriffs_are_pinged_by_their_current_ni
         tmp_path, services.port, t,
         roles={"ciduty": "ciduty", "sheriffs": "sheriff, ghost, @carol:example.org"},
         irc={"identity": "account", "nick": "downtimebot", "sasl_username": "downtimebot",
-             "sasl_password_env": "TEST_IRC_PASSWORD"},
+             "sasl_password_env": "TEST_IRC_PASSWORD", "allow_plaintext_sasl": "on"},
         env={"TEST_IRC_PASSWORD": PASSWORDS["downtimebot"]},
     )
 
@@ -438,6 +438,129 @@ def test_accounts_decide_who_may_act_and_sheriffs_are_pinged_by_their_current_ni
         assert bot.query("select status, last_error from outbox where key like 'dt2:rejected%'") == [
             ("failed", "IRC: nobody is logged in as alice now")]
         assert bot.count("failed for good: IRC: nobody is logged in as alice") == 1
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        bot.stop()
+
+
+def test_sasl_over_plaintext_is_refused_at_start_up_with_the_reason_and_allowed_with_the_key(
+    services: InspircdAnope, tmp_path: Path
+) -> None:
+    sasl = {"identity": "account", "nick": "downtimebot", "sasl_username": "downtimebot",
+            "sasl_password_env": "TEST_IRC_PASSWORD"}
+    (tmp_path / "refused").mkdir()
+    refused = BotProcess(tmp_path / "refused", services.port, tag(), roles={}, irc=sasl,
+                         env={"TEST_IRC_PASSWORD": PASSWORDS["downtimebot"]})
+    refused.start()
+    assert refused.proc is not None and refused.proc.wait(30) == 2
+    assert "SASL over a plaintext connection (tls = off) would send the password unencrypted" in refused.log_text()
+    assert "allow_plaintext_sasl = on" in refused.log_text()
+    assert "IRC connecting" not in refused.log_text() and PASSWORDS["downtimebot"] not in refused.log_text()
+    refused.stop()
+
+    (tmp_path / "allowed").mkdir()
+    allowed = BotProcess(tmp_path / "allowed", services.port, tag(), roles={},
+                         irc={**sasl, "allow_plaintext_sasl": "on"}, env={"TEST_IRC_PASSWORD": PASSWORDS["downtimebot"]})
+
+    async def scenario() -> None:
+        allowed.start()
+        await allowed.joined()
+        assert allowed.count("IRC logged in as account downtimebot") == 1
+        assert allowed.count("SASL login over a plaintext connection") == 1  # said, as a warning
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        allowed.stop()
+
+
+# --- identity: answers learned by WHOIS expire; private answers to the unidentified go to the nick ---
+
+
+@pytest.fixture(scope="module")
+def whois_only() -> Iterator[InspircdAnope]:
+    """InspIRCd + Anope without account-tag, account-notify and extended-join: accounts by WHOIS only."""
+    _require("inspircd", "anope")
+    with InspircdAnope(account_caps=False) as server:
+        for account in ("ciduty", "downtimebot"):
+            server.register(account, PASSWORDS[account])
+        yield server
+
+
+def account_bot(tmp_path: Path, port: int, **irc: str) -> BotProcess:
+    return BotProcess(
+        tmp_path, port, tag(), roles={"ciduty": "ciduty"}, transports="irc,console",
+        irc={"identity": "account", "nick": "downtimebot", "sasl_username": "downtimebot",
+             "sasl_password_env": "TEST_IRC_PASSWORD", "allow_plaintext_sasl": "on", "line_rate": "5", **irc},
+        env={"TEST_IRC_PASSWORD": PASSWORDS["downtimebot"]},
+    )
+
+
+def test_a_nick_whose_whois_answer_is_old_is_checked_again_before_a_command(
+    whois_only: InspircdAnope, tmp_path: Path
+) -> None:
+    bot = account_bot(tmp_path, whois_only.port, whois_max_age="1")
+
+    async def scenario() -> None:
+        bot.start()
+        await bot.joined()
+        capabilities = re.search(r"IRC capabilities: (.*)", bot.log_text())
+        assert capabilities and {"account-tag", "account-notify", "extended-join"}.isdisjoint(capabilities[1].split())
+        bot.console(bot.ci, "alice", "!downtime propose in 3d for 2h bug 4242 -- Move the build farm")
+        while bot.query("select count(*) from downtimes") != [(1,)]:
+            await asyncio.sleep(0.05)
+        carol = RawClient(whois_only.port, "carol_w", sasl=("ciduty", PASSWORDS["ciduty"]))
+        await carol.connect()
+        await carol.privmsg("downtimebot", "!downtime show 1")  # no shared channel: the bot WHOISes
+        await carol.wait_for(said("downtimebot", "carol_w", "#1 [proposed]"), timeout=30)
+        await carol.wait_for(said("downtimebot", "carol_w", "Bug 4242"), timeout=30)  # the whole answer
+        await carol.quit()  # unseen by the bot: they share no channel
+
+        mallory = RawClient(whois_only.port, "carol_w", username="mallory")
+        await mallory.connect()  # takes the nick, not identified
+        await asyncio.sleep(1.5)  # the WHOIS answer is now older than whois_max_age
+        try:
+            await mallory.privmsg("downtimebot", "!downtime approve 1")
+            answer = await mallory.wait_for(
+                lambda l: said("downtimebot", "carol_w")(l) and l.text.startswith(("identify", "Downtime #1")),
+                timeout=30)
+            assert answer.text.startswith("identify with services first"), answer.text
+        finally:
+            await mallory.quit()
+        assert bot.query("select state from downtimes") == [("proposed",)]
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        bot.stop()
+
+
+def test_a_private_answer_to_an_unidentified_nick_goes_to_that_nick_not_to_the_account_holder(
+    services: InspircdAnope, tmp_path: Path
+) -> None:
+    bot = account_bot(tmp_path, services.port)
+
+    async def scenario() -> None:
+        bot.start()
+        await bot.joined()
+        bobby = RawClient(services.port, "bobby", caps=SASL_CAPS, sasl=("bob", PASSWORDS["bob"]))
+        await bobby.connect()
+        await bobby.join(bot.ci)  # the bot learns that account bob is the nick bobby
+        await bobby.privmsg(bot.ci, "!downtime list")
+        await bobby.wait_for(said("downtimebot", bot.ci), timeout=30)
+        impostor = RawClient(services.port, "bob", caps=SASL_CAPS)  # the nick bob, not identified
+        await impostor.connect()
+        try:
+            start = bobby.mark()
+            await impostor.privmsg("downtimebot", "!downtime list")
+            await impostor.wait_for(said("downtimebot", "bob"), timeout=30)
+            await bobby.privmsg(bot.ci, "!downtime list")  # whatever went to bobby came before this answer
+            await bobby.wait_for(said("downtimebot", bot.ci), timeout=30)
+            assert not [l.raw for l in bobby.lines[start:] if said("downtimebot", "bobby")(l)]
+        finally:
+            await quit_all([bobby, impostor])
 
     try:
         asyncio.run(scenario())

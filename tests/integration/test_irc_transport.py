@@ -111,6 +111,32 @@ def test_account_map_keeps_the_account_across_a_nick_change_but_not_a_whois_answ
     assert accounts.nick_for("alice") is None
 
 
+def test_a_nick_change_drops_what_was_known_of_the_new_nick() -> None:
+    accounts = AccountMap()
+    accounts.set("carol_w", "ciduty", "whois")  # carol_w left unseen; someone renames to it
+    accounts.set("mallory", None, "join")
+    accounts.rename("mallory", "carol_w")
+    assert accounts.lookup("carol_w") is not None and accounts.lookup("carol_w").account is None  # type: ignore[union-attr]
+    accounts.rename("dave", "carol_w")  # nothing known of dave: nothing of carol_w either
+    assert accounts.lookup("carol_w") is None
+
+
+def test_an_answer_learned_by_whois_grows_old_with_the_clock() -> None:
+    now = [100.0]
+    accounts = AccountMap(clock=lambda: now[0])
+    accounts.set("carol_w", "ciduty", "whois")
+    known = accounts.lookup("carol_w")
+    assert known is not None
+    now[0] = 161.0
+    assert accounts.age(known) == pytest.approx(61.0)
+
+
+def test_a_private_answer_to_someone_not_identified_is_addressed_to_their_nick() -> None:
+    unidentified = Incoming(network="irc", room=None, account=None, nick="bob", text="!downtime list")
+    identified = Incoming(network="irc", room=None, account="bob", nick="bobby", text="!downtime list")
+    assert (unidentified.reply_target, identified.reply_target) == ("~bob", "@bob")
+
+
 # --- harness -----------------------------------------------------------------------------------
 
 
@@ -384,6 +410,7 @@ def account_config(port: int, tag_: str) -> IrcConfig:
         nick="downtimebot",
         sasl_username="downtimebot",
         sasl_password=PASSWORDS["downtimebot"],
+        allow_plaintext_sasl=True,  # a local test server without TLS
         identity="account",
         channels=channels(tag_),
     )

@@ -4,7 +4,8 @@
 - `Ngircd(penalties=True)`: ngircd 26 on a free loopback port, default flood rules unless
   ``penalties=False`` (``MaxPenaltyTime = 0``, for benchmarks).
 - `InspircdAnope()`: InspIRCd 3 linked to Anope 2 services (NickServ, SASL PLAIN), with
-  `register(account, password)` to create NickServ accounts.
+  `register(account, password)` to create NickServ accounts. ``account_caps=False``: without
+  the account-tag, account-notify and extended-join capabilities (accounts only by WHOIS).
 - `RawClient`: a small asyncio IRC client that records every line it receives and can wait
   for one (`wait_for`), for tests that play the people talking to the bot.
 
@@ -261,8 +262,7 @@ INSPIRCD_CONF = """\
 <module name="sasl">
 <module name="cap">
 <module name="ircv3">
-<module name="ircv3_accounttag">
-<module name="ircv3_capnotify">
+{account_caps}<module name="ircv3_capnotify">
 <module name="ircv3_ctctags">
 <module name="ircv3_echomessage">
 <module name="ircv3_msgid">
@@ -340,13 +340,14 @@ class InspircdAnope(_Server):
     """InspIRCd 3 with Anope 2 services linked to it: NickServ accounts and SASL PLAIN.
 
     ``flood="default"`` keeps InspIRCd's default connect-class flood rules; ``"off"`` raises
-    them for benchmarks.
+    them for benchmarks. ``account_caps=False`` offers no account-tag, account-notify or
+    extended-join: a client learns accounts only by WHOIS (330).
     """
 
     name = "inspircd"
     link_password = "linkpassword"
 
-    def __init__(self, flood: str = "default") -> None:
+    def __init__(self, flood: str = "default", account_caps: bool = True) -> None:
         super().__init__()
         self.link_port = free_port()
         self.conf = self.dir / "inspircd.conf"
@@ -362,6 +363,8 @@ class InspircdAnope(_Server):
             dir=self.dir,
             link_password=self.link_password,
             flood=flood_attrs,
+            account_caps='<module name="ircv3_accounttag">\n' if account_caps
+            else '<ircv3 accountnotify="no" awaynotify="no" extendedjoin="no">\n',
         )
         self.conf.write_text(INSPIRCD_CONF.format(**fmt))
         (self.anope_dir / "services.conf").write_text(ANOPE_CONF.format(**fmt))

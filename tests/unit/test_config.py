@@ -30,10 +30,10 @@ def test_environment_variables_override_any_key(tmp_path: Path) -> None:
     ini.write_text("[bot]\nnick = a\n[roles]\nciduty = carol\n")
     config = configuration.load(ini, environ={"DOWNTIMEBOT_BOT_NICK": "b", "DOWNTIMEBOT_ROLES_SHERIFFS": "Sam, @sam:example.org"})
     assert config.bot.nick == "b"
-    assert config.roles.roles_of("SAM") == frozenset({Role.SHERIFF})
-    assert config.roles.roles_of("@sam:example.org") == frozenset({Role.SHERIFF})
-    assert config.roles.roles_of("carol") == frozenset({Role.CIDUTY})
-    assert config.roles.roles_of(None) == frozenset()
+    assert config.roles.roles_of("SAM", "irc") == frozenset({Role.SHERIFF})
+    assert config.roles.roles_of("@sam:example.org", "matrix") == frozenset({Role.SHERIFF})
+    assert config.roles.roles_of("carol", "irc") == frozenset({Role.CIDUTY})
+    assert config.roles.roles_of(None, "irc") == frozenset()
 
 
 @pytest.mark.parametrize(
@@ -65,10 +65,10 @@ def test_people_link_an_irc_account_and_an_mxid_so_roles_hold_on_both_networks(t
     ini = tmp_path / "c.ini"
     ini.write_text("[roles]\nsheriffs = sam\n[people]\nsam = sam, @sam:mozilla.org\n")
     config = configuration.load(ini, environ={})
-    assert config.roles.roles_of("@Sam:mozilla.org") == frozenset({Role.SHERIFF})
-    assert config.roles.roles_of("sam") == frozenset({Role.SHERIFF})
+    assert config.roles.roles_of("@Sam:mozilla.org", "matrix") == frozenset({Role.SHERIFF})
+    assert config.roles.roles_of("sam", "irc") == frozenset({Role.SHERIFF})
     assert config.roles.accounts(Role.SHERIFF) == ["@sam:mozilla.org", "sam"]
-    assert config.roles.roles_of("@mallory:mozilla.org") == frozenset()
+    assert config.roles.roles_of("@mallory:mozilla.org", "matrix") == frozenset()
 
 
 def test_people_give_a_mail_address_to_every_account_of_a_person(tmp_path: Path) -> None:
@@ -76,10 +76,23 @@ def test_people_give_a_mail_address_to_every_account_of_a_person(tmp_path: Path)
     ini.write_text("[people]\nalice = alice, @alice:mozilla.org, alice@example.org\n")
     config = configuration.load(ini, environ={})
     assert config.people["alice"] == config.people["@alice:mozilla.org"] == "alice@example.org"
-    assert config.roles.identities("alice") == frozenset({"alice", "@alice:mozilla.org"})
+    assert config.roles.identities("alice", "irc") == frozenset({"alice", "@alice:mozilla.org"})
     ini.write_text("[people]\nbob = bob@nowhere\n")
     with pytest.raises(ConfigError, match=r"\[people\] bob"):
         configuration.load(ini, environ={})
+
+
+def test_a_person_name_is_no_account_on_a_network_where_the_person_lists_none(tmp_path: Path) -> None:
+    ini = tmp_path / "c.ini"
+    ini.write_text("[roles]\nciduty = @carol:mozilla.org\nsheriffs = carol\n"
+                   "[people]\ncarol = @carol:mozilla.org, carol@mozilla.org\n")
+    config = configuration.load(ini, environ={})
+    assert config.roles.roles_of("carol", "irc") == frozenset()
+    assert config.roles.roles_of("carol", "console") == frozenset()
+    assert config.roles.roles_of("@carol:mozilla.org", "matrix") == frozenset({Role.CIDUTY, Role.SHERIFF})
+    assert config.roles.roles_of("@carol:mozilla.org", "irc") == frozenset()  # not an IRC account
+    assert config.roles.accounts(Role.SHERIFF) == ["@carol:mozilla.org"]
+    assert "carol" not in config.people  # the draft never goes to an account nobody listed
 
 
 # --- [irc] and [matrix]: values always checked; required keys and secrets only when in use -------
@@ -198,6 +211,19 @@ def test_an_env_key_holding_something_that_is_no_variable_name_is_refused_withou
     assert "hunter2" not in str(err.value)
 
 
+def test_sasl_without_tls_is_a_configuration_error_unless_allowed_for_a_local_server(tmp_path: Path) -> None:
+    import bot
+
+    text = "[bot]\ntransports = irc\n[irc]\nhost = 127.0.0.1\nsasl_username = dtbot\nsasl_password_env = PW\n"
+    problems = bot.check_config(load_ini(tmp_path, text), {"PW": "s3cret"})
+    assert problems == [
+        "[irc] sasl_username = dtbot: SASL over a plaintext connection (tls = off) would send the password "
+        "unencrypted; turn tls on, or set allow_plaintext_sasl = on (only for a local test server)"
+    ]
+    assert bot.check_config(load_ini(tmp_path, text + "allow_plaintext_sasl = on\n"), {"PW": "s3cret"}) == []
+    assert bot.check_config(load_ini(tmp_path, text + "tls = on\n"), {"PW": "s3cret"}) == []
+
+
 # --- secrets ---------------------------------------------------------------------------------------
 
 EVERY_SECRET = """\
@@ -205,6 +231,7 @@ EVERY_SECRET = """\
 transports = irc, matrix
 [irc]
 host = irc.example.org
+tls = on
 sasl_username = downtimebot
 sasl_password_env = DOWNTIMEBOT_IRC_PASSWORD
 nickserv_password_env = NICKSERV_PASSWORD
@@ -330,7 +357,7 @@ def test_check_config_says_ok_for_a_good_irc_config_without_connecting_or_openin
             tmp_path,
             f"[bot]\ntransports = irc\ndatabase = sqlite:///{tmp_path}/bot.db\n"
             f"[irc]\nhost = 127.0.0.1\nport = {port}\nsasl_username = dtbot\n"
-            "sasl_password_env = DOWNTIMEBOT_IRC_PASSWORD\n",
+            "sasl_password_env = DOWNTIMEBOT_IRC_PASSWORD\nallow_plaintext_sasl = on\n",
             DOWNTIMEBOT_IRC_PASSWORD="s3cret",
         )
         server.setblocking(False)

@@ -12,8 +12,8 @@ def test_a_person_name_that_is_not_one_of_their_accounts_is_never_mentioned(tmp_
     ini = tmp_path / "c.ini"
     ini.write_text("[roles]\nsheriffs = sam\n[people]\nsam = samirc, @sam:mozilla.org\n")
     config = configuration.load(ini, environ={})
-    assert config.roles.roles_of("samirc") == frozenset({Role.SHERIFF})
-    assert config.roles.roles_of("@sam:mozilla.org") == frozenset({Role.SHERIFF})
+    assert config.roles.roles_of("samirc", "irc") == frozenset({Role.SHERIFF})
+    assert config.roles.roles_of("@sam:mozilla.org", "matrix") == frozenset({Role.SHERIFF})
     assert config.roles.accounts(Role.SHERIFF) == ["@sam:mozilla.org", "samirc"]
 
 
