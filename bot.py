@@ -197,6 +197,7 @@ class Bot:
             roles_of=config.roles.roles_of,
             transports=transports,
             prefix=config.bot.command_prefix,
+            max_line=config.bot.max_line,
             push=config.push,
             systems=config.systems,
             trees_remote=self.tree_jobs.read_trees if self.tree_jobs and self.tree_jobs.reader else None,

@@ -47,6 +47,7 @@ class BotSection:
     database: str = "sqlite:///var/downtimebot.db"
     transports: tuple[str, ...] = ("console",)
     display_timezones: tuple[str, ...] = ("America/Los_Angeles", "Europe/Berlin")
+    max_line: int = 2000  # characters; longer command lines are refused before they are parsed
 
 
 @dataclass(frozen=True)
@@ -248,6 +249,12 @@ def _number(section: str, key: str, value: str) -> float:
     return number
 
 
+def _max_line(value: str) -> int:
+    if not value.isdigit() or not 100 <= int(value) <= 100_000:
+        raise ConfigError(f"[bot] max_line = {value[:20]!r}: expected a number of characters from 100 to 100000")
+    return int(value)
+
+
 def _env_name(section: str, key: str, value: str) -> str:
     """The name of an environment variable. The value is not repeated: it may be a secret pasted here."""
     if value and not _ENV_NAME.match(value):
@@ -320,6 +327,7 @@ def _build(
         database=get("bot", "database", b.database),
         transports=transports,
         display_timezones=tuple(z for z in zones if z.upper() != "UTC"),
+        max_line=_max_line(get("bot", "max_line", str(b.max_line))),
     )
     c = ChannelsSection()
     channels = ChannelsSection(get("channels", "requests", c.requests), get("channels", "announce", c.announce))

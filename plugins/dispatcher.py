@@ -55,6 +55,8 @@ class Dispatcher:
     commands: dict[str, Command] = field(default_factory=all_commands)
     # The database's commit count (see adapters.db.CommitCounter); None turns the answer cache off.
     generation: Callable[[], int] | None = None
+    # [bot] max_line: longer lines for the bot are refused before they are parsed.
+    max_line: int = 2000
 
     def __post_init__(self) -> None:
         # One command at a time: SQLite has one writer, and order matters to people.
@@ -73,6 +75,8 @@ class Dispatcher:
         """Answer one chat line; returns the reply texts (for tests and benchmarks)."""
         if len(self.commands) != self._tops_for:
             self._tops, self._tops_for = tops_of(self.commands), len(self.commands)
+        if len(message.text) > self.max_line:
+            return await self._too_long(message)
         parsed = parse_line(message.text, self.prefix, self.commands, self._tops)
         if parsed is None:
             return []
@@ -94,6 +98,20 @@ class Dispatcher:
                 for target, line in self.addressed(message, text):
                     await self._send(message.network, Outgoing(target, line))
         return replies
+
+    async def _too_long(self, message: Incoming) -> list[str]:
+        """Refuse a line over [bot] max_line with one line, unless it is not for the bot."""
+        head = message.text[: len(self.prefix) + 40]
+        if not head.startswith(self.prefix) or head[len(self.prefix) : len(self.prefix) + 1].isspace():
+            return []
+        words = head[len(self.prefix) :].split(None, 1)
+        if not words or words[0].lower() not in self._tops:
+            return []
+        self.refused += 1
+        text = self.render("refusal.txt", refusal="line_too_long", length=len(message.text), limit=self.max_line)
+        for target, line in self.addressed(message, text.strip()):
+            await self._send(message.network, Outgoing(target, line))
+        return [text.strip()]
 
     def addressed(self, message: Incoming, text: str) -> list[tuple[str, str]]:
         """Where an answer goes: its channel, or, when longer than the network allows in a
