@@ -57,6 +57,7 @@ def settings_from(config: configuration.Config, networks: Sequence[str]) -> Sett
         systems=config.systems,
         bugzilla_enabled=config.bugzilla.enabled,
         bugzilla_flag=config.bugzilla.flag,
+        nominate_roles=frozenset(config.bugzilla.nominate_roles),
         mail=MailRouting(
             configured=config.mail.configured,
             preapprovers=config.mail.preapprovers,

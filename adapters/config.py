@@ -99,6 +99,8 @@ class BugzillaSection:
     enabled: bool = False
     product: str = ""
     report_after: dt.timedelta = dt.timedelta(minutes=30)
+    # Who may have the bot nominate a bug (proposing with bugs, bug add); empty: anyone identified.
+    nominate_roles: tuple[Role, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -249,6 +251,16 @@ def _number(section: str, key: str, value: str) -> float:
     return number
 
 
+def _roles(section: str, key: str, value: str) -> tuple[Role, ...]:
+    known = {r.value: r for r in Role}
+    roles = []
+    for name in _list(value):
+        if name.lower() not in known:
+            raise ConfigError(f"[{section}] {key}: unknown role {name[:40]!r}; expected any of {', '.join(known)}")
+        roles.append(known[name.lower()])
+    return tuple(dict.fromkeys(roles))
+
+
 def _max_line(value: str) -> int:
     if not value.isdigit() or not 100 <= int(value) <= 100_000:
         raise ConfigError(f"[bot] max_line = {value[:20]!r}: expected a number of characters from 100 to 100000")
@@ -387,6 +399,7 @@ def _build(
         enabled=_bool("bugzilla", "enabled", get("bugzilla", "enabled", "on" if get("bugzilla", "url") else "off")),
         product=get("bugzilla", "product"),
         report_after=_duration("bugzilla", "report_after", get("bugzilla", "report_after", "30m")),
+        nominate_roles=_roles("bugzilla", "nominate_roles", get("bugzilla", "nominate_roles")),
     )
     if bugzilla.enabled and not bugzilla.url:
         raise ConfigError("[bugzilla] enabled = on needs url, e.g. https://bugzilla.mozilla.org")

@@ -50,6 +50,18 @@ class Downtimes:
 
     # ----- asking for one -----------------------------------------------------------------
 
+    def may_propose(self, bugs: Sequence[int]) -> None:
+        """Refuse now whoever may not propose these bugs: called before Bugzilla is asked
+        anything about them, so a refused sender costs no outside request."""
+        self.work.identified()
+        if bugs:
+            self.work.may_nominate()
+
+    def may_add_bug(self, downtime_id: int) -> None:
+        """Refuse now whoever may not add a bug to this downtime (before Bugzilla is asked)."""
+        self.work.may_nominate()
+        self.work.may("add bug", self.get(downtime_id))
+
     def propose(
         self,
         start: dt.datetime,
@@ -60,6 +72,8 @@ class Downtimes:
         trees: Sequence[str] = (),
     ) -> Outcome:
         self.work.identified()
+        if bugs:
+            self.work.may_nominate()
         self._check_time(start, duration)
         self.work.check_trees(trees)
         wording = clean_wording(wording)
@@ -95,6 +109,7 @@ class Downtimes:
         assignee: str = "",
     ) -> Outcome:
         downtime = self.get(downtime_id)
+        self.work.may_nominate()
         self.work.transition("add bug", downtime, f"bug {bug}")
         wording = clean_wording(wording) if wording else ""
         existing = next((b for b in downtime.bugs if b.bug == bug), None)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +25,9 @@ class NoBugzilla:
 
     async def lookup(self, bug: int) -> BugInfo | None:
         return None
+
+    async def lookup_many(self, bugs: Sequence[int]) -> dict[int, BugInfo]:
+        return {}
 
     async def nominated(self) -> list[BugInfo]:
         raise DomainError("bugzilla_off")

@@ -28,9 +28,10 @@ async def propose(ctx: Ctx, args: str) -> None:
     if not wording:
         raise UsageError("wording_empty")
     start, duration, bugs, trees = a.proposal(head, ctx.now)
-    infos = [await ctx.bugzilla.lookup(b) for b in bugs]
+    ctx.downtimes.may_propose(bugs)
+    infos = await ctx.bugzilla.lookup_many(bugs)
     outcome = ctx.downtimes.propose(start, duration, wording, bugs=bugs, trees=trees)
-    for info in infos:
+    for info in infos.values():
         if info is not None:
             ctx.downtimes.add_bug(outcome.downtime.id, info.id, summary=info.summary, assignee=info.assignee,
                                   security=info.restricted)
@@ -85,7 +86,7 @@ async def bug_add(ctx: Ctx, args: str) -> None:
         raise UsageError("bug_wording_empty")
     dt_token, bug_token = a.exactly(words, 2, "id_bug")
     downtime_id, bug = a.downtime_id(dt_token), a.bug_number(bug_token)
-    ctx.queries.get(downtime_id)
+    ctx.downtimes.may_add_bug(downtime_id)
     info = await ctx.bugzilla.lookup(bug)
     outcome = ctx.downtimes.add_bug(
         downtime_id,

@@ -310,3 +310,44 @@ def test_a_flag_permission_error_is_reported_to_ciduty_and_the_other_bugs_are_ap
     assert server.bugs[1].flags[0].status == "+" and server.bugs[2].flags[0].status == "?"
     show = "\n".join(bz.say("alice", "!downtime show 1"))
     assert "Pending bugzilla: set needs-treeclosure+" in show and "(failed, 1 attempt(s): " in show
+
+
+# ---- who may cause a Bugzilla write, and what a command costs in requests ---------------------------
+
+def test_an_unidentified_sender_proposing_with_a_thousand_bugs_causes_no_bugzilla_request(bz, server):
+    bz.bot.dispatcher.max_line = 10_000  # [bot] max_line would refuse the line unread
+    bugs = ",".join(str(n) for n in range(200001, 201001))
+    out = bz.say(None, f"!downtime propose 2026-12-05 14:00 UTC for 2h bug {bugs} -- Nominate them all")
+    assert out == ["#ci identify with services first: anon is not logged in to an account, "
+                   "and changes are made by account"]
+    assert [r for r in server.requests if r.path != "/rest/version"] == []
+
+
+def test_the_bugs_of_a_proposal_are_looked_up_in_one_request(bz, server):
+    for bug_id in (301, 302, 303):
+        server.add_bug(bug_id, f"Work item {bug_id}", "eng@example.org")
+    before = len(server.requests)
+    out = bz.say("alice", "!downtime propose 2026-12-05 14:00 UTC for 2h bug 301,302,303 -- Upgrade the hg servers")
+    assert out[0].startswith("#ci Downtime #1 proposed by alice")
+    reads = [r for r in server.requests[before:] if r.method == "GET" and r.path.startswith("/rest/bug")]
+    # One read for the command, one for the nomination job (which reads before it writes).
+    assert len(reads) == 2, [r.path for r in reads]
+
+
+def test_with_nominate_roles_only_those_roles_may_have_bugs_nominated(tmp_path, clock, server):
+    server.add_bug(401, "Move the build database", "eng@example.org")
+    chat = BugzillaChat(tmp_path, clock, server, nominate_roles="ciduty, sheriffs")
+    try:
+        before = len(server.requests)
+        out = chat.say("alice", "!downtime propose 2026-12-05 14:00 UTC for 2h bug 401 -- Move the build database")
+        assert out == ["#ci only CiDuty or a sheriff may have bugs nominated (needs-treeclosure?) here: propose "
+                       "without bug numbers and ask one of them to add the bugs (!downtime bug add)"]
+        assert [r for r in server.requests[before:] if r.path != "/rest/version"] == []
+        out = chat.say("alice", "!downtime propose 2026-12-05 14:00 UTC for 2h -- Move the build database")
+        assert out[0].startswith("#ci Downtime #1 proposed by alice")
+        assert chat.say("alice", "!downtime bug add 1 401")[0].startswith("#ci only CiDuty or a sheriff")
+        assert not server.requests_to("PUT", "/rest/bug/401")
+        out = chat.say("carol", "!downtime bug add 1 401")
+        assert server.requests_to("PUT", "/rest/bug/401"), out
+    finally:
+        chat.close()

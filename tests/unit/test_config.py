@@ -340,3 +340,14 @@ def test_check_config_says_ok_for_a_good_irc_config_without_connecting_or_openin
     assert result.stdout.strip() == f"{tmp_path / 'c.ini'}: OK (transports: irc)"
     assert not (tmp_path / "bot.db").exists()
     assert "s3cret" not in result.stdout + result.stderr
+
+
+def test_nominate_roles_names_roles_and_refuses_unknown_ones(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from models.lifecycle import Role
+    from tests.conftest import make_config
+
+    assert make_config(tmp_path).bugzilla.nominate_roles == ()
+    config = make_config(tmp_path, bugzilla={"nominate_roles": "ciduty, Sheriffs"})
+    assert config.bugzilla.nominate_roles == (Role.CIDUTY, Role.SHERIFF)
+    with pytest.raises(ConfigError, match=r"\[bugzilla\] nominate_roles: unknown role 'engineers'"):
+        make_config(tmp_path, bugzilla={"nominate_roles": "engineers"})
