@@ -14,6 +14,7 @@ from tests.fakes import FakeClock
 from tests.fakes import FakeMailer
 from tests.fakes import FakeTransport
 from bot import Bot
+from models.ports import Incoming
 from tests.conftest import Chat, make_config
 from tests.servers.bugzilla import BugzillaServer
 
@@ -351,3 +352,23 @@ def test_with_nominate_roles_only_those_roles_may_have_bugs_nominated(tmp_path, 
         assert server.requests_to("PUT", "/rest/bug/401"), out
     finally:
         chat.close()
+
+
+def test_commands_do_not_ask_a_bugzilla_marked_unavailable_until_its_check_passes(bz, server):
+    server.add_bug(501, "Move the build database", "eng@example.org")
+    server.fail_with(503)
+    assert not bz.check()  # marked unavailable
+    server.clear_faults()
+
+    def command_requests(who: str, text: str) -> list[str]:
+        """What the command alone asked (the outbox workers are not run)."""
+        before = len(server.requests)
+        bz.loop.run_until_complete(bz.bot.dispatcher.answer(
+            Incoming(network="irc", room="#ci", account=who, nick=who, text=text)))
+        return [r.path for r in server.requests[before:]]
+
+    assert command_requests("alice", "!downtime propose 2026-12-05 14:00 UTC for 2h bug 501 -- Move it") == []
+    assert command_requests("alice", "!downtime bug add 1 501") == []
+    assert bz.check()  # the health check passes: commands ask again
+    assert command_requests("alice", "!downtime propose 2026-12-06 14:00 UTC for 2h bug 501 -- Again") == [
+        "/rest/bug/501"]
