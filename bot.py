@@ -32,6 +32,7 @@ from models.reactions import Reactions
 from models.work import MailRouting, Settings
 from plugins.context import NoBugzilla
 from plugins.dispatcher import Dispatcher
+from plugins.senders import PerSender
 
 if TYPE_CHECKING:  # the outside systems' clients are imported only when configured (memory, start-up)
     from adapters.bugzilla import BugzillaClient
@@ -206,6 +207,8 @@ class Bot:
             generation=self.commits,
             bugzilla=self.bugzilla.lookup if self.bugzilla else NoBugzilla(),
         )
+        # Per-sender ordering: transports hand each line on without waiting for the one before.
+        self.senders = PerSender(self.dispatcher.handle)
         self.reminders = ReminderScheduler(
             self.sessions, self.clock, self.reactions, nick=config.bot.nick, on_queued=self._poke_workers
         )
@@ -229,8 +232,9 @@ class Bot:
     async def start(self) -> None:
         # Reminders first: what fell due while the bot was down is queued before any command.
         await self.reminders.start()
-        for transport in self.transports.values():
-            await transport.start(self.dispatcher.handle)
+        for name, transport in self.transports.items():
+            # Matrix saves its sync token once a batch's lines are answered: it waits for each.
+            await transport.start(self.senders.in_turn if name == "matrix" else self.senders)
         self._tasks = [asyncio.create_task(w.run(), name=f"outbox-{w.name}") for w in self.workers]
         if self.engine.dialect.name == "sqlite":
             self._tasks.append(asyncio.create_task(self.checkpointer.run(), name="sqlite-checkpoints"))
@@ -244,7 +248,9 @@ class Bot:
         await self.bugzilla.check()
 
     async def drain(self, timeout: float = 30.0) -> None:
-        """Wait until every worker has delivered all it can (used at the end of console input)."""
+        """Wait until every line handed on is answered and every worker has delivered all it
+        can (used at the end of console input)."""
+        await self.senders.idle()
         self.poke()
         await asyncio.sleep(0)
         loop = asyncio.get_running_loop()

@@ -34,6 +34,26 @@ class NoBugzilla:
 
 
 @dataclass
+class Preflight:
+    """What a command's `prepare` step sees: it runs before the dispatcher's lock, with no
+    database session open, and may ask outside services. `rights` runs a rights check of the
+    use cases in a short session of its own (so a refused sender costs no outside request)."""
+
+    actor: Actor
+    now: dt.datetime
+    bugzilla: BugLookup
+    rights: Callable[[Callable[[Downtimes], None]], None]
+    bugs: dict[int, BugInfo] = field(default_factory=dict)
+    refusal: DomainError | None = None  # what a look-up refused (a bug that is not visible)
+
+    def looked_up(self) -> dict[int, BugInfo]:
+        """For the handler: the bugs found (none when Bugzilla could not answer), or the refusal."""
+        if self.refusal is not None:
+            raise self.refusal
+        return self.bugs
+
+
+@dataclass
 class CommandContext:
     message: Incoming
     actor: Actor
@@ -48,6 +68,8 @@ class CommandContext:
     requests_channel: str = "#ci"
     # [trees] backend = treestatus: reads the trees from Treestatus (raises a DomainError when it cannot).
     trees_remote: Callable[[], Awaitable[Mapping[str, TreeState]]] | None = None
+    # What the command's `prepare` step found before the lock (see `Preflight`).
+    prepared: Preflight | None = None
     replies: list[str] = field(default_factory=list)
     failed: bool = False
     # The answer of a command that changed something: said once the reactions have run.
@@ -57,6 +79,10 @@ class CommandContext:
         self.downtimes = Downtimes(self.work)
         self.trees: Trees = self.downtimes.trees
         self.queries: Queries = self.downtimes.queries
+
+    def looked_up(self) -> dict[int, BugInfo]:
+        """The bugs the command's `prepare` step found in Bugzilla (or the refusal it met)."""
+        return self.prepared.looked_up() if self.prepared is not None else {}
 
     def reply(self, text: str) -> None:
         self.replies.append(text.rstrip("\n"))

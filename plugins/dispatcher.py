@@ -22,10 +22,11 @@ from models.lifecycle import Role
 from models.outbox import Outbox
 from models.ports import BugLookup, Clock, Incoming, Outgoing, Transport, TransportUnavailable, TreeState, Undeliverable
 from models.reactions import Reactions, Told
+from models.service import Downtimes
 from models.work import Actor, Settings, Work
 from plugins import downtime, trees
 from plugins.answers import AnswerCache
-from plugins.context import CommandContext, NoBugzilla, Render
+from plugins.context import CommandContext, NoBugzilla, Preflight, Render
 from plugins.registry import Command, Parsed, collect, parse_line, run, tops_of
 
 log = logging.getLogger(__name__)
@@ -87,8 +88,9 @@ class Dispatcher:
         if cached is not None:
             replies, queued = cached, False
         else:
+            prepared = await self._prepare(message, parsed)  # outside look-ups: before the lock
             async with self._lock:
-                replies, queued = await self._run(message, parsed)
+                replies, queued = await self._run(message, parsed, prepared)
             if self.answers is not None and key and not queued and self._last_ok:
                 self.answers.put(key, replies)
         if queued:
@@ -133,16 +135,37 @@ class Dispatcher:
         except Undeliverable as err:
             log.warning("reply to %s on %s dropped: %s", message.target, network, err)
 
-    async def _run(self, message: Incoming, parsed: Parsed) -> tuple[list[str], bool]:
-        now = self.clock.now()
-        self._last_ok = False
-        actor = Actor(
+    def _actor(self, message: Incoming) -> Actor:
+        return Actor(
             account=message.account,
             network=message.network,
             nick=message.nick,
             roles=self.roles_of(message.account),
             reply_target=message.reply_target,
         )
+
+    async def _prepare(self, message: Incoming, parsed: Parsed) -> Preflight | None:
+        """Run the command's outside look-ups (`@command(prepare=…)`) with no lock held and no
+        session open; its rights checks each run in a short session of their own."""
+        if parsed.command is None or parsed.command.prepare is None:
+            return None
+        now, actor = self.clock.now(), self._actor(message)
+
+        def rights(check: Callable[[Downtimes], None]) -> None:
+            with self.sessions() as session:
+                check(Downtimes(Work(session, now=now, settings=self.settings, actor=actor)))
+
+        pre = Preflight(actor=actor, now=now, bugzilla=self.bugzilla, rights=rights)
+        try:
+            await parsed.command.prepare(pre, parsed.args.strip())
+        except Exception:
+            log.exception("the look-ups of %r failed; the command runs without them", parsed.command.name)
+        return pre
+
+    async def _run(self, message: Incoming, parsed: Parsed, prepared: Preflight | None = None) -> tuple[list[str], bool]:
+        now = self.clock.now()
+        self._last_ok = False
+        actor = self._actor(message)
         with self.sessions() as session:
             # A replay (e.g. Matrix after a crash before its sync token was saved) is ignored: the
             # change and its queued replies were committed the first time. A question (a read-only
@@ -165,6 +188,7 @@ class Dispatcher:
                 systems=self.systems,
                 requests_channel=self.settings.requests_channel,
                 trees_remote=self.trees_remote,
+                prepared=prepared,
             )
             await run(ctx, parsed)
             self.handled += 1

@@ -2,18 +2,46 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from models.lifecycle import OUTCOMES, DomainError
+from models.service import Downtimes
 from plugins import args as a
 from plugins.context import CommandContext as Ctx
+from plugins.context import Preflight
 from plugins.registry import UsageError, command
 
 # "!" before a command name in help texts and examples.
 COMMAND_WORD = re.compile(r"(?<![\w!])!(?=(?:downtime|trees|canipush|help)\b)")
 
 
+async def _look_up(pre: Preflight, bugs: list[int], rights: Callable[[Downtimes], None]) -> None:
+    """Ask Bugzilla about `bugs` (one request), once `rights` let the sender have them
+    nominated; a refused sender is told by the handler and costs no request."""
+    if not bugs:
+        return
+    try:
+        pre.rights(rights)
+    except DomainError:
+        return
+    try:
+        pre.bugs = await pre.bugzilla.lookup_many(bugs)
+    except DomainError as err:
+        pre.refusal = err
+
+
+async def _proposal_bugs(pre: Preflight, args: str) -> None:
+    head, wording = a.split_wording(args)
+    try:
+        bugs = a.proposal(head, pre.now)[2] if wording else []
+    except UsageError:
+        return  # the handler says what is wrong
+    await _look_up(pre, bugs, lambda d: d.may_propose(bugs))
+
+
 @command(
     "downtime propose",
+    prepare=_proposal_bugs,
     examples=["!downtime propose 2026-12-05 14:00 UTC for 2h bug 1234567 trees autoland -- Upgrade the hg servers"],
 )
 async def propose(ctx: Ctx, args: str) -> None:
@@ -29,7 +57,7 @@ async def propose(ctx: Ctx, args: str) -> None:
         raise UsageError("wording_empty")
     start, duration, bugs, trees = a.proposal(head, ctx.now)
     ctx.downtimes.may_propose(bugs)
-    infos = await ctx.bugzilla.lookup_many(bugs)
+    infos = ctx.looked_up()
     outcome = ctx.downtimes.propose(start, duration, wording, bugs=bugs, trees=trees)
     for info in infos.values():
         if info is not None:
@@ -71,7 +99,16 @@ async def show(ctx: Ctx, args: str) -> None:
     ctx.say("show.txt", d=d, pending=d.pending)
 
 
-@command("downtime bug add", examples=["!downtime bug add 7 1234567 -- Move the build database"])
+async def _added_bug(pre: Preflight, args: str) -> None:
+    words = [w for w in a.split_wording(args)[0].split() if w != "--security"]
+    try:
+        downtime_id, bug = a.downtime_id(words[0]), a.bug_number(words[1])
+    except (UsageError, IndexError):
+        return  # the handler says what is wrong
+    await _look_up(pre, [bug], lambda d: d.may_add_bug(downtime_id))
+
+
+@command("downtime bug add", prepare=_added_bug, examples=["!downtime bug add 7 1234567 -- Move the build database"])
 async def bug_add(ctx: Ctx, args: str) -> None:
     """downtime bug add <id> <bug> [--security] [-- <wording>]
 
@@ -87,7 +124,7 @@ async def bug_add(ctx: Ctx, args: str) -> None:
     dt_token, bug_token = a.exactly(words, 2, "id_bug")
     downtime_id, bug = a.downtime_id(dt_token), a.bug_number(bug_token)
     ctx.downtimes.may_add_bug(downtime_id)
-    info = await ctx.bugzilla.lookup(bug)
+    info = ctx.looked_up().get(bug)
     outcome = ctx.downtimes.add_bug(
         downtime_id,
         bug,
