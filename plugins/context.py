@@ -43,14 +43,18 @@ class Preflight:
     now: dt.datetime
     bugzilla: BugLookup
     rights: Callable[[Callable[[Downtimes], None]], None]
-    bugs: dict[int, BugInfo] = field(default_factory=dict)
-    refusal: DomainError | None = None  # what a look-up refused (a bug that is not visible)
+    trees_remote: Callable[[], Awaitable[Mapping[str, TreeState]]] | None = None
+    # What the look-ups found:
+    bugs: dict[int, BugInfo] = field(default_factory=dict)  # none when Bugzilla could not answer
+    nominated: list[BugInfo] = field(default_factory=list)
+    trees: Mapping[str, TreeState] = field(default_factory=dict)
+    refusal: DomainError | None = None  # what a look-up refused (a bug that is not visible, ...)
 
-    def looked_up(self) -> dict[int, BugInfo]:
-        """For the handler: the bugs found (none when Bugzilla could not answer), or the refusal."""
+    def checked(self) -> Preflight:
+        """For the handler: what was found, or the refusal a look-up met."""
         if self.refusal is not None:
             raise self.refusal
-        return self.bugs
+        return self
 
 
 @dataclass
@@ -80,9 +84,11 @@ class CommandContext:
         self.trees: Trees = self.downtimes.trees
         self.queries: Queries = self.downtimes.queries
 
-    def looked_up(self) -> dict[int, BugInfo]:
-        """The bugs the command's `prepare` step found in Bugzilla (or the refusal it met)."""
-        return self.prepared.looked_up() if self.prepared is not None else {}
+    def looked_up(self) -> Preflight:
+        """What the command's `prepare` step found (or the refusal it met)."""
+        if self.prepared is None:
+            raise RuntimeError("this command has no prepare step, or was not run by the dispatcher")
+        return self.prepared.checked()
 
     def reply(self, text: str) -> None:
         self.replies.append(text.rstrip("\n"))

@@ -155,7 +155,7 @@ class Dispatcher:
             with self.sessions() as session:
                 check(Downtimes(Work(session, now=now, settings=self.settings, actor=actor)))
 
-        pre = Preflight(actor=actor, now=now, bugzilla=self.bugzilla, rights=rights)
+        pre = Preflight(actor=actor, now=now, bugzilla=self.bugzilla, rights=rights, trees_remote=self.trees_remote)
         try:
             await parsed.command.prepare(pre, parsed.args.strip())
         except Exception:

@@ -57,7 +57,7 @@ async def propose(ctx: Ctx, args: str) -> None:
         raise UsageError("wording_empty")
     start, duration, bugs, trees = a.proposal(head, ctx.now)
     ctx.downtimes.may_propose(bugs)
-    infos = ctx.looked_up()
+    infos = ctx.looked_up().bugs if bugs else {}
     outcome = ctx.downtimes.propose(start, duration, wording, bugs=bugs, trees=trees)
     for info in infos.values():
         if info is not None:
@@ -124,7 +124,7 @@ async def bug_add(ctx: Ctx, args: str) -> None:
     dt_token, bug_token = a.exactly(words, 2, "id_bug")
     downtime_id, bug = a.downtime_id(dt_token), a.bug_number(bug_token)
     ctx.downtimes.may_add_bug(downtime_id)
-    info = ctx.looked_up().get(bug)
+    info = ctx.looked_up().bugs.get(bug)
     outcome = ctx.downtimes.add_bug(
         downtime_id,
         bug,
@@ -305,14 +305,23 @@ async def verify(ctx: Ctx, args: str) -> None:
     ctx.outcome("verified", ctx.downtimes.verify(a.downtime_id(token)))
 
 
-@command("downtime queue", examples=["!downtime queue"], read_only=True)
+async def _nominated(pre: Preflight, args: str) -> None:
+    if args.split():
+        return  # the handler says what is wrong
+    try:
+        pre.nominated = await pre.bugzilla.nominated()
+    except DomainError as err:
+        pre.refusal = err
+
+
+@command("downtime queue", prepare=_nominated, examples=["!downtime queue"], read_only=True)
 async def queue(ctx: Ctx, args: str) -> None:
     """downtime queue
 
     Bugs nominated for a tree closure (needs-treeclosure?) that no downtime holds yet.
     """
     a.exactly(args.split(), 0, "")
-    bugs = await ctx.bugzilla.nominated()
+    bugs = ctx.looked_up().nominated
     held = ctx.queries.held_bugs([b.id for b in bugs])
     ctx.say("queue.txt", bugs=[b for b in bugs if b.id not in held], flag=ctx.work.settings.bugzilla_flag)
 
