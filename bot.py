@@ -45,6 +45,8 @@ log = logging.getLogger("downtimebot")
 HERE = Path(__file__).resolve().parent
 # A mail still failing after this many deliveries (each with the mailer's own retries) is reported.
 MAIL_REPORT_AFTER = 3
+# While Bugzilla is marked unavailable, the only request it gets: the health check, this often (seconds).
+BUGZILLA_HEALTH_EVERY = 60.0
 
 
 def settings_from(config: configuration.Config, networks: Sequence[str]) -> Settings:
@@ -244,8 +246,13 @@ class Bot:
         log.info("downtime-bot running: transports %s, database %s", ", ".join(self.transports), self.config.bot.database)
 
     async def _check_bugzilla(self) -> None:
+        """The start-up check, then the periodic health check while Bugzilla is unavailable."""
         assert self.bugzilla is not None
         await self.bugzilla.check()
+        while True:
+            await asyncio.sleep(BUGZILLA_HEALTH_EVERY)
+            if await self.bugzilla.health():
+                self._poke_workers()  # the queued changes go now
 
     async def drain(self, timeout: float = 30.0) -> None:
         """Wait until every line handed on is answered and every worker has delivered all it

@@ -305,6 +305,24 @@ class BugzillaSync:
                  f" in {self.product}" if self.product else "")
         return True
 
+    async def health(self) -> bool:
+        """The periodic health check: while Bugzilla is marked unavailable, this is the only
+        thing that asks it (commands do without it and queued changes wait). True when it
+        answers again (then the caller wakes the queued changes)."""
+        if self.status.available or self.status.key_refused:
+            return False
+        try:
+            await asyncio.to_thread(self.tracker.check, self.product or None)
+        except BugzillaError as err:
+            if isinstance(err, InvalidApiKey):
+                self.status.refuse_key(str(err))
+            else:
+                self.status.down(str(err))
+            log.info("Bugzilla health check: still unavailable (%s)", err)
+            return False
+        self.status.up()
+        return True
+
     def _job(self, row: OutboxMessage) -> jobs.BugzillaJob:
         try:
             job = jobs.load(row.payload)
@@ -323,6 +341,10 @@ class BugzillaSync:
     async def deliver(self, row: OutboxMessage) -> None:
         """Deliver one "bugzilla" outbox row (OutboxWorker's deliver function)."""
         if self.status.key_refused:
+            raise Retry(self.status.reason)
+        if not self.status.available:
+            # Marked unavailable: only the health check asks Bugzilla until it answers again.
+            self._report_stuck(row, self.status.reason)
             raise Retry(self.status.reason)
         job = self._job(row)
         try:

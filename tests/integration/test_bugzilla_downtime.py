@@ -51,6 +51,11 @@ class BugzillaChat(Chat):
         sent = [r for r in self.server.requests[before:] if r.path != "/rest/version"]
         return out, {m: sum(r.method == m for r in sent) for m in ("GET", "PUT")}
 
+    def health(self) -> bool:
+        """The periodic health check (the bot runs it every minute while Bugzilla is unavailable)."""
+        assert self.bot.bugzilla is not None
+        return self.loop.run_until_complete(self.bot.bugzilla.health())
+
     def check(self) -> bool:
         assert self.bot.bugzilla is not None
         ok = self.loop.run_until_complete(self.bot.bugzilla.check())
@@ -182,6 +187,7 @@ def test_bugzilla_failing_for_a_while_loses_nothing_and_doubles_nothing(bz, serv
     assert not [line for line in bz.new_lines() if "still not made" in line]  # reported once
 
     server.clear_faults()
+    assert bz.health()
     bz.deliver()
     assert all(server.bugs[i].flags[0].status == "+" for i in ids)
     assert all(server.bugs[i].whiteboard.count("[tree-closure") == 1 for i in ids)
@@ -194,6 +200,7 @@ def test_bugzilla_failing_for_a_while_loses_nothing_and_doubles_nothing(bz, serv
     server.fail_with(500, count=1, apply=True, methods=["PUT"])
     bz.say("carol", "!downtime end 1")
     assert all(len(comments(server, i)) == 1 for i in ids)  # made, but the bot could not know
+    assert bz.health()
     bz.deliver()
 
     assert all(len(comments(server, i)) == 1 for i in ids)
@@ -217,6 +224,10 @@ def test_bugzilla_down_at_start_up_the_bot_runs_and_catches_up(bz, server):
     assert server.bugs[7].flags == []
 
     server.clear_faults()
+    before = len(server.requests)
+    bz.deliver()
+    assert len(server.requests) == before  # the queued change waits for the health check
+    assert bz.health()
     bz.deliver()  # the worker catches up: nominated, and the bug's assignee is now known
 
     assert [(f.name, f.status) for f in server.bugs[7].flags] == [(FLAG, "?")]
