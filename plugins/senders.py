@@ -50,7 +50,9 @@ class PerSender:
             del self._last[key]
 
     async def _after(self, previous: asyncio.Task[None] | None, message: Incoming) -> None:
-        if previous is not None:
+        # Waiting on a line that is already answered would cost a turn of the loop, and let a
+        # later line of another sender go first: only a line still running is waited for.
+        if previous is not None and not previous.done():
             await asyncio.wait([previous])
         try:
             await self._handle(message)
