@@ -34,6 +34,7 @@ from models.work import MailRouting, Settings
 from plugins.context import NoBugzilla
 from plugins.dispatcher import Dispatcher
 from plugins.ratelimit import RateLimit, RateLimiter
+from plugins.senders import PerSender
 
 if TYPE_CHECKING:  # the outside systems' clients are imported only when configured (memory, start-up)
     from adapters.bugzilla import BugzillaClient
@@ -46,6 +47,8 @@ log = logging.getLogger("downtimebot")
 HERE = Path(__file__).resolve().parent
 # A mail still failing after this many deliveries (each with the mailer's own retries) is reported.
 MAIL_REPORT_AFTER = 3
+# While Bugzilla is marked unavailable, the only request it gets: the health check, this often (seconds).
+BUGZILLA_HEALTH_EVERY = 60.0
 
 
 def settings_from(config: configuration.Config, networks: Sequence[str]) -> Settings:
@@ -59,6 +62,7 @@ def settings_from(config: configuration.Config, networks: Sequence[str]) -> Sett
         systems=config.systems,
         bugzilla_enabled=config.bugzilla.enabled,
         bugzilla_flag=config.bugzilla.flag,
+        nominate_roles=frozenset(config.bugzilla.nominate_roles),
         mail=MailRouting(
             configured=config.mail.configured,
             preapprovers=config.mail.preapprovers,
@@ -199,6 +203,7 @@ class Bot:
             roles_of=config.roles.roles_of,
             transports=transports,
             prefix=config.bot.command_prefix,
+            max_line=config.bot.max_line,
             push=config.push,
             systems=config.systems,
             trees_remote=self.tree_jobs.read_trees if self.tree_jobs and self.tree_jobs.reader else None,
@@ -207,6 +212,8 @@ class Bot:
             bugzilla=self.bugzilla.lookup if self.bugzilla else NoBugzilla(),
             rate_limiter=self._rate_limiter(config),
         )
+        # Per-sender ordering: transports hand each line on without waiting for the one before.
+        self.senders = PerSender(self.dispatcher.handle)
         self.reminders = ReminderScheduler(
             self.sessions, self.clock, self.reactions, nick=config.bot.nick, on_queued=self._poke_workers
         )
@@ -238,8 +245,9 @@ class Bot:
     async def start(self) -> None:
         # Reminders first: what fell due while the bot was down is queued before any command.
         await self.reminders.start()
-        for transport in self.transports.values():
-            await transport.start(self.dispatcher.handle)
+        for name, transport in self.transports.items():
+            # Matrix saves its sync token once a batch's lines are answered: it waits for each.
+            await transport.start(self.senders.in_turn if name == "matrix" else self.senders)
         self._tasks = [asyncio.create_task(w.run(), name=f"outbox-{w.name}") for w in self.workers]
         if self.engine.dialect.name == "sqlite":
             self._tasks.append(asyncio.create_task(self.checkpointer.run(), name="sqlite-checkpoints"))
@@ -250,11 +258,18 @@ class Bot:
                  display_url(self.config.bot.database))
 
     async def _check_bugzilla(self) -> None:
+        """The start-up check, then the periodic health check while Bugzilla is unavailable."""
         assert self.bugzilla is not None
         await self.bugzilla.check()
+        while True:
+            await asyncio.sleep(BUGZILLA_HEALTH_EVERY)
+            if await self.bugzilla.health():
+                self._poke_workers()  # the queued changes go now
 
     async def drain(self, timeout: float = 30.0) -> None:
-        """Wait until every worker has delivered all it can (used at the end of console input)."""
+        """Wait until every line handed on is answered and every worker has delivered all it
+        can (used at the end of console input)."""
+        await self.senders.idle()
         self.poke()
         await asyncio.sleep(0)
         loop = asyncio.get_running_loop()

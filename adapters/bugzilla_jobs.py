@@ -85,22 +85,29 @@ class BugzillaLookup:
     async def lookup(self, bug: int) -> BugInfo | None:
         """The bug as Bugzilla has it; None when Bugzilla cannot answer now (the bug is
         still added and nominated once Bugzilla is back); DomainError when invisible."""
-        if self.status.key_refused:
-            return None
+        return (await self.lookup_many([bug])).get(bug)
+
+    async def lookup_many(self, bugs: Sequence[int]) -> dict[int, BugInfo]:
+        """The bugs in one batched read (the client splits only lists too long for one URL);
+        {} when Bugzilla cannot answer now, or is marked unavailable (then only the health
+        check asks it); DomainError naming the first bug that is not visible."""
+        if not bugs or not self.status.available:
+            return {}
+        wanted = list(dict.fromkeys(bugs))
         try:
-            found = await asyncio.to_thread(self.tracker.get_bugs, [bug])
+            found = await asyncio.to_thread(self.tracker.get_bugs, wanted)
         except InvalidApiKey as err:
             self.status.refuse_key(str(err))
-            return None
+            return {}
         except BugzillaError as err:
             self.status.down(str(err))
-            log.warning("Bugzilla lookup of bug %s failed: %s", bug, err)
-            return None
+            log.warning("Bugzilla lookup of %d bug(s) failed: %s", len(wanted), err)
+            return {}
         self.status.up()
-        info = found.get(bug)
-        if info is None:
-            raise DomainError("bug_not_visible", bug=bug)
-        return info
+        hidden = next((b for b in wanted if found.get(b) is None), None)
+        if hidden is not None:
+            raise DomainError("bug_not_visible", bug=hidden)
+        return {b: info for b in wanted if (info := found.get(b)) is not None}
 
     async def nominated(self) -> list[BugInfo]:
         if self.status.key_refused:
@@ -298,6 +305,24 @@ class BugzillaSync:
                  f" in {self.product}" if self.product else "")
         return True
 
+    async def health(self) -> bool:
+        """The periodic health check: while Bugzilla is marked unavailable, this is the only
+        thing that asks it (commands do without it and queued changes wait). True when it
+        answers again (then the caller wakes the queued changes)."""
+        if self.status.available or self.status.key_refused:
+            return False
+        try:
+            await asyncio.to_thread(self.tracker.check, self.product or None)
+        except BugzillaError as err:
+            if isinstance(err, InvalidApiKey):
+                self.status.refuse_key(str(err))
+            else:
+                self.status.down(str(err))
+            log.info("Bugzilla health check: still unavailable (%s)", err)
+            return False
+        self.status.up()
+        return True
+
     def _job(self, row: OutboxMessage) -> jobs.BugzillaJob:
         try:
             job = jobs.load(row.payload)
@@ -316,6 +341,10 @@ class BugzillaSync:
     async def deliver(self, row: OutboxMessage) -> None:
         """Deliver one "bugzilla" outbox row (OutboxWorker's deliver function)."""
         if self.status.key_refused:
+            raise Retry(self.status.reason)
+        if not self.status.available:
+            # Marked unavailable: only the health check asks Bugzilla until it answers again.
+            self._report_stuck(row, self.status.reason)
             raise Retry(self.status.reason)
         job = self._job(row)
         try:

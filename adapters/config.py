@@ -51,6 +51,7 @@ class BotSection:
     rate_commands: int = 10
     rate_period: dt.timedelta = dt.timedelta(minutes=1)
     rate_burst: int = 5
+    max_line: int = 2000  # characters; longer command lines are refused before they are parsed
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,8 @@ class BugzillaSection:
     enabled: bool = False
     product: str = ""
     report_after: dt.timedelta = dt.timedelta(minutes=30)
+    # Who may have the bot nominate a bug (proposing with bugs, bug add); empty: anyone identified.
+    nominate_roles: tuple[Role, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -302,6 +305,22 @@ def _number(section: str, key: str, value: str) -> float:
     return number
 
 
+def _roles(section: str, key: str, value: str) -> tuple[Role, ...]:
+    known = {r.value: r for r in Role}
+    roles = []
+    for name in _list(value):
+        if name.lower() not in known:
+            raise ConfigError(f"[{section}] {key}: unknown role {name[:40]!r}; expected any of {', '.join(known)}")
+        roles.append(known[name.lower()])
+    return tuple(dict.fromkeys(roles))
+
+
+def _max_line(value: str) -> int:
+    if not value.isdigit() or not 100 <= int(value) <= 100_000:
+        raise ConfigError(f"[bot] max_line = {value[:20]!r}: expected a number of characters from 100 to 100000")
+    return int(value)
+
+
 def _env_name(section: str, key: str, value: str) -> str:
     """The name of an environment variable. The value is not repeated: it may be a secret pasted here."""
     if value and not _ENV_NAME.match(value):
@@ -378,6 +397,7 @@ def _build(
         rate_commands=rate[0],
         rate_period=rate[1],
         rate_burst=rate[2],
+        max_line=_max_line(get("bot", "max_line", str(b.max_line))),
     )
     c = ChannelsSection()
     channels = ChannelsSection(get("channels", "requests", c.requests), get("channels", "announce", c.announce))
@@ -454,6 +474,7 @@ def _build(
         enabled=_bool("bugzilla", "enabled", get("bugzilla", "enabled", "on" if get("bugzilla", "url") else "off")),
         product=get("bugzilla", "product"),
         report_after=_duration("bugzilla", "report_after", get("bugzilla", "report_after", "30m")),
+        nominate_roles=_roles("bugzilla", "nominate_roles", get("bugzilla", "nominate_roles")),
     )
     if bugzilla.enabled and not bugzilla.url:
         raise ConfigError("[bugzilla] enabled = on needs url, e.g. https://bugzilla.mozilla.org")

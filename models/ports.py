@@ -303,6 +303,12 @@ class BugLookup(Protocol):
         (DomainError) when the bug is not visible."""
         ...
 
+    async def lookup_many(self, bugs: Sequence[int]) -> dict[int, BugInfo]:
+        """The bugs, in one batched request (``GET /rest/bug?id=1,2,3``); {} when Bugzilla is
+        not configured or cannot answer now (or is marked unavailable: then only its health
+        check asks it); a refusal (DomainError) naming the first bug that is not visible."""
+        ...
+
     async def nominated(self) -> list[BugInfo]:
         """Open bugs with the flag requested (``needs-treeclosure?``)."""
         ...

@@ -61,6 +61,19 @@ class Downtimes:
 
     # ----- asking for one -----------------------------------------------------------------
 
+    def may_propose(self, bugs: Sequence[int]) -> None:
+        """Refuse now whoever may not propose these bugs: called before Bugzilla is asked
+        anything about them, so a refused sender costs no outside request."""
+        self.work.identified()
+        self._check_bugs(len(set(bugs)))
+        if bugs:
+            self.work.may_nominate()
+
+    def may_add_bug(self, downtime_id: int) -> None:
+        """Refuse now whoever may not add a bug to this downtime (before Bugzilla is asked)."""
+        self.work.may_nominate()
+        self.work.may("add bug", self.get(downtime_id))
+
     def propose(
         self,
         start: dt.datetime,
@@ -71,6 +84,9 @@ class Downtimes:
         trees: Sequence[str] = (),
     ) -> Outcome:
         self.work.identified()
+        self._check_bugs(len(set(bugs)))
+        if bugs:
+            self.work.may_nominate()
         self._check_time(start, duration)
         self.work.check_trees(trees)
         self._check_bugs(len(set(bugs)))
@@ -107,6 +123,7 @@ class Downtimes:
         assignee: str = "",
     ) -> Outcome:
         downtime = self.get(downtime_id)
+        self.work.may_nominate()
         self.work.transition("add bug", downtime, f"bug {bug}")
         wording = clean_wording(wording) if wording else ""
         summary, assignee = tidy(summary), tidy(assignee, 255)

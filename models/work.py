@@ -69,6 +69,9 @@ class Settings:
     mail: MailRouting = MailRouting()
     ciduty: tuple[str, ...] = ()
     sheriffs: tuple[str, ...] = ()
+    # [bugzilla] nominate_roles: who may have the bot nominate a bug (set the flag to "?");
+    # empty: anyone identified.
+    nominate_roles: frozenset[Role] = frozenset()
 
     @property
     def channels(self) -> list[str]:
@@ -128,6 +131,14 @@ class Work:
         self.identified()
         if Role.ADMIN not in self.actor.roles and not set(roles) & self.actor.roles:
             raise lifecycle.Forbidden("forbidden", roles=sorted(roles), requester=False, action=what, id=None)
+
+    def may_nominate(self) -> None:
+        """Refuse unless the actor may make the bot nominate bugs in Bugzilla: identified, and
+        holding one of [bugzilla] nominate_roles when that is set (admins always may)."""
+        self.identified()
+        wanted = self.settings.nominate_roles
+        if wanted and Role.ADMIN not in self.actor.roles and not wanted & self.actor.roles:
+            raise lifecycle.Forbidden("nominate_forbidden", roles=sorted(wanted), flag=self.settings.bugzilla_flag)
 
     def is_requester(self, downtime: Downtime) -> bool:
         return bool(self.actor.account) and downtime.requester.casefold() == (self.actor.account or "").casefold()

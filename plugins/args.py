@@ -69,24 +69,46 @@ def exactly(words: list[str], count: int, what: str) -> list[str]:
     return words
 
 
-PROPOSE = re.compile(
-    r"^(?P<start>.+?)\s+for\s+(?P<duration>\S+)"
-    r"(?:\s+bugs?\s+(?P<bugs>[\w#,\s]+?))?"
-    r"(?:\s+trees?\s+(?P<trees>[\w,\-.\s]+?))?\s*$",
-    re.IGNORECASE,
-)
+# The words of a proposal's head, read one by one (no regular expression over the whole line, so
+# the time taken grows with the length of the line and nothing else; see tests/plugins/test_long_lines.py).
+_BUG_WORD = re.compile(r"[\w#,]+")
+_TREE_WORD = re.compile(r"[\w,\-.]+")
+_BUG_KEYWORDS = ("bug", "bugs")
+_TREE_KEYWORDS = ("tree", "trees")
 
 
 def proposal(head: str, now: dt.datetime) -> tuple[dt.datetime, dt.timedelta, list[int], list[str]]:
     """``<start> for <duration> [bug <n>[,<n>…]] [trees <tree>[,<tree>…]]``."""
-    m = PROPOSE.match(head)
-    if not m:
-        if " for " not in f" {head} ".lower():
-            raise UsageError("no_for")
+    words = head.split()
+    folded = [w.lower() for w in words]
+    at = folded.index("for", 1) if "for" in folded[1:] else -1
+    if at < 0:
+        raise UsageError("cannot_read" if "for" in folded else "no_for", text=head[:60])
+    start, rest = " ".join(words[:at]), words[at + 1 :]
+    if not rest:
         raise UsageError("cannot_read", text=head[:60])
-    bugs = bug_numbers(re.sub(r"\s+", ",", m["bugs"])) if m["bugs"] else []
-    trees = [t for t in re.split(r"[,\s]+", m["trees"] or "") if t]
-    return start_time(m["start"], now), duration(m["duration"]), bugs, trees
+    when, rest = rest[0], rest[1:]
+    bug_words, rest = _section(rest, _BUG_KEYWORDS, _BUG_WORD, head)
+    tree_words, rest = _section(rest, _TREE_KEYWORDS, _TREE_WORD, head)
+    if rest:
+        raise UsageError("cannot_read", text=head[:60])
+    bugs = bug_numbers(",".join(bug_words))
+    trees = [t for w in tree_words for t in w.split(",") if t]
+    return start_time(start, now), duration(when), bugs, trees
+
+
+def _section(words: list[str], keywords: tuple[str, ...], allowed: re.Pattern[str],
+             head: str) -> tuple[list[str], list[str]]:
+    """``<keyword> <word>…`` at the front of `words`: (its words, the words after it). It ends
+    at the first word that is not `allowed` or is the next section's keyword."""
+    if not words or words[0].lower() not in keywords:
+        return [], words
+    taken = 1
+    while taken < len(words) and allowed.fullmatch(words[taken]) and words[taken].lower() not in _TREE_KEYWORDS:
+        taken += 1
+    if taken == 1:
+        raise UsageError("cannot_read", text=head[:60])
+    return words[1:taken], words[taken:]
 
 
 def id_and_reason(args: str) -> tuple[int, str]:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,8 +27,35 @@ class NoBugzilla:
     async def lookup(self, bug: int) -> BugInfo | None:
         return None
 
+    async def lookup_many(self, bugs: Sequence[int]) -> dict[int, BugInfo]:
+        return {}
+
     async def nominated(self) -> list[BugInfo]:
         raise DomainError("bugzilla_off")
+
+
+@dataclass
+class Preflight:
+    """What a command's `prepare` step sees: it runs before the dispatcher's lock, with no
+    database session open, and may ask outside services. `rights` runs a rights check of the
+    use cases in a short session of its own (so a refused sender costs no outside request)."""
+
+    actor: Actor
+    now: dt.datetime
+    bugzilla: BugLookup
+    rights: Callable[[Callable[[Downtimes], None]], None]
+    trees_remote: Callable[[], Awaitable[Mapping[str, TreeState]]] | None = None
+    # What the look-ups found:
+    bugs: dict[int, BugInfo] = field(default_factory=dict)  # none when Bugzilla could not answer
+    nominated: list[BugInfo] = field(default_factory=list)
+    trees: Mapping[str, TreeState] = field(default_factory=dict)
+    refusal: DomainError | None = None  # what a look-up refused (a bug that is not visible, ...)
+
+    def checked(self) -> Preflight:
+        """For the handler: what was found, or the refusal a look-up met."""
+        if self.refusal is not None:
+            raise self.refusal
+        return self
 
 
 @dataclass
@@ -46,6 +73,8 @@ class CommandContext:
     requests_channel: str = "#ci"
     # [trees] backend = treestatus: reads the trees from Treestatus (raises a DomainError when it cannot).
     trees_remote: Callable[[], Awaitable[Mapping[str, TreeState]]] | None = None
+    # What the command's `prepare` step found before the lock (see `Preflight`).
+    prepared: Preflight | None = None
     replies: list[str] = field(default_factory=list)
     failed: bool = False
     # The answer of a command that changed something: said once the reactions have run.
@@ -60,6 +89,12 @@ class CommandContext:
     def audience(self) -> Audience:
         """Who reads the answer: a channel (everyone) or the asker privately."""
         return audience_of(self.actor)
+
+    def looked_up(self) -> Preflight:
+        """What the command's `prepare` step found (or the refusal it met)."""
+        if self.prepared is None:
+            raise RuntimeError("this command has no prepare step, or was not run by the dispatcher")
+        return self.prepared.checked()
 
     def reply(self, text: str) -> None:
         self.replies.append(text.rstrip("\n"))

@@ -23,10 +23,11 @@ from models.lifecycle import Role
 from models.outbox import Outbox
 from models.ports import BugLookup, Clock, Incoming, Outgoing, Transport, TransportUnavailable, TreeState, Undeliverable
 from models.reactions import Reactions, Told
+from models.service import Downtimes
 from models.work import Actor, Settings, Work
 from plugins import downtime, trees
 from plugins.answers import AnswerCache
-from plugins.context import CommandContext, NoBugzilla, Render
+from plugins.context import CommandContext, NoBugzilla, Preflight, Render
 from plugins.ratelimit import RateLimiter, Verdict
 from plugins.registry import Command, Parsed, collect, parse_line, run, tops_of
 
@@ -60,6 +61,8 @@ class Dispatcher:
     generation: Callable[[], int] | None = None
     # [bot] rate_limit, per sender (plugins/ratelimit.py); None: no limit.
     rate_limiter: RateLimiter | None = None
+    # [bot] max_line: longer lines for the bot are refused before they are parsed.
+    max_line: int = 2000
 
     def __post_init__(self) -> None:
         # One command at a time: SQLite has one writer, and order matters to people.
@@ -78,11 +81,15 @@ class Dispatcher:
         """Answer one chat line; returns the reply texts (for tests and benchmarks)."""
         if len(self.commands) != self._tops_for:
             self._tops, self._tops_for = tops_of(self.commands), len(self.commands)
-        parsed = parse_line(message.text, self.prefix, self.commands, self._tops)
-        if parsed is None:
+        too_long = len(message.text) > self.max_line
+        parsed = None if too_long else parse_line(message.text, self.prefix, self.commands, self._tops)
+        if (parsed is None and not too_long) or (too_long and not self._for_bot(message.text)):
             return []
+        # A sender over the limit is not answered, not even that a line is too long.
         if self.rate_limiter is not None and await self._over_limit(self.rate_limiter, message):
             return []
+        if parsed is None:
+            return await self._too_long(message)
         key = None
         if self.answers is not None and parsed.command is not None and parsed.command.cacheable:
             key = AnswerCache.key(parsed.command.name, parsed.args, message)
@@ -90,8 +97,9 @@ class Dispatcher:
         if cached is not None:
             replies, queued = cached, False
         else:
+            prepared = await self._prepare(message, parsed)  # outside look-ups: before the lock
             async with self._lock:
-                replies, queued = await self._run(message, parsed)
+                replies, queued = await self._run(message, parsed, prepared)
             if self.answers is not None and key and not queued and self._last_ok:
                 self.answers.put(key, replies)
         if queued:
@@ -122,6 +130,22 @@ class Dispatcher:
             await self._send(message.network, Outgoing(message.reply_target, text))
         return True
 
+    def _for_bot(self, text: str) -> bool:
+        """Whether a line names one of the bot's commands, from its first few characters only."""
+        head = text[: len(self.prefix) + 40]
+        if not head.startswith(self.prefix) or head[len(self.prefix) : len(self.prefix) + 1].isspace():
+            return False
+        words = head[len(self.prefix) :].split(None, 1)
+        return bool(words) and words[0].lower() in self._tops
+
+    async def _too_long(self, message: Incoming) -> list[str]:
+        """Refuse a line for the bot that is over [bot] max_line, with one line, unread."""
+        self.refused += 1
+        text = self.render("refusal.txt", refusal="line_too_long", length=len(message.text), limit=self.max_line)
+        for target, line in self.addressed(message, text.strip()):
+            await self._send(message.network, Outgoing(target, line))
+        return [text.strip()]
+
     def addressed(self, message: Incoming, text: str) -> list[tuple[str, str]]:
         """Where an answer goes: its channel, or, when longer than the network allows in a
         channel ([irc]: 4 lines), to the asker privately with a one-line pointer in the channel."""
@@ -142,16 +166,37 @@ class Dispatcher:
         except Undeliverable as err:
             log.warning("reply to %s on %s dropped: %s", message.target, network, err)
 
-    async def _run(self, message: Incoming, parsed: Parsed) -> tuple[list[str], bool]:
-        now = self.clock.now()
-        self._last_ok = False
-        actor = Actor(
+    def _actor(self, message: Incoming) -> Actor:
+        return Actor(
             account=message.account,
             network=message.network,
             nick=message.nick,
             roles=self.roles_of(message.account, message.network),
             reply_target=message.reply_target,
         )
+
+    async def _prepare(self, message: Incoming, parsed: Parsed) -> Preflight | None:
+        """Run the command's outside look-ups (`@command(prepare=…)`) with no lock held and no
+        session open; its rights checks each run in a short session of their own."""
+        if parsed.command is None or parsed.command.prepare is None:
+            return None
+        now, actor = self.clock.now(), self._actor(message)
+
+        def rights(check: Callable[[Downtimes], None]) -> None:
+            with self.sessions() as session:
+                check(Downtimes(Work(session, now=now, settings=self.settings, actor=actor)))
+
+        pre = Preflight(actor=actor, now=now, bugzilla=self.bugzilla, rights=rights, trees_remote=self.trees_remote)
+        try:
+            await parsed.command.prepare(pre, parsed.args.strip())
+        except Exception:
+            log.exception("the look-ups of %r failed; the command runs without them", parsed.command.name)
+        return pre
+
+    async def _run(self, message: Incoming, parsed: Parsed, prepared: Preflight | None = None) -> tuple[list[str], bool]:
+        now = self.clock.now()
+        self._last_ok = False
+        actor = self._actor(message)
         with self.sessions() as session:
             # A replay (e.g. Matrix after a crash before its sync token was saved) is ignored: the
             # change and its queued replies were committed the first time. A question (a read-only
@@ -174,6 +219,7 @@ class Dispatcher:
                 systems=self.systems,
                 requests_channel=self.settings.requests_channel,
                 trees_remote=self.trees_remote,
+                prepared=prepared,
             )
             await run(ctx, parsed)
             self.handled += 1

@@ -2,19 +2,47 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from models.confidential import told, told_found
 from models.lifecycle import OUTCOMES, DomainError
+from models.service import Downtimes
 from plugins import args as a
 from plugins.context import CommandContext as Ctx
+from plugins.context import Preflight
 from plugins.registry import UsageError, command
 
 # "!" before a command name in help texts and examples.
 COMMAND_WORD = re.compile(r"(?<![\w!])!(?=(?:downtime|trees|canipush|help)\b)")
 
 
+async def _look_up(pre: Preflight, bugs: list[int], rights: Callable[[Downtimes], None]) -> None:
+    """Ask Bugzilla about `bugs` (one request), once `rights` let the sender have them
+    nominated; a refused sender is told by the handler and costs no request."""
+    if not bugs:
+        return
+    try:
+        pre.rights(rights)
+    except DomainError:
+        return
+    try:
+        pre.bugs = await pre.bugzilla.lookup_many(bugs)
+    except DomainError as err:
+        pre.refusal = err
+
+
+async def _proposal_bugs(pre: Preflight, args: str) -> None:
+    head, wording = a.split_wording(args)
+    try:
+        bugs = a.proposal(head, pre.now)[2] if wording else []
+    except UsageError:
+        return  # the handler says what is wrong
+    await _look_up(pre, bugs, lambda d: d.may_propose(bugs))
+
+
 @command(
     "downtime propose",
+    prepare=_proposal_bugs,
     examples=["!downtime propose 2026-12-05 14:00 UTC for 2h bug 1234567 trees autoland -- Upgrade the hg servers"],
 )
 async def propose(ctx: Ctx, args: str) -> None:
@@ -29,9 +57,10 @@ async def propose(ctx: Ctx, args: str) -> None:
     if not wording:
         raise UsageError("wording_empty")
     start, duration, bugs, trees = a.proposal(head, ctx.now)
-    infos = [await ctx.bugzilla.lookup(b) for b in bugs]
+    ctx.downtimes.may_propose(bugs)
+    infos = ctx.looked_up().bugs if bugs else {}
     outcome = ctx.downtimes.propose(start, duration, wording, bugs=bugs, trees=trees)
-    for info in infos:
+    for info in infos.values():
         if info is not None:
             ctx.downtimes.add_bug(outcome.downtime.id, info.id, summary=info.summary, assignee=info.assignee,
                                   security=info.restricted)
@@ -73,7 +102,21 @@ async def show(ctx: Ctx, args: str) -> None:
     ctx.say("show.txt", d=d, bugs=told(d.bugs, full, fallback="-"), pending=d.pending)
 
 
-@command("downtime bug add", role="ciduty, or the requester until it is announced", examples=["!downtime bug add 7 1234567 -- Move the build database"])
+async def _added_bug(pre: Preflight, args: str) -> None:
+    words = [w for w in a.split_wording(args)[0].split() if w != "--security"]
+    try:
+        downtime_id, bug = a.downtime_id(words[0]), a.bug_number(words[1])
+    except (UsageError, IndexError):
+        return  # the handler says what is wrong
+    await _look_up(pre, [bug], lambda d: d.may_add_bug(downtime_id))
+
+
+@command(
+    "downtime bug add",
+    role="ciduty, or the requester until it is announced",
+    prepare=_added_bug,
+    examples=["!downtime bug add 7 1234567 -- Move the build database"],
+)
 async def bug_add(ctx: Ctx, args: str) -> None:
     """downtime bug add <id> <bug> [--security] [-- <wording>]
 
@@ -88,8 +131,8 @@ async def bug_add(ctx: Ctx, args: str) -> None:
         raise UsageError("bug_wording_empty")
     dt_token, bug_token = a.exactly(words, 2, "id_bug")
     downtime_id, bug = a.downtime_id(dt_token), a.bug_number(bug_token)
-    ctx.queries.get(downtime_id)
-    info = await ctx.bugzilla.lookup(bug)
+    ctx.downtimes.may_add_bug(downtime_id)
+    info = ctx.looked_up().bugs.get(bug)
     outcome = ctx.downtimes.add_bug(
         downtime_id,
         bug,
@@ -275,7 +318,16 @@ async def verify(ctx: Ctx, args: str) -> None:
     ctx.outcome("verified", ctx.downtimes.verify(a.downtime_id(token)))
 
 
-@command("downtime queue", examples=["!downtime queue"], read_only=True)
+async def _nominated(pre: Preflight, args: str) -> None:
+    if args.split():
+        return  # the handler says what is wrong
+    try:
+        pre.nominated = await pre.bugzilla.nominated()
+    except DomainError as err:
+        pre.refusal = err
+
+
+@command("downtime queue", prepare=_nominated, examples=["!downtime queue"], read_only=True)
 async def queue(ctx: Ctx, args: str) -> None:
     """downtime queue
 
@@ -283,7 +335,7 @@ async def queue(ctx: Ctx, args: str) -> None:
     Restricted bugs are described only privately, to CiDuty.
     """
     a.exactly(args.split(), 0, "")
-    bugs = await ctx.bugzilla.nominated()
+    bugs = ctx.looked_up().nominated
     held = ctx.queries.held_bugs([b.id for b in bugs])
     waiting = told_found([b for b in bugs if b.id not in held], ctx.audience.reads_confidential())
     ctx.say("queue.txt", bugs=waiting, flag=ctx.work.settings.bugzilla_flag)

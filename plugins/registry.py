@@ -24,6 +24,9 @@ log = logging.getLogger(__name__)
 
 # A handler takes the application's context (see `Context`) and the arguments after the name.
 Handler = Callable[[Any, str], Awaitable[None]]
+# A command's outside look-ups, run before the dispatcher's lock with no session open: it takes
+# the preflight (see plugins/context.py `Preflight`) and the arguments, and leaves what it found there.
+Prepare = Callable[[Any, str], Awaitable[None]]
 H = TypeVar("H", bound=Handler)
 
 
@@ -47,6 +50,7 @@ class Command:
     role: str  # who may use it, for the help text; the core enforces it
     cacheable: bool = False  # its answer depends only on the arguments and the database
     read_only: bool = False  # it never commits a change (cacheable implies it)
+    prepare: Prepare | None = None  # its outside look-ups, run before the lock
 
 
 def command(
@@ -56,6 +60,7 @@ def command(
     role: str = "anyone",
     cacheable: bool = False,
     read_only: bool = False,
+    prepare: Prepare | None = None,
 ) -> Callable[[H], H]:
     """Declare a chat command. Only records; the dispatcher collects.
 
@@ -63,13 +68,17 @@ def command(
     time, the asker or an outside system), so it may be reused until the next commit.
     `read_only`: a question; it never commits a change (so its message is never recorded as
     handled, and the dispatcher does not look for it among the handled ones).
+    `prepare`: what the command must ask outside services (Bugzilla), asked before the
+    dispatcher's lock is taken and with no database session open, so a slow service holds up
+    nobody else; the handler then reads ``ctx.prepared``.
     """
 
     def decorate(func: H) -> H:
         doc = inspect.cleandoc(func.__doc__ or name)
         usage, _, rest = doc.partition("\n")
         func.__command__ = Command(  # type: ignore[attr-defined]
-            name, func, usage.strip(), rest.strip(), tuple(examples), role, cacheable, read_only or cacheable
+            name, func, usage.strip(), rest.strip(), tuple(examples), role, cacheable, read_only or cacheable,
+            prepare,
         )
         return func
 

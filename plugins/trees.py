@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from models.lifecycle import DomainError, State
 from plugins import args as a
 from plugins.context import CommandContext as Ctx
+from plugins.context import Preflight
 from plugins.registry import UsageError, command
 
 
@@ -19,7 +20,16 @@ class TreeRow:
     reason: str
 
 
-@command("trees", examples=["!trees", "!trees autoland"], read_only=True)
+async def _remote_trees(pre: Preflight, args: str) -> None:
+    if pre.trees_remote is None:
+        return
+    try:
+        pre.trees = await pre.trees_remote()  # raises a DomainError when Treestatus cannot answer
+    except DomainError as err:
+        pre.refusal = err
+
+
+@command("trees", prepare=_remote_trees, examples=["!trees", "!trees autoland"], read_only=True)
 async def trees(ctx: Ctx, args: str) -> None:
     """trees [<tree>]
 
@@ -29,7 +39,7 @@ async def trees(ctx: Ctx, args: str) -> None:
     a.exactly(words[1:], 0, "")
     settings = ctx.work.settings
     if ctx.trees_remote is not None:
-        remote = await ctx.trees_remote()  # raises a DomainError when Treestatus cannot answer
+        remote = ctx.looked_up().trees  # read before the lock (see _remote_trees)
         names = [n for n in settings.trees if n in remote] or sorted(remote)
         rows = [TreeRow(n, remote[n].status, remote[n].reason) for n in names]
         source = "Treestatus"

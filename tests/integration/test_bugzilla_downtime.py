@@ -14,6 +14,7 @@ from tests.fakes import FakeClock
 from tests.fakes import FakeMailer
 from tests.fakes import FakeTransport
 from bot import Bot
+from models.ports import Incoming
 from tests.conftest import Chat, make_config
 from tests.servers.bugzilla import BugzillaServer
 
@@ -49,6 +50,11 @@ class BugzillaChat(Chat):
         out = self.say(who, text)
         sent = [r for r in self.server.requests[before:] if r.path != "/rest/version"]
         return out, {m: sum(r.method == m for r in sent) for m in ("GET", "PUT")}
+
+    def health(self) -> bool:
+        """The periodic health check (the bot runs it every minute while Bugzilla is unavailable)."""
+        assert self.bot.bugzilla is not None
+        return self.loop.run_until_complete(self.bot.bugzilla.health())
 
     def check(self) -> bool:
         assert self.bot.bugzilla is not None
@@ -181,6 +187,7 @@ def test_bugzilla_failing_for_a_while_loses_nothing_and_doubles_nothing(bz, serv
     assert not [line for line in bz.new_lines() if "still not made" in line]  # reported once
 
     server.clear_faults()
+    assert bz.health()
     bz.deliver()
     assert all(server.bugs[i].flags[0].status == "+" for i in ids)
     assert all(server.bugs[i].whiteboard.count("[tree-closure") == 1 for i in ids)
@@ -193,6 +200,7 @@ def test_bugzilla_failing_for_a_while_loses_nothing_and_doubles_nothing(bz, serv
     server.fail_with(500, count=1, apply=True, methods=["PUT"])
     bz.say("carol", "!downtime end 1")
     assert all(len(comments(server, i)) == 1 for i in ids)  # made, but the bot could not know
+    assert bz.health()
     bz.deliver()
 
     assert all(len(comments(server, i)) == 1 for i in ids)
@@ -216,6 +224,10 @@ def test_bugzilla_down_at_start_up_the_bot_runs_and_catches_up(bz, server):
     assert server.bugs[7].flags == []
 
     server.clear_faults()
+    before = len(server.requests)
+    bz.deliver()
+    assert len(server.requests) == before  # the queued change waits for the health check
+    assert bz.health()
     bz.deliver()  # the worker catches up: nominated, and the bug's assignee is now known
 
     assert [(f.name, f.status) for f in server.bugs[7].flags] == [(FLAG, "?")]
@@ -310,3 +322,64 @@ def test_a_flag_permission_error_is_reported_to_ciduty_and_the_other_bugs_are_ap
     assert server.bugs[1].flags[0].status == "+" and server.bugs[2].flags[0].status == "?"
     show = "\n".join(bz.say("alice", "!downtime show 1"))
     assert "Pending bugzilla: set needs-treeclosure+" in show and "(failed, 1 attempt(s): " in show
+
+
+# ---- who may cause a Bugzilla write, and what a command costs in requests ---------------------------
+
+def test_an_unidentified_sender_proposing_with_a_thousand_bugs_causes_no_bugzilla_request(bz, server):
+    bz.bot.dispatcher.max_line = 10_000  # [bot] max_line would refuse the line unread
+    bugs = ",".join(str(n) for n in range(200001, 201001))
+    out = bz.say(None, f"!downtime propose 2026-12-05 14:00 UTC for 2h bug {bugs} -- Nominate them all")
+    assert out == ["#ci identify with services first: anon is not logged in to an account, "
+                   "and changes are made by account"]
+    assert [r for r in server.requests if r.path != "/rest/version"] == []
+
+
+def test_the_bugs_of_a_proposal_are_looked_up_in_one_request(bz, server):
+    for bug_id in (301, 302, 303):
+        server.add_bug(bug_id, f"Work item {bug_id}", "eng@example.org")
+    before = len(server.requests)
+    out = bz.say("alice", "!downtime propose 2026-12-05 14:00 UTC for 2h bug 301,302,303 -- Upgrade the hg servers")
+    assert out[0].startswith("#ci Downtime #1 proposed by alice")
+    reads = [r for r in server.requests[before:] if r.method == "GET" and r.path.startswith("/rest/bug")]
+    # One read for the command, one for the nomination job (which reads before it writes).
+    assert len(reads) == 2, [r.path for r in reads]
+
+
+def test_with_nominate_roles_only_those_roles_may_have_bugs_nominated(tmp_path, clock, server):
+    server.add_bug(401, "Move the build database", "eng@example.org")
+    chat = BugzillaChat(tmp_path, clock, server, nominate_roles="ciduty, sheriffs")
+    try:
+        before = len(server.requests)
+        out = chat.say("alice", "!downtime propose 2026-12-05 14:00 UTC for 2h bug 401 -- Move the build database")
+        assert out == ["#ci only CiDuty or a sheriff may have bugs nominated (needs-treeclosure?) here: propose "
+                       "without bug numbers and ask one of them to add the bugs (!downtime bug add)"]
+        assert [r for r in server.requests[before:] if r.path != "/rest/version"] == []
+        out = chat.say("alice", "!downtime propose 2026-12-05 14:00 UTC for 2h -- Move the build database")
+        assert out[0].startswith("#ci Downtime #1 proposed by alice")
+        assert chat.say("alice", "!downtime bug add 1 401")[0].startswith("#ci only CiDuty or a sheriff")
+        assert not server.requests_to("PUT", "/rest/bug/401")
+        out = chat.say("carol", "!downtime bug add 1 401")
+        assert server.requests_to("PUT", "/rest/bug/401"), out
+    finally:
+        chat.close()
+
+
+def test_commands_do_not_ask_a_bugzilla_marked_unavailable_until_its_check_passes(bz, server):
+    server.add_bug(501, "Move the build database", "eng@example.org")
+    server.fail_with(503)
+    assert not bz.check()  # marked unavailable
+    server.clear_faults()
+
+    def command_requests(who: str, text: str) -> list[str]:
+        """What the command alone asked (the outbox workers are not run)."""
+        before = len(server.requests)
+        bz.loop.run_until_complete(bz.bot.dispatcher.answer(
+            Incoming(network="irc", room="#ci", account=who, nick=who, text=text)))
+        return [r.path for r in server.requests[before:]]
+
+    assert command_requests("alice", "!downtime propose 2026-12-05 14:00 UTC for 2h bug 501 -- Move it") == []
+    assert command_requests("alice", "!downtime bug add 1 501") == []
+    assert bz.check()  # the health check passes: commands ask again
+    assert command_requests("alice", "!downtime propose 2026-12-06 14:00 UTC for 2h bug 501 -- Again") == [
+        "/rest/bug/501"]

@@ -25,8 +25,9 @@ alice: !downtime show 1
 """
 
 
-def run_bot(tmp_path: Path, stdin: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, DOWNTIMEBOT_BOT_DATABASE=f"sqlite:///{tmp_path / 'bot.db'}", DOWNTIMEBOT_LOG_LEVEL="WARNING")
+def run_bot(tmp_path: Path, stdin: str, **environ: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, DOWNTIMEBOT_BOT_DATABASE=f"sqlite:///{tmp_path / 'bot.db'}", DOWNTIMEBOT_LOG_LEVEL="WARNING",
+               **environ)
     return subprocess.run(
         [sys.executable, str(ROOT / "bot.py"), "--console"],
         input=stdin, capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path,
@@ -78,3 +79,25 @@ def test_the_console_keeps_its_data_across_restarts_and_refuses_bad_lines_with_o
     assert lines[1] == "#ci downtimebot: 'x' is not a downtime id (a number such as 7) (usage: !downtime show <id>)"
     assert lines[2].startswith("@mallory downtimebot: identify with services first")
     assert len(lines) == 3
+
+
+def test_a_list_is_answered_while_another_senders_proposal_waits_on_a_slow_bugzilla(tmp_path: Path) -> None:
+    from tests.servers.bugzilla import BugzillaServer
+
+    with BugzillaServer(latency=2.0) as server:  # every request takes 2 s
+        server.add_account("downtime-bot@example.org", "bot-key-0123456789abcdef", groups=["infra"])
+        server.add_bug(7, "Move the build database", "eng@example.org")
+        result = run_bot(tmp_path, "#ci alice: !downtime propose in 3d for 2h bug 7 -- Move the build database\n"
+                                   "#ci bob: !downtime list\n"
+                                   "#ci alice: !downtime show 1\n",
+                         DOWNTIMEBOT_BUGZILLA_URL=server.url, DOWNTIMEBOT_BUGZILLA_ENABLED="on",
+                         BUGZILLA_API_KEY="bot-key-0123456789abcdef")
+    assert result.returncode == 0, result.stderr
+    said = [line for line in result.stdout.splitlines() if line.startswith("#ci downtimebot: ")]
+    proposed = next(i for i, line in enumerate(said) if line.startswith("#ci downtimebot: Downtime #1 proposed"))
+    # Answered before the proposal was made, bob's list has no downtime in it.
+    listed = next((i for i, line in enumerate(said) if line.startswith("#ci downtimebot: No upcoming downtimes")), None)
+    assert listed is not None, said
+    shown = next(i for i, line in enumerate(said) if line.startswith("#ci downtimebot: #1 [proposed]"))
+    # bob is not held up by alice's look-up; alice's own lines stay in order.
+    assert listed < proposed < shown, said

@@ -65,6 +65,9 @@ class BotProcess:
             f"nick = {irc_keys.get('nick', self.nick)}\n"
             f"database = sqlite:///{self.db}\n"
             f"transports = {transports}\n"
+            # A proposal with the longest notice wording (2,000 characters) is over the default
+            # [bot] max_line of 2,000.
+            "max_line = 4000\n"
             "[channels]\n"
             f"requests = {self.ci}\nannounce = {self.dev}\n"
             "[roles]\n" + "".join(f"{k} = {v}\n" for k, v in roles.items()) +

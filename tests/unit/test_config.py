@@ -388,3 +388,14 @@ def test_rate_limit_is_commands_per_period_or_off(tmp_path: Path) -> None:
     ini.write_text("[bot]\nrate_limit = lots\n")
     with pytest.raises(ConfigError, match=r"^\[bot\] rate_limit = 'lots'"):
         configuration.load(ini, environ={})
+
+
+def test_nominate_roles_names_roles_and_refuses_unknown_ones(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from models.lifecycle import Role
+    from tests.conftest import make_config
+
+    assert make_config(tmp_path).bugzilla.nominate_roles == ()
+    config = make_config(tmp_path, bugzilla={"nominate_roles": "ciduty, Sheriffs"})
+    assert config.bugzilla.nominate_roles == (Role.CIDUTY, Role.SHERIFF)
+    with pytest.raises(ConfigError, match=r"\[bugzilla\] nominate_roles: unknown role 'engineers'"):
+        make_config(tmp_path, bugzilla={"nominate_roles": "engineers"})

@@ -107,6 +107,7 @@ CONTEXT = {
     "what": "close trees",
     "verb": "close",
     "length": 2500,
+    "limit": 2000,
     "sub": "frobnicate",
     "top": "downtime",
     "ref": "1a2b3c4d",
