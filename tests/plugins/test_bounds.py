@@ -18,6 +18,12 @@ PROPOSE = "!downtime propose 2026-12-05 14:00 UTC for 2h bug 123456 -- Upgrade t
 INVISIBLE = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200b\u200c\u200d\u200e\u200f"
 
 
+@pytest.fixture
+def config(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """[bot] max_line raised, so that the limits on what a line carries are reached at all."""
+    return make_config(tmp_path, bot={"max_line": "100000"})
+
+
 def stored_texts(chat: Chat) -> list[str]:
     with chat.bot.sessions() as session:
         texts = [d.summary for d in session.scalars(select(Downtime))]
@@ -37,6 +43,17 @@ def test_a_reason_that_forces_an_announcement_is_bounded_like_notice_wording(cha
     out = chat.say("carol", "!downtime announce 1 --force -- " + "y" * 20_000)
     assert out == ["#ci the reason is too long (20000 characters; at most 2000)"]
     assert not any("yyyy" in text for text in stored_texts(chat))
+
+
+def test_with_the_default_line_limit_a_long_reason_is_refused_unread(tmp_path: Path, clock: FakeClock) -> None:
+    chat = Chat(make_config(tmp_path), clock)
+    try:
+        chat.say("alice", PROPOSE)
+        out = chat.say("pat", "!downtime object 1 -- " + "x" * 20_000)
+        assert out == ["#ci the line is 20022 characters long, over the 2000 this bot reads: say it in shorter parts"]
+        assert not any("xxxx" in text for text in stored_texts(chat))
+    finally:
+        chat.close()
 
 
 def test_an_objection_longer_than_notice_wording_is_refused_as_a_reason(chat: Chat) -> None:

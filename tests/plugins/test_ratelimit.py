@@ -49,7 +49,16 @@ def test_lines_not_for_the_bot_are_not_counted(chat: Chat) -> None:
     for _ in range(50):
         assert chat.say("mallory", "hello everyone") == []
         assert chat.say("mallory", "!weather") == []
+        assert chat.say("mallory", "!weather " + "x" * 3000) == []
     assert chat.say("mallory", "!downtime list") == [NONE]
+
+
+def test_lines_too_long_to_read_count_like_any_other(chat: Chat) -> None:
+    long_line = "!downtime list " + "x" * 3000
+    for _ in range(5):
+        assert chat.say("mallory", long_line)[0].startswith("#ci the line is 3015 characters long")
+    assert chat.say("mallory", long_line) == [SLOW_DOWN.format(nick="mallory")]
+    assert chat.say("mallory", long_line) == []
 
 
 @pytest.mark.parametrize("who", ["carol", "root"])
