@@ -246,7 +246,7 @@ class Bot:
         # Reminders first: what fell due while the bot was down is queued before any command.
         await self.reminders.start()
         for name, transport in self.transports.items():
-            # Matrix saves its sync token once a batch's lines are answered: it waits for each.
+            # Matrix saves its sync token once a batch is answered: it learns when, per command.
             await transport.start(self.senders.in_turn if name == "matrix" else self.senders)
         self._tasks = [asyncio.create_task(w.run(), name=f"outbox-{w.name}") for w in self.workers]
         if self.engine.dialect.name == "sqlite":

@@ -9,9 +9,11 @@ What it guarantees, and how:
   refused connection) backs off exponentially with jitter, from ``backoff_min`` to
   ``backoff_max`` seconds, and the delay resets after a good sync. ``M_UNKNOWN_TOKEN`` stops the
   loop with an ERROR log line: somebody has to log the bot in again.
-- **No command runs twice, no old command is replayed.** ``next_batch`` is saved only after
-  every event of the batch was handed to ``on_message`` and awaited; handled event ids are saved
-  (the last 2,000) and skipped; on the first sync of a room (first start, a join, a re-join) the
+- **No command runs twice, no old command is replayed, none is lost.** Each command is answered
+  in a task of its own, so a slow one (waiting on Bugzilla) never holds up the sync loop or
+  another person's command; ``next_batch`` is saved only once every event of that batch and of
+  every earlier one was answered (`HandledUpTo`); handled event ids are saved (the last 2,000)
+  and skipped; on the first sync of a room (first start, a join, a re-join) the
   events from before the bot's own join and those older than the bot's first start (saved in the
   store, compared with ``origin_server_ts``) are ignored; so are events seen in a room while the
   bot was not in it. A gap in the timeline (``limited``) is filled with ``/messages``.
@@ -276,6 +278,29 @@ def _strip_reply_fallback(body: str) -> str:
 # -- the transport -------------------------------------------------------------------------
 
 
+class HandledUpTo:
+    """The sync token that may be saved: the newest batch whose commands, and every earlier
+    batch's, are all answered. A crash before then syncs again from the token saved, and the
+    commands already answered are skipped by their event ids."""
+
+    def __init__(self) -> None:
+        self._open: deque[tuple[str | None, list[asyncio.Task[None]]]] = deque()
+
+    def add(self, token: str | None, tasks: list[asyncio.Task[None]]) -> None:
+        """A batch handed on: `token` (None: nothing new to save) once `tasks` are done."""
+        self._open.append((token, tasks))
+
+    def settled(self) -> str | None:
+        """The newest token whose batch and every earlier one are answered (None: no news)."""
+        token = None
+        while self._open and all(task.done() for task in self._open[0][1]):
+            token = self._open.popleft()[0] or token
+        return token
+
+    def running(self) -> list[asyncio.Task[None]]:
+        return [task for _, tasks in self._open for task in tasks if not task.done()]
+
+
 class _Stopped(Exception):
     """stop() was called while the sync loop was waiting."""
 
@@ -309,6 +334,9 @@ class MatrixTransport(Transport):
         self._save_lock = asyncio.Lock()
         self._dm_locks: dict[str, asyncio.Lock] = {}
         self._seen: set[str] = set()
+        self._since: str | None = None  # the newest batch handed on (saved: `state.next_batch`)
+        self._handled = HandledUpTo()
+        self._dispatched: list[asyncio.Task[None]] = []  # commands of the batch being handled
         self._room_by_channel: dict[str, str] = {}
         self._channel_by_room: dict[str, str] = {}
         self._joined: set[str] = set()
@@ -333,6 +361,7 @@ class MatrixTransport(Transport):
             log.info("Matrix store %s is new: events before now will be ignored", self._store.path)
         self._state = state
         self._seen = set(state.seen_events)
+        self._since = state.next_batch
         await self._save()
         self._client = nio.AsyncClient(
             self.config.homeserver,
@@ -357,12 +386,22 @@ class MatrixTransport(Transport):
             try:
                 await asyncio.wait_for(asyncio.shield(self._task), STOP_GRACE_SECONDS)
             except asyncio.TimeoutError:
-                log.warning("Matrix: a message handler is still running; cancelling it")
+                log.warning("Matrix: a sync is still being handled; cancelling it")
                 self._task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._task
             self._task = None
+        running = self._handled.running() + [t for t in self._dispatched if not t.done()]
+        if running:
+            _, late = await asyncio.wait(running, timeout=STOP_GRACE_SECONDS)
+            for task in late:
+                log.warning("Matrix: a message handler is still running; cancelling it (its command is "
+                            "read again at the next start)")
+                task.cancel()
+            if late:
+                await asyncio.wait(late)
         if self._state is not None:
+            self._advance()
             await self._save()
         if self._client is not None:
             await self._client.close()
@@ -447,7 +486,7 @@ class MatrixTransport(Transport):
                 reply = await self._unless_stopped(client.sync(
                     timeout=self.config.sync_timeout_ms,
                     sync_filter=SYNC_FILTER,
-                    since=self._state.next_batch,
+                    since=self._since,
                     full_state=full_state,
                 ))
             except (_Stopped, asyncio.CancelledError):
@@ -479,18 +518,25 @@ class MatrixTransport(Transport):
                 if self.on_connected is not None:
                     self.on_connected()
             backoff.reset()
-            # Not interrupted by stop(): a batch is handled and its next_batch saved, or not.
+            # Not interrupted by stop(): a batch is handed on whole, or retried from `since`.
+            # Its commands are answered in tasks of their own; the token is saved once they are.
             try:
-                await self._handle_sync(client, reply, self._state.next_batch)
-                self._state.next_batch = reply.next_batch
-                await self._save()
+                await self._handle_sync(client, reply, self._since)
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 (keep syncing; the batch is retried from since)
+                self._handled.add(None, self._take_dispatched())  # what went out still holds the token
                 delay = backoff.next_delay()
                 log.exception("Matrix: handling a sync failed; retrying in %.1f s", delay)
                 await self._unless_stopped(asyncio.sleep(delay))
                 continue
+            self._since = reply.next_batch
+            self._handled.add(reply.next_batch, self._take_dispatched())
+            self._advance()
+            try:
+                await self._save()
+            except OSError:
+                log.exception("Matrix: cannot save the sync state (kept in memory; saved again later)")
             full_state = False
             self._synced_once.set()
 
@@ -712,21 +758,42 @@ class MatrixTransport(Transport):
         else:
             return
         self._seen.add(event.event_id)
-        if len(state.seen_events) == state.seen_events.maxlen:
-            self._seen.discard(state.seen_events[0])
-        state.seen_events.append(event.event_id)
         room = client.rooms.get(room_id)
         nick = (room.user_name(event.sender) if room else None) or event.sender
         text = _strip_reply_fallback(event.body) if "m.in_reply_to" in relates else event.body
         incoming = Incoming(network=self.network, room=channel, account=event.sender,
                             nick=nick, text=text, msgid=event.event_id)
+        self._dispatched.append(asyncio.create_task(self._answer(incoming), name=f"matrix-{event.event_id[:24]}"))
+
+    async def _answer(self, incoming: Incoming) -> None:
+        """Hand one command on and, once it is answered, record its event id as handled and
+        save the sync token as far as every earlier command is answered too."""
+        state = self._state
+        assert state is not None and self._on_message is not None and incoming.msgid is not None
         try:
             await self._on_message(incoming)
         except asyncio.CancelledError:
             raise
         except Exception:  # noqa: BLE001 (one bad command must not stop the transport)
-            log.exception("Matrix: handling %s from %s failed", event.event_id, event.sender)
-        await self._save()
+            log.exception("Matrix: handling %s from %s failed", incoming.msgid, incoming.account)
+        if len(state.seen_events) == state.seen_events.maxlen:
+            self._seen.discard(state.seen_events[0])
+        state.seen_events.append(incoming.msgid)
+        self._advance()
+        try:
+            await self._save()
+        except OSError:
+            log.exception("Matrix: cannot save the sync state (kept in memory; saved again later)")
+
+    def _take_dispatched(self) -> list[asyncio.Task[None]]:
+        tasks, self._dispatched = self._dispatched, []
+        return tasks
+
+    def _advance(self) -> None:
+        """Move the saved token to the newest batch answered whole (see `HandledUpTo`)."""
+        token = self._handled.settled()
+        if token is not None and self._state is not None:
+            self._state.next_batch = token
 
     async def _on_invite(self, client: nio.AsyncClient, room_id: str, invite_state: list[Any]) -> None:
         if room_id in self._declined_invites:

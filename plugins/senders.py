@@ -65,6 +65,7 @@ class PerSender:
             await asyncio.wait(list(self._running))
 
     async def in_turn(self, message: Incoming) -> None:
-        """Hand the line on and wait until it is answered: for a transport that must know when
-        (Matrix saves its sync token only once every line of a batch is answered)."""
+        """Hand the line on and wait until it is answered: for a transport that must know when.
+        Matrix calls it in a task per command and saves its sync token only once every command
+        of a batch is answered (adapters/matrix.py `HandledUpTo`), so it never waits in line."""
         await asyncio.wait([self.submit(message)])

@@ -337,6 +337,53 @@ def test_an_event_replayed_by_the_server_is_not_delivered_twice(scene: Scene) ->
     run(scenario())
 
 
+def test_a_slow_command_holds_up_neither_the_sync_nor_others_and_its_batch_is_read_again_after_a_crash(
+    scene: Scene,
+) -> None:
+    async def scenario() -> None:
+        alice, room_id = await alice_with_room(scene)
+        inbox, release, slow_started = Inbox(), asyncio.Event(), asyncio.Event()
+
+        async def handler(incoming: Incoming) -> None:
+            if incoming.text == "slow":  # as a command waiting on a slow Bugzilla
+                slow_started.set()
+                await release.wait()
+            await inbox(incoming)
+
+        bot = MatrixTransport(scene.config())
+        await bot.start(handler)
+        assert await bot.wait_until_synced(30)
+        try:
+            await alice.send(room_id, "slow")
+            await asyncio.wait_for(slow_started.wait(), 20)
+            await alice.send(room_id, "quick")
+            quick = await inbox.wait_for("quick")  # answered while "slow" still waits
+            for _ in range(100):  # until its answer is recorded in the store
+                if quick.msgid in scene.state()["seen_events"]:
+                    break
+                await asyncio.sleep(0.05)
+            crashed = scene.state()  # what a crash now would leave behind
+            assert quick.msgid in crashed["seen_events"]
+        finally:
+            release.set()
+            await bot.stop()
+        assert inbox.texts() == ["quick", "slow"]
+        # "slow" was not answered when the state was taken: its batch is read again, "quick" is not.
+        (scene.store / STATE_FILE).write_text(json.dumps(crashed))
+        again = Inbox()
+        bot = await started(scene.config(), again)
+        try:
+            await again.wait_for("slow")
+            await alice.send(room_id, "after")
+            await again.wait_for("after")
+            assert again.texts() == ["slow", "after"]
+        finally:
+            await bot.stop()
+            await alice.__aexit__()
+
+    run(scenario())
+
+
 def test_a_rejoined_room_does_not_replay_what_was_said_while_the_bot_was_out(scene: Scene) -> None:
     async def scenario() -> None:
         alice, room_id = await alice_with_room(scene, public=False, invite=(scene.bot_id,))
