@@ -21,8 +21,13 @@ log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).resolve().parent.parent / "models" / "migrations"
 
 
-def make_engine(url: str, *, base: Path | None = None, background_checkpoints: bool = False) -> Engine:
+def make_engine(
+    url: str, *, base: Path | None = None, background_checkpoints: bool = False, private: bool = True
+) -> Engine:
     """An engine for `url`; a relative SQLite path is taken from `base` (the bot's folder).
+
+    `private`: make the SQLite file and a folder created for it readable by the owner only
+    (the migration's child process skips it: its parent did it, and said so once).
 
     `background_checkpoints`: the caller runs a `Checkpointer`, so commits never copy the
     write-ahead log into the database themselves (that copy and its fsync were the slowest
@@ -33,11 +38,12 @@ def make_engine(url: str, *, base: Path | None = None, background_checkpoints: b
         path = Path(parsed.database)
         if not path.is_absolute() and base is not None:
             path = base / path
-        private_folder(path.parent)
-        # SQLite gives its -wal and -shm files the database file's mode.
-        for name in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
-            if name == path or name.exists():
-                private_file(name)
+        if private:
+            private_folder(path.parent)
+            # SQLite gives its -wal and -shm files the database file's mode.
+            for name in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+                if name == path or name.exists():
+                    private_file(name)
         parsed = parsed.set(database=str(path))
     engine = create_engine(parsed)
     if parsed.get_backend_name() == "sqlite":
@@ -153,7 +159,7 @@ def migrate(engine: Engine, *, in_child: bool = False) -> None:
     if in_child:
         # The URL goes through the environment, not argv: it may hold a password.
         env = dict(os.environ, DOWNTIMEBOT_MIGRATE_URL=engine.url.render_as_string(hide_password=False))
-        code = "import os; from adapters.db import make_engine, migrate; migrate(make_engine(os.environ['DOWNTIMEBOT_MIGRATE_URL']))"
+        code = "import os; from adapters.db import make_engine, migrate; migrate(make_engine(os.environ['DOWNTIMEBOT_MIGRATE_URL'], private=False))"
         subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=MIGRATIONS.parent.parent)
         return
     from alembic import command
