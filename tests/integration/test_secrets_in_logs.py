@@ -76,6 +76,9 @@ def test_a_whole_run_with_every_secret_set_never_logs_one(services: InspircdAnop
             await bot.joined()
             assert bot.count("IRC logged in as account downtimebot") == 1
             bot.console(bot.ci, "alice", "!downtime propose in 3d for 2h bug 4242 -- Move the build farm")
+            # Another person's line does not wait for this one (which asks Bugzilla first): wait
+            # for the answer, as CiDuty would.
+            await bot.wait_out("Downtime #1 proposed by alice")
             bot.console(bot.ci, "ciduty", "!downtime approve 1")
             deadline = time.monotonic() + 60
             while not smtp.received or not bugzilla.requests_to("PUT", "/rest/bug/4242"):
