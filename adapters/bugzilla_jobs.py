@@ -289,18 +289,12 @@ class BugzillaSync:
     async def check(self) -> bool:
         """The start-up check: the key works and the flag exists. On failure Bugzilla is
         marked unavailable, CiDuty is told, and the queued changes wait and retry."""
-        try:
-            await asyncio.to_thread(self.tracker.check, self.product or None)
-        except BugzillaError as err:
-            if isinstance(err, InvalidApiKey):
-                self.status.refuse_key(str(err))
-            else:
-                self.status.down(str(err))
+        err = await self._ask()
+        if err is not None:
             log.error("Bugzilla start-up check failed: %s Bugzilla is marked unavailable; "
                       "its changes stay queued and are retried.", err)
             self._tell(events.BugzillaCheckFailed(None, error=str(err), at=self.clock.now()))
             return False
-        self.status.up()
         log.info("Bugzilla start-up check passed (flag %s%s)", self.flag,
                  f" in {self.product}" if self.product else "")
         return True
@@ -311,6 +305,15 @@ class BugzillaSync:
         answers again (then the caller wakes the queued changes)."""
         if self.status.available or self.status.key_refused:
             return False
+        err = await self._ask()
+        if err is not None:
+            log.info("Bugzilla health check: still unavailable (%s)", err)
+            return False
+        return True
+
+    async def _ask(self) -> BugzillaError | None:
+        """Check the key and the flag, and mark Bugzilla up, down or its key refused; the
+        error when it failed."""
         try:
             await asyncio.to_thread(self.tracker.check, self.product or None)
         except BugzillaError as err:
@@ -318,10 +321,9 @@ class BugzillaSync:
                 self.status.refuse_key(str(err))
             else:
                 self.status.down(str(err))
-            log.info("Bugzilla health check: still unavailable (%s)", err)
-            return False
+            return err
         self.status.up()
-        return True
+        return None
 
     def _job(self, row: OutboxMessage) -> jobs.BugzillaJob:
         try:

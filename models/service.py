@@ -83,13 +83,9 @@ class Downtimes:
         bugs: Sequence[int] = (),
         trees: Sequence[str] = (),
     ) -> Outcome:
-        self.work.identified()
-        self._check_bugs(len(set(bugs)))
-        if bugs:
-            self.work.may_nominate()
+        self.may_propose(bugs)
         self._check_time(start, duration)
         self.work.check_trees(trees)
-        self._check_bugs(len(set(bugs)))
         wording = clean_wording(wording)
         downtime = Downtime(
             state=State.PROPOSED.value,

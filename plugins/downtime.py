@@ -57,7 +57,6 @@ async def propose(ctx: Ctx, args: str) -> None:
     if not wording:
         raise UsageError("wording_empty")
     start, duration, bugs, trees = a.proposal(head, ctx.now)
-    ctx.downtimes.may_propose(bugs)
     infos = ctx.looked_up().bugs if bugs else {}
     outcome = ctx.downtimes.propose(start, duration, wording, bugs=bugs, trees=trees)
     for info in infos.values():
@@ -131,7 +130,6 @@ async def bug_add(ctx: Ctx, args: str) -> None:
         raise UsageError("bug_wording_empty")
     dt_token, bug_token = a.exactly(words, 2, "id_bug")
     downtime_id, bug = a.downtime_id(dt_token), a.bug_number(bug_token)
-    ctx.downtimes.may_add_bug(downtime_id)
     info = ctx.looked_up().bugs.get(bug)
     outcome = ctx.downtimes.add_bug(
         downtime_id,
