@@ -89,6 +89,13 @@ class Downtime(Base):
     verified_by: Mapped[str | None] = mapped_column(String(255), default=None)
     verified_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
     tree_change_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    # Updated notices sent after the announcement (a bug added or dropped, the wording edited):
+    # the calendar SEQUENCE is `revision + notice_updates` (see `sequence`).
+    notice_updates: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The database's token when it was made (models/instance.py): Message-IDs and calendar UIDs
+    # carry it, so two databases on one mail domain never share them. Empty: a downtime from
+    # before the token existed, which keeps the ids it was announced with.
+    id_token: Mapped[str] = mapped_column(String(32), default="", server_default="")
 
     bugs: Mapped[list[DowntimeBug]] = relationship(
         back_populates="downtime", order_by="DowntimeBug.bug", cascade="all, delete-orphan"
@@ -115,6 +122,11 @@ class Downtime(Base):
     def system_names(self) -> list[str]:
         return [s for s in self.systems.split(",") if s]
 
+    @property
+    def sequence(self) -> int:
+        """The calendar SEQUENCE of the next invitation: higher after every change people were told of."""
+        return self.revision + self.notice_updates
+
 
 class DowntimeBug(Base):
     __tablename__ = "downtime_bugs"
@@ -129,6 +141,9 @@ class DowntimeBug(Base):
     assignee: Mapped[str] = mapped_column(String(255), default="")
     note: Mapped[str] = mapped_column(Text, default="")
     added_by: Mapped[account]
+    # A change to an announced downtime awaiting CiDuty's approval: "add" (the bug joins when
+    # approved) or "drop" (it leaves when approved); empty: none.
+    pending: Mapped[str] = mapped_column(String(10), default="", server_default="")
 
     downtime: Mapped[Downtime] = relationship(back_populates="bugs")
 
@@ -144,7 +159,9 @@ class DowntimeBug(Base):
 
 
 class Verdict(Base):
-    """A pre-approver's answer to the draft notice. Reset (inactive) on reschedule."""
+    """A pre-approver's answer to the draft notice ("preapproved" | "objected"), or a confirmation
+    of the draft by someone working in the downtime ("confirmed"). A reschedule to a new time
+    resets pre-approvals and confirmations (inactive); an objection stays until withdrawn."""
 
     __tablename__ = "verdicts"
 
@@ -152,7 +169,7 @@ class Verdict(Base):
     downtime_id: Mapped[int] = mapped_column(ForeignKey("downtimes.id", ondelete="CASCADE"))
     account: Mapped[account]
     network: Mapped[str] = mapped_column(String(20))
-    verdict: Mapped[str] = mapped_column(String(20))  # "preapproved" | "objected"
+    verdict: Mapped[str] = mapped_column(String(20))  # "preapproved" | "objected" | "confirmed"
     reason: Mapped[str] = mapped_column(Text, default="")
     at: Mapped[utc]
     active: Mapped[bool] = mapped_column(Boolean, default=True)
@@ -289,3 +306,12 @@ class HandledMessage(Base):
     handled_at: Mapped[utc]
 
     __table_args__ = (Index("ix_handled_messages_handled_at", "handled_at"),)
+
+
+class BotMeta(Base):
+    """Facts about this database itself, by name (``id_token``: see models/instance.py)."""
+
+    __tablename__ = "bot_meta"
+
+    key: Mapped[str] = mapped_column(String(40), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)

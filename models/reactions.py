@@ -176,7 +176,7 @@ class Telling:
         if calendar:
             # A cancellation must outrank the last invitation, or calendars keep the event (RFC 5546).
             invitation = jobs.Invitation(
-                method=calendar, sequence=d.revision + (1 if calendar == "CANCEL" else 0),
+                method=calendar, sequence=d.sequence + (1 if calendar == "CANCEL" else 0),
                 status="CANCELLED" if calendar == "CANCEL" else "CONFIRMED",
             )
         return self.mail(

@@ -15,6 +15,7 @@ import re
 from collections.abc import Sequence
 
 from models import events, planning
+from models.instance import database_token
 from models.lifecycle import BugStatus, DomainError, State
 from models.orm import Downtime, DowntimeBug, Verdict
 from models.queries import Queries
@@ -98,6 +99,7 @@ class Downtimes:
             systems=",".join(host for host in self.settings.systems if names_host(wording, host)),
             created_at=self.now,
             updated_at=self.now,
+            id_token=database_token(self.session),
         )
         self.session.add(downtime)
         self.session.flush()

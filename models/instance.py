@@ -1,0 +1,34 @@
+"""This database's id token: a random word made once per database and kept in it.
+
+Why: Message-IDs (``<dt1.r0.announce.mail.<token>@domain>``) and calendar UIDs
+(``downtime-1-<token>@domain``) are made from the downtime's number, and two databases on the
+same mail domain (a staging bot, a rebuilt one) number their downtimes from 1 again. Without
+the token mail clients would thread, and calendars merge, two different downtimes as one.
+Migration 0003 makes the token; `database_token` makes it too when a database has none.
+Each downtime keeps the token it was made with (`Downtime.id_token`); downtimes announced
+before the token existed keep an empty one and so the ids they were announced with.
+"""
+from __future__ import annotations
+
+import secrets
+
+from sqlalchemy.orm import Session
+
+from models.orm import BotMeta
+
+KEY = "id_token"
+
+
+def database_token(session: Session) -> str:
+    """The token of the database `session` writes to (made and added on first use)."""
+    row = session.get(BotMeta, KEY)
+    if row is None:
+        row = BotMeta(key=KEY, value=secrets.token_hex(6))
+        session.add(row)
+        session.flush()
+    return row.value
+
+
+def id_suffix(token: str) -> str:
+    """What Message-IDs and UIDs append for a downtime's token ("" for the old ones)."""
+    return f".{token}" if token else ""
