@@ -198,7 +198,10 @@ class Downtimes:
         for old in earlier:
             old.active = False
         downtime.verdicts.append(
-            Verdict(account=self.actor.who, network=self.actor.network, verdict=verdict, reason=reason, at=self.now)
+            Verdict(
+                account=self.actor.who, network=self.actor.network, verdict=verdict, reason=reason, at=self.now,
+                active=True,
+            )
         )
         if verdict == "objected":
             self.work.record(
@@ -224,7 +227,9 @@ class Downtimes:
             if old.active and old.verdict == workers.CONFIRMED and workers.worker_of(old.account, [me], self.settings):
                 old.active = False
         downtime.verdicts.append(
-            Verdict(account=self.actor.who, network=self.actor.network, verdict=workers.CONFIRMED, at=self.now)
+            Verdict(
+                account=self.actor.who, network=self.actor.network, verdict=workers.CONFIRMED, at=self.now, active=True,
+            )
         )
         _, waiting = workers.confirmations(downtime, self.settings)
         self.work.record(
