@@ -42,6 +42,8 @@ def test_ciduty_moves_a_downtime_along_the_lifecycle(action: str, before: State,
         ("cancel", State.CANCELLED),
         ("verify", State.IN_PROGRESS),
         ("extend", State.PROPOSED),
+        ("confirm", State.PROPOSED),
+        ("confirm", State.IN_PROGRESS),
     ],
 )
 def test_a_transition_from_the_wrong_state_is_refused_with_the_allowed_states(action: str, state: State) -> None:
@@ -71,6 +73,14 @@ def test_an_action_without_the_role_is_forbidden(action: str, state: State, role
         lifecycle.check(action, state, roles, downtime_id=1)
     said = RENDER("refusal.txt", refusal=err.value.reason, **err.value.facts)
     assert said.startswith("only ") and said.endswith(f" may {action} downtime #1")
+
+
+def test_anyone_identified_may_try_to_confirm_a_draft_and_an_objection_may_be_withdrawn_once_announced() -> None:
+    # Who works in the downtime is the use case's check (models/workers.py), not a role.
+    assert lifecycle.check("confirm", State.APPROVED, NOBODY, downtime_id=1) is State.APPROVED
+    assert lifecycle.check("confirm", State.ANNOUNCED, NOBODY, downtime_id=1) is State.ANNOUNCED
+    preapprover = frozenset({Role.PREAPPROVER})
+    assert lifecycle.check("preapprove", State.ANNOUNCED, preapprover, downtime_id=1) is State.ANNOUNCED
 
 
 def test_admins_may_do_everything() -> None:
