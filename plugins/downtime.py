@@ -249,8 +249,7 @@ async def extend(ctx: Ctx, args: str) -> None:
 
     Make a downtime longer (announced or running); everyone is told the new end.
     """
-    token, length = a.exactly(args.split(), 2, "id_duration")
-    ctx.outcome("extended", ctx.downtimes.extend(a.downtime_id(token), a.duration(length)))
+    ctx.outcome("extended", ctx.downtimes.extend(*a.id_and_duration(args)))
 
 
 @command("downtime cancel", role="ciduty", examples=["!downtime cancel 7 -- chemspill release"])
@@ -345,8 +344,9 @@ async def suggest(ctx: Ctx, args: str) -> None:
 
     The next three start times that pass every planning rule.
     """
-    (length,) = a.exactly(args.split(), 1, "duration")
-    duration = a.duration(length)
+    if not args.split():
+        raise UsageError("missing", what="duration")
+    duration = a.duration(" ".join(args.split()))
     ctx.say("suggest.txt", slots=ctx.queries.suggest(duration), duration=duration)
 
 
