@@ -183,7 +183,7 @@ BAD_INPUT = [
     ("alice", "!downtime bug add 1 12x", "'12x' is not a bug number"),
     ("alice", "!downtime done 1 123456 exploded", "'exploded' is not an outcome"),
     ("alice", "!downtime approve 1", "only CiDuty may approve downtime #1"),
-    ("carol", "!downtime start 1", "downtime #1 is proposed: start works only when it is announced"),
+    ("carol", "!downtime start 1", "downtime #1 is proposed; it can be started only when it is announced"),
     ("carol", "!downtime reject 1", "say why after ' -- '"),
     ("alice", "!downtime propose 2026-12-05 14:00 UTC for 2h -- a\x03bold\x00", "control characters"),
     ("alice", "!downtime list sideways", "'sideways' is not a page number"),
