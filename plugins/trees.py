@@ -1,7 +1,6 @@
 """!trees and !canipush: the state of the trees, and whether to push now."""
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
 
 from models.lifecycle import DomainError, State
@@ -117,12 +116,6 @@ def _change_id(args: str) -> int:
     return int(token)
 
 
-def _at(t: dt.datetime, now: dt.datetime) -> str:
-    """13:40 UTC today; 2026-12-05 13:40 UTC on another day."""
-    t = t.astimezone(dt.timezone.utc)
-    return f"{t:%H:%M} UTC" if t.date() == now.astimezone(dt.timezone.utc).date() else f"{t:%Y-%m-%d %H:%M} UTC"
-
-
 @command("canipush", examples=["!canipush", "!canipush autoland"], read_only=True)
 async def canipush(ctx: Ctx, args: str) -> None:
     """canipush [<branch>]
@@ -153,8 +146,7 @@ async def canipush(ctx: Ctx, args: str) -> None:
         case = "too_late"
     ctx.reply(
         ctx.render(
-            "canipush.txt", case=case, d=d, branch=branch, e2e=a.format_duration(e2e),
-            results=_at(results, ctx.now), start=_at(d.start_at, ctx.now) if d else "",
-            end=_at(d.end_at, ctx.now) if d else "",
+            "canipush.txt", case=case, d=d, branch=branch, e2e=a.format_duration(e2e), now=ctx.now,
+            results=results, start=d.start_at if d else None, end=d.end_at if d else None,
         )
     )

@@ -78,3 +78,26 @@ def test_reschedule_reads_a_duration_in_words(chat: Chat) -> None:
     out = chat.say("carol", "!downtime reschedule 1 2026-12-06 14:00 UTC for 3 hours")
     assert out[0].startswith("#ci Downtime #1")
     assert any("for 3h" in line for line in show(chat))
+
+
+# 16. !canipush shows its times in UTC and the display zones.
+
+def test_canipush_shows_its_times_in_utc_and_every_display_zone(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from tests.conftest import NOW, make_config
+    from tests.fakes import FakeClock
+
+    config = make_config(tmp_path, bot={"display_timezones": "America/Los_Angeles, Europe/Berlin"})
+    bot = Chat(config, FakeClock(NOW))
+    try:
+        announce(bot)
+        bot.clock.set(dt.datetime(2026, 12, 5, 11, 40, tzinfo=UTC))
+        assert bot.say("bob", "!canipush") == [
+            "#ci Push now: autoland results by 13:40 UTC (05:40 America/Los_Angeles, 14:40 Europe/Berlin), before the "
+            "downtime #1 at 14:00 UTC (06:00 America/Los_Angeles, 15:00 Europe/Berlin)."]
+    finally:
+        bot.close()
+
+
+def test_canipush_for_an_unknown_branch_still_names_the_known_ones(chat: Chat) -> None:
+    assert chat.say("bob", "!canipush firefox-nonesuch") == [
+        "#ci no end-to-end time for 'firefox-nonesuch': known branches are autoland, mozilla-central, try, mozilla-beta"]
