@@ -152,7 +152,7 @@ def test_help_lists_the_commands_and_explains_one_with_an_example(chat: Chat) ->
     assert out == [
         "#ci Commands: !downtime propose, list, show, bug add, bug drop, approve, reject, preapprove, object, notice, "
         "announce, reschedule, extend, cancel, start, done, end, verify, queue, suggest, merge, systems, history, help; "
-        "also !trees, !trees close, !trees open, !trees restore, !trees confirm, !canipush. Usage and an example: "
+        "also !trees, !trees close, !trees open, !trees restore, !trees confirm, !canipush, !help. Usage and an example: "
         "!downtime help <subcommand>"
     ]
     out = chat.say("alice", "!downtime help approve")
@@ -166,7 +166,7 @@ def test_help_lists_the_commands_and_explains_one_with_an_example(chat: Chat) ->
 
 
 BAD_INPUT = [
-    ("alice", "!downtime frobnicate", "unknown subcommand 'frobnicate': try !downtime help"),
+    ("alice", "!downtime frobnicate", "no subcommand frobnicate of !downtime: see !downtime help"),
     ("alice", "!downtime show", "missing the downtime id (usage: !downtime show <id>)"),
     ("alice", "!downtime show 1 2", "unexpected '2' (usage: !downtime show <id>)"),
     ("alice", "!downtime show 99", "there is no downtime #99 (see !downtime list)"),
