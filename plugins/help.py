@@ -8,11 +8,12 @@ from __future__ import annotations
 import re
 
 from plugins.context import CommandContext as Ctx
-from plugins.registry import Command, UsageError, close_match, command, next_words, tops_of
+from plugins.registry import Command, UsageError, close_match, command, next_words
 from plugins.trees import BRANCH_ALIASES
 
 # "!" before a command name in help texts and examples: said with the configured prefix.
 COMMAND_WORD = re.compile(r"(?<![\w!])!(?=(?:downtime|trees|canipush|help)\b)")
+
 
 def explain(ctx: Ctx, top: str, args: str) -> None:
     """The help of the family `top`: its commands, or the usage, text and examples of one of them
@@ -25,18 +26,13 @@ def explain(ctx: Ctx, top: str, args: str) -> None:
     if cmd is not None:
         _command(ctx, cmd)
         return
-    group = sorted((c for n, c in ctx.commands.items() if n.startswith(f"{top} {topic} ")), key=_order(ctx))
+    group = [c for n, c in ctx.commands.items() if n.startswith(f"{top} {topic} ")]
     if group:
         ctx.say("help_group.txt", group=f"{top} {topic}", usages=[c.usage for c in group])
         return
     first = topic.split()[0]
     close = close_match(first, next_words(ctx.commands, top))
     raise UsageError("no_such_subcommand", topic=topic[:30], top=top, close=close or "")
-
-
-def _order(ctx: Ctx):  # type: ignore[no-untyped-def]
-    names = list(ctx.commands)
-    return lambda c: names.index(c.name)
 
 
 def _family(ctx: Ctx, top: str) -> None:
@@ -78,7 +74,7 @@ async def help_all(ctx: Ctx, args: str) -> None:
     The command families, or the help of one (the same as !downtime help, !trees help, !canipush help).
     """
     words = args.lower().removeprefix(ctx.prefix).split()
-    tops = sorted(tops_of(ctx.commands), key=lambda t: [n.split()[0] for n in ctx.commands].index(t))
+    tops = list(dict.fromkeys(name.split()[0] for name in ctx.commands))  # in the order declared
     if not words:
         families = [(t, [w for w in next_words(ctx.commands, t) if w != "help"]) for t in tops if t != "help"]
         ctx.say("help_top.txt", families=families)
