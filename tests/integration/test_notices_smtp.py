@@ -120,6 +120,7 @@ def test_a_new_time_mails_the_draft_again_to_the_workers_and_pre_approvers_askin
         chat.say("pat", "!downtime preapprove 1")
         chat.say("bob", "!downtime confirm 1")
         chat.say("carol", "!downtime reschedule 1 2026-12-06 14:00 UTC")
+        token = token_of(chat)
     finally:
         chat.close()
 
@@ -130,7 +131,8 @@ def test_a_new_time_mails_the_draft_again_to_the_workers_and_pre_approvers_askin
         assert "Working in this downtime (alice, bob): please confirm" in body
         assert "!downtime confirm 1" in body and "!downtime preapprove 1" in body
     assert again.message["Subject"] == "[DRAFT] Tree-closing downtime #1: 2026-12-06 14:00 UTC for review"
-    assert again.message["Message-ID"] == "<dt1.r1.draft@example.org>" != first.message["Message-ID"]
+    assert first.message["Message-ID"] == f"<dt1.r0.draft.{token}@example.org>"
+    assert again.message["Message-ID"] == f"<dt1.r1.draft.{token}@example.org>"
     assert "moved to a new time" in again.message.get_content()
     assert "2026-12-06 14:00 UTC" in again.message.get_content()
 

@@ -228,7 +228,7 @@ def test_a_confirm_from_someone_not_working_in_the_downtime_is_refused_in_one_li
 
 def test_a_confirm_before_there_is_a_draft_is_refused_in_one_line(chat: Chat) -> None:
     out = chat.say("alice", "!downtime confirm 1")
-    assert out == ["#ci downtime #1 is proposed: confirm works only when it is approved, announced"]
+    assert out == ["#ci downtime #1 is proposed; its draft can be confirmed only when it is approved or announced"]
     assert not any("confirm" in line for line in history(chat))
 
 
