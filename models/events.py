@@ -112,6 +112,9 @@ class Started(NamedTuple):
     downtime_id: int | None
     by: str
     early: bool  # forced: more than an hour before the announced start
+    # A forced early start moves the planned times to now + the planned duration: the plan before.
+    planned_start: dt.datetime | None = None
+    planned_end: dt.datetime | None = None
 
 
 class BugOutcome(NamedTuple):
@@ -119,10 +122,17 @@ class BugOutcome(NamedTuple):
     bug: int
     outcome: str  # landed | landed-and-stuck | rolled-back | not-done
     note: str
+    # Recorded after the end: a correction of the TREE OPEN (its number among the downtime's
+    # corrections keys what is said, so that every correction is told).
+    correction: int = 0
 
 
 class Ended(NamedTuple):
     downtime_id: int | None
+    no_outcome: tuple[int, ...] = ()  # bugs nobody recorded an outcome for (now not-done)
+    # builtin backend: the trees the restore left closed (or otherwise not open) under someone
+    # else's change; the other backends restore later, in a tree job.
+    left: tuple[LeftTree, ...] = ()
 
 
 class Verified(NamedTuple):
@@ -174,6 +184,7 @@ class LeftTree(NamedTuple):
     status: str  # as it is now
     reason: str
     held_by: int | None  # the later remembered change that holds it (None: changed by hand)
+    who: str = ""  # who made the change that holds it
 
 
 class TreesRestored(NamedTuple):

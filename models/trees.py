@@ -61,19 +61,20 @@ class Trees:
                                        tags=("planned",))
         )
 
-    def restore_for(self, downtime: Downtime) -> None:
-        """Put the downtime's trees back as they were before it (what changed since stays)."""
+    def restore_for(self, downtime: Downtime) -> events.TreesRestored | None:
+        """Put the downtime's trees back as they were before it (what changed since stays).
+        Returns what the built-in registry did (None: nothing now; other backends do it in a job)."""
         change = self.session.get(TreeChange, downtime.tree_change_id) if downtime.tree_change_id else None
         if self.settings.tree_backend != "builtin":
             self.work.record(events.TreesRestoreRequested(downtime.id, change_id=change.id if change else None))
-            return
+            return None
         if change is None:
-            return
+            return None
         if change.state != "active":
             # A sheriff or CiDuty restored it by hand while the downtime ran.
             self.work.record(events.TreesRestoreSkipped(downtime.id, change_id=change.id, state=change.state))
-            return
-        self.restore(change.id)
+            return None
+        return self.restore(change.id)
 
     # ----- by hand ----------------------------------------------------------------------------
 
@@ -207,10 +208,15 @@ class Trees:
             if later is not None and (later.last_status, later.last_reason) == made:
                 # The later change was made on top of ours: it now remembers what was before ours.
                 later.last_status, later.last_reason, later.last_tags = item.last_status, item.last_reason, item.last_tags
-                left.append(LeftTree(tree.name, tree.status, tree.reason, held_by=later.change_id))
+                holder = self.session.get(TreeChange, later.change_id)
+                left.append(LeftTree(tree.name, tree.status, tree.reason, held_by=later.change_id,
+                                     who=holder.who if holder else ""))
                 continue
             if (tree.status, tree.reason) != made:
-                left.append(LeftTree(tree.name, tree.status, tree.reason, held_by=None))
+                last = self.session.scalars(
+                    select(TreeLog).where(TreeLog.tree == tree.name).order_by(TreeLog.id.desc()).limit(1)
+                ).first()
+                left.append(LeftTree(tree.name, tree.status, tree.reason, held_by=None, who=last.who if last else ""))
                 continue
             self._set(tree, item.last_status, item.last_reason, item.last_tags)
             restored.append(tree.name)
