@@ -239,6 +239,9 @@ class TreesRestoredRemotely(NamedTuple):
     restored: tuple[str, ...] = ()
     changed: tuple[str, ...] = ()
     waiting: tuple[tuple[str, int], ...] = ()
+    # Of `changed` and `waiting`, the trees not open after the restore, as Treestatus shows them:
+    # the downtime is over but someone else's change keeps them closed (told in the channels).
+    left: tuple[LeftTree, ...] = ()
 
 
 class TreeChangeAsked(NamedTuple):

@@ -492,6 +492,12 @@ def trees_restored_remotely(t: Telling, e: ev.TreesRestoredRemotely) -> None:
     t.ciduty(f"{e.job}:done", "trees_restored_chat.txt", downtime=False, id=e.downtime_id, change=change,
              done=e.change_id is not None, restored=e.restored, changed=e.changed, waiting=e.waiting,
              remote_id=e.remote_id)
+    if e.left and e.downtime_id is not None:
+        # The TREE OPEN could not say which trees stay closed (the restore came after it): this does.
+        d = t.downtime
+        t.channels(f"{e.job}:left", "trees_stay_closed_chat.txt", d=d, left=e.left)
+        t.mail_lists(d, "trees_stay_closed", thread=t.announcement_thread(d), calendar=None, key=f"{e.job}:left:mail",
+                     left=e.left)
 
 
 @reaction(ev.TreeChangeAsked)
