@@ -175,3 +175,27 @@ def test_when_the_server_refuses_mail_for_a_while_every_mail_arrives_once(chat: 
     assert len(reports) == 1
     assert (reports[0].target, reports[0].mentions) == ("#ci", ("carol",))
     assert "451 4.3.0 Temporary failure" in reports[0].text
+
+
+def test_an_outcome_recorded_after_the_end_is_mailed_as_a_correction_where_the_tree_open_went(
+    chat: Chat, server: SmtpServer
+) -> None:
+    plan_downtime(chat)
+    chat.clock.set(START)
+    chat.say("carol", "!downtime start 1")
+    chat.say("sam", "!trees close autoland -- bustage on linux64", room="#developers")
+    chat.say("carol", "!downtime end 1")
+    (announcement,) = by_subject(server, "Tree-closing downtime #1")
+    (tree_open,) = [r for r in server.received if r.message["Subject"] == "Re: Tree-closing downtime #1: TREE OPEN"]
+    text = tree_open.message.get_content()
+    assert text.startswith("TREE OPEN: the downtime #1 is over. The other trees are back as they were; autoland stays "
+                           "closed: bustage on linux64, closed by sam.")
+    assert "No outcome recorded: 123456." in text
+
+    chat.say("carol", "!downtime done 1 123456 landed -- after the end")
+
+    (correction,) = [r for r in server.received
+                     if r.message["Subject"] == "Re: Tree-closing downtime #1: TREE OPEN (correction)"]
+    assert correction.rcpt_tos == tree_open.rcpt_tos
+    assert correction.message["In-Reply-To"] == announcement["Message-ID"]
+    assert "Bug 123456: Upgrade hg.mozilla.org: landed (after the end)" in correction.message.get_content()
