@@ -398,7 +398,7 @@ def bug_outcome(t: Telling, e: ev.BugOutcome) -> None:
 def ended(t: Telling, e: ev.Ended) -> None:
     d = t.downtime
     s = t.settings
-    trees = {"no_outcome": e.no_outcome, "left": e.left, "backend": s.tree_backend}
+    trees: dict[str, Any] = {"no_outcome": e.no_outcome, "left": e.left, "backend": s.tree_backend}
     for channel in s.channels:
         mentions = s.sheriffs if channel == s.announce_channel else ()
         t.chat(f"dt{d.id}:ended", channel, "tree_open_chat.txt", mentions=mentions, d=d, **trees)

@@ -418,15 +418,3 @@ def test_a_tree_reopened_by_a_later_remembered_change_is_left_alone_and_the_chan
     assert ("DELETE", f"/stack/{stack_id}", {"revert": ["0"]}) in [
         (r.method, r.path, r.query) for r in server.requests if r.method == "DELETE"]
 
-
-def test_a_tree_a_later_remembered_closure_holds_keeps_the_change_waiting(
-    client: TreestatusClient, server: TreestatusServer
-) -> None:
-    stack_id = client.close(["autoland", "try"], DOWNTIME_A)
-    assert stack_id is not None
-    client.close(["autoland"], "Bustage on linux64", ["checkin_test"])
-
-    report = client.restore(stack_id)
-
-    assert report.waiting and "autoland" in report.waiting and report.changed == ()
-    assert any(entry["id"] == stack_id and entry["reason"].endswith(WAITING_MARK) for entry in client.stack())

@@ -101,7 +101,9 @@ def test_a_start_within_the_hour_keeps_the_planned_times(chat: Chat) -> None:
 
     out = chat.say("carol", "!downtime start 1")
 
-    assert not any("expected end moves" in line for line in out)
+    assert not any("expected end moves" in line or "started early" in line for line in out)
+    assert any(line.startswith("#ci carol: Downtime #1 started by carol; trees closed until about 2026-12-05 16:00 UTC "
+                               "(08:00 America/Los_Angeles).") for line in out)
     assert chat.say("bob", "!downtime show 1")[0].startswith("#ci #1 [in progress] 2026-12-05 14:00 UTC")
 
 
@@ -114,6 +116,10 @@ def test_an_early_start_without_force_is_refused_and_changes_nothing(chat: Chat)
 
     assert len(out) == 1 and "use !downtime start 1 --force to start it early" in out[0]
     assert chat.say("bob", "!downtime show 1") == before
+    assert chat.say("bob", "!downtime list")[0].startswith("#ci #1 [announced] 2026-12-05 14:00 UTC")
+    # Forced, the same start moves the times.
+    chat.say("carol", "!downtime start 1 --force")
+    assert chat.say("bob", "!downtime list")[0].startswith("#ci #1 [in progress] 2026-12-05 10:00 UTC")
 
 
 # ----- 12: outcomes missing at the end, and recorded after it -------------------------------------
@@ -139,15 +145,21 @@ def test_the_end_names_the_bugs_with_no_outcome_in_its_reply_and_in_the_tree_ope
     assert "No outcome recorded: 654321." in mail.body
 
 
-def test_an_end_with_every_outcome_recorded_names_none(chat: Chat) -> None:
-    announce(chat)
-    at(chat, 13, 55)
-    chat.say("carol", "!downtime start 1")
-    chat.say("carol", "!downtime done 1 123456 landed")
+def test_outcomes_recorded_while_it_runs_tell_nobody_else_and_the_end_then_names_none_missing(mailed: Chat) -> None:
+    announce(mailed)
+    at(mailed, 13, 55)
+    mailed.say("carol", "!downtime start 1")
+    sent = len(mailed.mailer.sent)
 
-    out = chat.say("carol", "!downtime end 1")
+    assert mailed.say("carol", "!downtime done 1 123456 landed") == ["#ci Bug 123456 in downtime #1: landed."]
+    assert len(mailed.mailer.sent) == sent
+
+    out = mailed.say("carol", "!downtime end 1")
 
     assert not any("no outcome" in line.lower() for line in out)
+    assert "no outcome" not in mailed.mailer.sent[-1].body.lower()
+    tree_open = next(line for line in out if line.startswith("#developers sam: TREE OPEN"))
+    assert "Done: 123456; not done: nothing. The trees are open again." in tree_open
 
 
 def test_an_outcome_recorded_after_the_end_is_a_correction_in_the_channels_the_lists_and_by_hand(
@@ -158,6 +170,12 @@ def test_an_outcome_recorded_after_the_end_is_a_correction_in_the_channels_the_l
     mailed.say("carol", "!downtime start 1")
     mailed.say("carol", "!downtime end 1")
     tree_open = mailed.mailer.sent[-1]
+    before = mailed.say("bob", "!downtime show 1")
+    # After the end only CiDuty records outcomes: the requester is refused, and nothing is sent.
+    assert mailed.say("alice", "!downtime done 1 123456 landed") == [
+        "#ci only CiDuty may record an outcome in downtime #1 now that it is finished"]
+    assert mailed.mailer.sent[-1] is tree_open
+    assert mailed.say("bob", "!downtime show 1") == before
 
     out = mailed.say("carol", "!downtime done 1 123456 landed -- landed at 15:50, after the end")
 
@@ -175,16 +193,6 @@ def test_an_outcome_recorded_after_the_end_is_a_correction_in_the_channels_the_l
     assert "#ci Correction to the TREE OPEN of downtime #1: bug 123456 rolled-back." in out
 
 
-def test_an_outcome_while_the_downtime_runs_tells_nobody_else(mailed: Chat) -> None:
-    announce(mailed)
-    at(mailed, 13, 55)
-    mailed.say("carol", "!downtime start 1")
-    sent = len(mailed.mailer.sent)
-
-    assert mailed.say("carol", "!downtime done 1 123456 landed") == ["#ci Bug 123456 in downtime #1: landed."]
-    assert len(mailed.mailer.sent) == sent
-
-
 def test_a_correction_after_the_end_is_commented_on_that_bug_in_bugzilla(bz: tuple[Chat, FakeBugzilla]) -> None:
     chat, bugzilla = bz
     announce(chat, extra=",654321")
@@ -200,21 +208,6 @@ def test_a_correction_after_the_end_is_commented_on_that_bug_in_bugzilla(bz: tup
     comment = bugzilla.comments_on[654321][-1]
     assert "Correction: the outcome of this bug in downtime #1" in comment
     assert "Outcome: landed." in comment
-
-
-def test_after_the_end_the_requester_may_not_record_an_outcome_and_nothing_is_sent(mailed: Chat) -> None:
-    announce(mailed)
-    at(mailed, 13, 55)
-    mailed.say("carol", "!downtime start 1")
-    mailed.say("carol", "!downtime end 1")
-    sent = len(mailed.mailer.sent)
-    before = mailed.say("bob", "!downtime show 1")
-
-    out = mailed.say("alice", "!downtime done 1 123456 landed")
-
-    assert out == ["#ci only CiDuty may record an outcome in downtime #1 now that it is finished"]
-    assert len(mailed.mailer.sent) == sent
-    assert mailed.say("bob", "!downtime show 1") == before
 
 
 # ----- 13: the TREE OPEN names the trees someone else's closure keeps closed -------------------------
