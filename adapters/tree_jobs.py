@@ -177,9 +177,10 @@ class TreeJobs:
         self.on_queued()
 
     async def _left(self, report: RestoreReport) -> tuple[events.LeftTree, ...]:
-        """The trees a restore left alone that are not open now: someone else's closure holds
-        them. Read after the restore; if Treestatus does not answer, nothing is claimed."""
-        names = [*report.changed, *report.waiting]
+        """The trees of a restore that are not open now: someone else's closure holds them
+        (one made during the downtime, or one from before it that the restore gave back).
+        Read after the restore; if Treestatus does not answer, nothing is claimed."""
+        names = sorted({*report.restored, *report.changed, *report.waiting})
         if not names:
             return ()
         assert self.client is not None

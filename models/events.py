@@ -130,8 +130,9 @@ class BugOutcome(NamedTuple):
 class Ended(NamedTuple):
     downtime_id: int | None
     no_outcome: tuple[int, ...] = ()  # bugs nobody recorded an outcome for (now not-done)
-    # builtin backend: the trees the restore left closed (or otherwise not open) under someone
-    # else's change; the other backends restore later, in a tree job.
+    # builtin backend: the trees not open after the restore (left under someone else's change,
+    # or given back a closure from before the downtime); the other backends restore later, in a
+    # tree job (TreesRestoredRemotely.left).
     left: tuple[LeftTree, ...] = ()
 
 
@@ -239,8 +240,8 @@ class TreesRestoredRemotely(NamedTuple):
     restored: tuple[str, ...] = ()
     changed: tuple[str, ...] = ()
     waiting: tuple[tuple[str, int], ...] = ()
-    # Of `changed` and `waiting`, the trees not open after the restore, as Treestatus shows them:
-    # the downtime is over but someone else's change keeps them closed (told in the channels).
+    # The downtime's trees not open after the restore, as Treestatus shows them: the downtime is
+    # over but someone else's closure keeps them closed (told where the TREE OPEN went).
     left: tuple[LeftTree, ...] = ()
 
 

@@ -373,7 +373,7 @@ class Downtimes:
                 bug.note = bug.note or "no outcome recorded before the end"
                 no_outcome.append(bug.bug)
         restored = self.trees.restore_for(downtime)
-        left = tuple(t for t in restored.left if t.status != "open") if restored else ()
+        left = self.trees.not_open(restored) if restored else ()
         self.work.record(events.Ended(downtime.id, no_outcome=tuple(no_outcome), left=left))
         return Outcome(downtime)
 

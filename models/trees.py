@@ -76,6 +76,35 @@ class Trees:
             return None
         return self.restore(change.id)
 
+    def not_open(self, restored: events.TreesRestored) -> tuple[LeftTree, ...]:
+        """The trees of a restore that are not open now, and who holds each: those it left
+        under someone else's change, and those it gave back a closure from before the change
+        (a bustage closure that was in force when the downtime began)."""
+        change = self.session.get(TreeChange, restored.change_id)
+        before = {item.tree: item for item in change.items} if change is not None else {}
+        found = [t for t in restored.left if t.status != "open"]
+        for name in restored.restored:
+            tree = self.session.get(Tree, name)
+            if tree is None or tree.status == "open":
+                continue
+            # Who made that state: the last log row that set it before the downtime's closure.
+            who = ""
+            item = before.get(name)
+            if item is not None:
+                closure = self.session.scalars(
+                    select(TreeLog.id).where(TreeLog.tree == name, TreeLog.status == item.current_status,
+                                             TreeLog.reason == item.current_reason)
+                    .order_by(TreeLog.id.desc()).limit(1)
+                ).first()
+                log = self.session.scalars(
+                    select(TreeLog).where(TreeLog.tree == name, TreeLog.status == tree.status,
+                                          TreeLog.reason == tree.reason, TreeLog.id < (closure or 0))
+                    .order_by(TreeLog.id.desc()).limit(1)
+                ).first()
+                who = log.who if log is not None else ""
+            found.append(LeftTree(name, tree.status, tree.reason, held_by=None, who=who))
+        return tuple(sorted(found, key=lambda t: t.tree))
+
     # ----- by hand ----------------------------------------------------------------------------
 
     def _builtin_only(self, what: str) -> None:

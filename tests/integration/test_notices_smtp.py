@@ -188,7 +188,7 @@ def test_an_outcome_recorded_after_the_end_is_mailed_as_a_correction_where_the_t
     (announcement,) = by_subject(server, "Tree-closing downtime #1")
     (tree_open,) = [r for r in server.received if r.message["Subject"] == "Re: Tree-closing downtime #1: TREE OPEN"]
     text = tree_open.message.get_content()
-    assert text.startswith("TREE OPEN: the downtime #1 is over. The other trees are back as they were; autoland stays "
+    assert text.startswith("TREE OPEN: the downtime #1 is over. The trees are open again, except: autoland stays "
                            "closed: bustage on linux64, closed by sam.")
     assert "No outcome recorded: 123456." in text
 

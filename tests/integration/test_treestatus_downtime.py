@@ -12,7 +12,7 @@ from tests.fakes import FakeClock
 from adapters.treestatus import TreestatusClient
 from tests.conftest import Chat, make_config
 from tests.plugins.test_trees_transcript import announce
-from tests.servers.treestatus import TreestatusServer, add_mixed_trees
+from tests.servers.treestatus import APPROVAL, BUSTAGE, TreestatusServer, add_mixed_trees
 
 pytestmark = pytest.mark.integration
 
@@ -130,7 +130,9 @@ def test_a_tree_reopened_early_in_treestatus_leaves_the_downtimes_change_off_the
     assert ours["id"] not in [entry["id"] for entry in server.stack_entries()]
     assert snapshot(server)["autoland"] == ("open", "reopened early by the sheriff", [])
     assert snapshot(server)["mozilla-central"][0] == "closed"  # its bustage closure from before
-    assert not any("stays" in line for line in out if "TREE OPEN" not in line)
+    # Only the closures from before the downtime stay: autoland is open.
+    (stays,) = [line for line in out if line.startswith("#ci After downtime #1")]
+    assert "mozilla-central stays closed" in stays and "autoland" not in stays
 
 
 def test_the_tree_open_says_the_restore_follows_and_a_tree_that_stays_closed_is_named_when_it_is_done(
@@ -144,6 +146,9 @@ def test_the_tree_open_says_the_restore_follows_and_a_tree_that_stays_closed_is_
     tree_open = next(line for line in out if line.startswith("#developers sam: TREE OPEN"))
     assert "The trees are being restored in Treestatus; a tree that stays closed under someone else's closure is " \
            "named here when that is done." in tree_open
-    stays = "After downtime #1: Treestatus restored its trees; autoland stays closed: bustage on linux64."
+    stays = (
+        "After downtime #1: Treestatus restored its trees; autoland stays closed: bustage on linux64; mozilla-beta "
+        f"stays approval required: {APPROVAL}; mozilla-central stays closed: {BUSTAGE}."
+    )
     assert f"#developers {stays}" in out and f"#ci {stays}" in out
     assert snapshot(server)["autoland"] == ("closed", "bustage on linux64", ["checkin_test"])

@@ -222,10 +222,10 @@ def test_the_tree_open_names_a_tree_that_stays_closed_under_someone_elses_closur
     out = mailed.say("carol", "!downtime end 1")
 
     tree_open = next(line for line in out if line.startswith("#developers sam: TREE OPEN"))
-    assert "The other trees are back as they were; autoland stays closed: bustage on linux64, closed by sam." in tree_open
-    assert "open again" not in tree_open
+    assert "The trees are open again, except: autoland stays closed: bustage on linux64, closed by sam." in tree_open
+    assert "The trees are open again." not in tree_open
     mail = mailed.mailer.sent[-1]
-    assert mail.body.startswith("TREE OPEN: the downtime #1 is over. The other trees are back as they were; autoland "
+    assert mail.body.startswith("TREE OPEN: the downtime #1 is over. The trees are open again, except: autoland "
                                 "stays closed: bustage on linux64, closed by sam.")
 
 
@@ -290,3 +290,15 @@ def test_the_tree_open_and_the_started_line_show_utc_and_the_display_zones(chat:
     tree_open = [line for line in out if "TREE OPEN:" in line]
     assert tree_open and all(
         "downtime #1 is over (2026-12-05 15:30 UTC (07:30 America/Los_Angeles))." in line for line in tree_open)
+
+
+def test_the_tree_open_names_a_tree_whose_closure_from_before_the_downtime_is_back(chat: Chat) -> None:
+    chat.say("sam", "!trees close mozilla-central -- bustage on linux64", room="#developers")
+    announce(chat)
+    at(chat, 13, 55)
+    chat.say("carol", "!downtime start 1")
+
+    out = chat.say("carol", "!downtime end 1")
+
+    tree_open = next(line for line in out if line.startswith("#developers sam: TREE OPEN"))
+    assert "The trees are open again, except: mozilla-central stays closed: bustage on linux64, closed by sam." in tree_open
