@@ -388,7 +388,8 @@ def bug_outcome(t: Telling, e: ev.BugOutcome) -> None:
                  bug=e.bug, status=e.outcome, note=e.note)
     if s.bugzilla_enabled:
         line = t.render("bug_outcome.txt", status=e.outcome, note=e.note, flag=s.bugzilla_flag).strip()
-        result = jobs.BugResult(e.bug, e.outcome, e.note, line, OUTCOME_FLAG.get(e.outcome))
+        # The end cleared the flag of work that had no outcome: work that landed after all gets it back.
+        result = jobs.BugResult(e.bug, e.outcome, e.note, line, OUTCOME_FLAG.get(e.outcome) or "+")
         t.job(f"{key}:bz-outcome", jobs.RecordOutcomes((result,), t.render("bug_comment.txt", d=d, event="corrected")))
     else:
         t.manual("outcomes", bugs=[e.bug])

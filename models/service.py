@@ -318,10 +318,12 @@ class Downtimes:
         detail = ""
         if early:
             # The work takes as long as planned from when it really starts: `!canipush`, `show`
-            # and the end and overrun reminders (keyed by the end, see models/reminders.py)
-            # follow the new end. The reminders before the start went out already.
+            # and the end and overrun reminders (models/reminders.py) follow the new end. The
+            # reminders before the start are not planned once it runs: none is sent again.
             downtime.start_at, downtime.end_at = self.now, self.now + (planned_end - planned_start)
             downtime.updated_at = self.now
+            # A new plan, as an extension makes one: new reminder ids, a new calendar SEQUENCE.
+            downtime.revision += 1
             detail = (
                 f"forced early start: expected end moved from {planned_end:%Y-%m-%d %H:%M} UTC "
                 f"to {downtime.end_at:%Y-%m-%d %H:%M} UTC (planned start {planned_start:%Y-%m-%d %H:%M} UTC)"

@@ -200,6 +200,7 @@ def test_a_correction_after_the_end_is_commented_on_that_bug_in_bugzilla(bz: tup
     chat.say("carol", "!downtime start 1")
     chat.say("carol", "!downtime end 1")
     before = {bug: len(texts) for bug, texts in bugzilla.comments_on.items()}
+    assert bugzilla.bugs[654321].flag_status("needs-treeclosure") != "+"
 
     chat.say("carol", "!downtime done 1 654321 landed")
 
@@ -208,6 +209,8 @@ def test_a_correction_after_the_end_is_commented_on_that_bug_in_bugzilla(bz: tup
     comment = bugzilla.comments_on[654321][-1]
     assert "Correction: the outcome of this bug in downtime #1" in comment
     assert "Outcome: landed." in comment
+    # The end cleared the flag of the bug that had no outcome; landed after all, it gets it back.
+    assert bugzilla.bugs[654321].flag_status("needs-treeclosure") == "+"
 
 
 # ----- 13: the TREE OPEN names the trees someone else's closure keeps closed -------------------------
@@ -302,3 +305,10 @@ def test_the_tree_open_names_a_tree_whose_closure_from_before_the_downtime_is_ba
 
     tree_open = next(line for line in out if line.startswith("#developers sam: TREE OPEN"))
     assert "The trees are open again, except: mozilla-central stays closed: bustage on linux64, closed by sam." in tree_open
+
+
+def test_a_page_number_in_other_digits_is_a_usage_error_not_a_crash(chat: Chat) -> None:
+    out = chat.say("bob", "!downtime list past ¹")
+
+    assert not any("went wrong" in line for line in out)
+    assert out[0].startswith("#ci ")
