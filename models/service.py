@@ -375,7 +375,7 @@ class Downtimes:
                 bug.note = bug.note or "no outcome recorded before the end"
                 no_outcome.append(bug.bug)
         restored = self.trees.restore_for(downtime)
-        left = self.trees.not_open(restored) if restored else ()
+        left = self.trees.not_open(downtime, restored.left if restored else ())
         self.work.record(events.Ended(downtime.id, no_outcome=tuple(no_outcome), left=left))
         return Outcome(downtime)
 

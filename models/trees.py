@@ -76,33 +76,37 @@ class Trees:
             return None
         return self.restore(change.id)
 
-    def not_open(self, restored: events.TreesRestored) -> tuple[LeftTree, ...]:
-        """The trees of a restore that are not open now, and who holds each: those it left
-        under someone else's change, and those it gave back a closure from before the change
-        (a bustage closure that was in force when the downtime began)."""
-        change = self.session.get(TreeChange, restored.change_id)
-        before = {item.tree: item for item in change.items} if change is not None else {}
-        found = [t for t in restored.left if t.status != "open"]
-        for name in restored.restored:
-            tree = self.session.get(Tree, name)
+    def not_open(self, downtime: Downtime, left: Sequence[LeftTree] = ()) -> tuple[LeftTree, ...]:
+        """The built-in registry's trees of a downtime that are not open after its end, and
+        who holds each: those its restore `left` under someone else's change, and those given
+        back a closure from before the downtime (a bustage closure in force when it began),
+        also when its change was restored by hand before the end. Other backends: ()."""
+        if self.settings.tree_backend != "builtin" or not downtime.tree_change_id:
+            return ()
+        change = self.session.get(TreeChange, downtime.tree_change_id)
+        if change is None:
+            return ()
+        known = {t.tree: t for t in left}
+        found = []
+        for item in change.items:
+            tree = self.session.get(Tree, item.tree)
             if tree is None or tree.status == "open":
                 continue
+            if item.tree in known:
+                found.append(known[item.tree])
+                continue
             # Who made that state: the last log row that set it before the downtime's closure.
-            who = ""
-            item = before.get(name)
-            if item is not None:
-                closure = self.session.scalars(
-                    select(TreeLog.id).where(TreeLog.tree == name, TreeLog.status == item.current_status,
-                                             TreeLog.reason == item.current_reason)
-                    .order_by(TreeLog.id.desc()).limit(1)
-                ).first()
-                log = self.session.scalars(
-                    select(TreeLog).where(TreeLog.tree == name, TreeLog.status == tree.status,
-                                          TreeLog.reason == tree.reason, TreeLog.id < (closure or 0))
-                    .order_by(TreeLog.id.desc()).limit(1)
-                ).first()
-                who = log.who if log is not None else ""
-            found.append(LeftTree(name, tree.status, tree.reason, held_by=None, who=who))
+            closure = self.session.scalars(
+                select(TreeLog.id).where(TreeLog.tree == item.tree, TreeLog.status == item.current_status,
+                                         TreeLog.reason == item.current_reason)
+                .order_by(TreeLog.id.desc()).limit(1)
+            ).first()
+            log = self.session.scalars(
+                select(TreeLog).where(TreeLog.tree == item.tree, TreeLog.status == tree.status,
+                                      TreeLog.reason == tree.reason, TreeLog.id < (closure or 0))
+                .order_by(TreeLog.id.desc()).limit(1)
+            ).first()
+            found.append(LeftTree(tree.name, tree.status, tree.reason, held_by=None, who=log.who if log else ""))
         return tuple(sorted(found, key=lambda t: t.tree))
 
     # ----- by hand ----------------------------------------------------------------------------

@@ -312,3 +312,16 @@ def test_a_page_number_in_other_digits_is_a_usage_error_not_a_crash(chat: Chat) 
 
     assert not any("went wrong" in line for line in out)
     assert out[0].startswith("#ci ")
+
+
+def test_a_closure_from_before_is_named_also_when_the_downtimes_change_was_restored_by_hand(chat: Chat) -> None:
+    chat.say("sam", "!trees close mozilla-central -- bustage on linux64", room="#developers")
+    announce(chat)
+    at(chat, 13, 55)
+    chat.say("carol", "!downtime start 1")
+    chat.say("carol", "!trees restore 2")
+
+    out = chat.say("carol", "!downtime end 1")
+
+    tree_open = next(line for line in out if line.startswith("#developers sam: TREE OPEN"))
+    assert "The trees are open again, except: mozilla-central stays closed: bustage on linux64, closed by sam." in tree_open
