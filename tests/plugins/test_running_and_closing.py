@@ -307,11 +307,14 @@ def test_the_tree_open_names_a_tree_whose_closure_from_before_the_downtime_is_ba
     assert "The trees are open again, except: mozilla-central stays closed: bustage on linux64, closed by sam." in tree_open
 
 
-def test_a_page_number_in_other_digits_is_a_usage_error_not_a_crash(chat: Chat) -> None:
-    out = chat.say("bob", "!downtime list past ¹")
+@pytest.mark.parametrize("line", ["!downtime list past ¹", "!downtime announce ¹", "!downtime done 1 ¹ landed",
+                                  "!downtime end ²", "!trees restore ³"])
+def test_numbers_in_other_digits_are_usage_errors_not_crashes(chat: Chat, line: str) -> None:
+    announce(chat)
 
-    assert not any("went wrong" in line for line in out)
-    assert out[0].startswith("#ci ")
+    out = chat.say("carol", line)
+
+    assert out and not any("went wrong" in reply for reply in out)
 
 
 def test_a_closure_from_before_is_named_also_when_the_downtimes_change_was_restored_by_hand(chat: Chat) -> None:
