@@ -173,7 +173,7 @@ def test_an_outcome_recorded_after_the_end_is_a_correction_in_the_channels_the_l
     before = mailed.say("bob", "!downtime show 1")
     # After the end only CiDuty records outcomes: the requester is refused, and nothing is sent.
     assert mailed.say("alice", "!downtime done 1 123456 landed") == [
-        "#ci only CiDuty may record an outcome in downtime #1 now that it is finished"]
+        "#ci only CiDuty may record outcomes of downtime #1 now that it is finished"]
     assert mailed.mailer.sent[-1] is tree_open
     assert mailed.say("bob", "!downtime show 1") == before
 
