@@ -29,7 +29,7 @@ from adapters.outbox import Permanent, Retry
 from models import events, jobs
 from models.lifecycle import DomainError
 from models.orm import Downtime, OutboxMessage, TreeChange, TreeChangeItem
-from models.ports import Clock, TreestatusError, TreestatusUnavailable, TreeService, TreeState
+from models.ports import Clock, RestoreReport, TreestatusError, TreestatusUnavailable, TreeService, TreeState
 from models.reactions import Reactions
 from models.work import Work, bot_actor
 
@@ -154,6 +154,7 @@ class TreeJobs:
         except TreestatusError as err:
             self._failed(row, job, str(err))
             raise Permanent(str(err)) from err
+        left = await self._left(report)
         with self.sessions() as session, session.begin():
             work = self._work(session)
             change = self._change(session, row, job)
@@ -169,11 +170,30 @@ class TreeJobs:
                 events.TreesRestoredRemotely(
                     row.downtime_id, job=row.key, change_id=change.id, remote_id=remote_id,
                     restored=tuple(report.restored), changed=tuple(report.changed),
-                    waiting=tuple(report.waiting.items()),
+                    waiting=tuple(report.waiting.items()), left=left,
                 )
             )
             self._react(session, work)
         self.on_queued()
+
+    async def _left(self, report: RestoreReport) -> tuple[events.LeftTree, ...]:
+        """The trees of a restore that are not open now: someone else's closure holds them
+        (one made during the downtime, or one from before it that the restore gave back).
+        Read after the restore; if Treestatus does not answer, nothing is claimed."""
+        names = sorted({*report.restored, *report.changed, *report.waiting})
+        if not names:
+            return ()
+        assert self.client is not None
+        try:
+            now = await asyncio.to_thread(self.client.trees)
+        except TreestatusError as err:  # TreestatusUnavailable too
+            log.warning("could not read the trees after a restore: %s", err)
+            return ()
+        return tuple(
+            events.LeftTree(name, state.status, state.reason, held_by=None)
+            for name in names
+            if (state := now.get(name)) is not None and state.status != "open"
+        )
 
     def _advise(self, row: OutboxMessage, job: jobs.CloseTrees | jobs.RestoreTrees) -> None:
         op = "close" if isinstance(job, jobs.CloseTrees) else "restore"

@@ -140,8 +140,16 @@ class TreestatusClient:
           this change stays on the stack, its reason marked, so that restoring
           that later change gives the tree the state from before *this* one;
         - a tree someone changed since without "remember" is left alone and
-          reported in `RestoreReport.changed`;
+          reported in `RestoreReport.changed`; so is a tree that a later
+          remembered change *reopened* (a sheriff reopening one tree early in
+          Treestatus' UI, which remembers by default): nothing holds it closed,
+          so there is nothing to wait for;
         - when nothing of that applies, it is exactly ``revert=1``.
+
+        Unless a later closure still holds one of its trees, the change is off
+        the stack afterwards: reverted whole, or, when the trees were restored
+        one by one, discarded (``revert=0``), so that nobody can "restore" it
+        later over what happened since.
 
         Restoring an entry that is no longer on the stack, or one already
         marked as waiting, does nothing: a retried restore is harmless.
@@ -169,10 +177,15 @@ class TreestatusClient:
                 (e for e in reversed(newer) if not self._is_waiting(e) and self._item(e, name)),
                 None,
             )
-            if holder is not None:
-                waiting[name] = holder["id"]
-                continue
             now = current.get(name)
+            if holder is not None:
+                held = self._item(holder, name)
+                assert held is not None
+                if held["last_state"]["current_status"] == "closed":
+                    waiting[name] = holder["id"]
+                elif now is not None:
+                    changed.append(name)  # reopened (remembered) since: its change stands
+                continue
             if now is None:
                 continue  # deleted since; Treestatus skips it too
             target = self._target(name, state, older)

@@ -138,6 +138,9 @@ class Started(NamedTuple):
     downtime_id: int | None
     by: str
     early: bool  # forced: more than an hour before the announced start
+    # A forced early start moves the planned times to now + the planned duration: the plan before.
+    planned_start: dt.datetime | None = None
+    planned_end: dt.datetime | None = None
 
 
 class BugOutcome(NamedTuple):
@@ -145,10 +148,18 @@ class BugOutcome(NamedTuple):
     bug: int
     outcome: str  # landed | landed-and-stuck | rolled-back | not-done
     note: str
+    # Recorded after the end: a correction of the TREE OPEN (its number among the downtime's
+    # corrections keys what is said, so that every correction is told).
+    correction: int = 0
 
 
 class Ended(NamedTuple):
     downtime_id: int | None
+    no_outcome: tuple[int, ...] = ()  # bugs nobody recorded an outcome for (now not-done)
+    # builtin backend: the trees not open after the restore (left under someone else's change,
+    # or given back a closure from before the downtime); the other backends restore later, in a
+    # tree job (TreesRestoredRemotely.left).
+    left: tuple[LeftTree, ...] = ()
 
 
 class Verified(NamedTuple):
@@ -200,6 +211,7 @@ class LeftTree(NamedTuple):
     status: str  # as it is now
     reason: str
     held_by: int | None  # the later remembered change that holds it (None: changed by hand)
+    who: str = ""  # who made the change that holds it
 
 
 class TreesRestored(NamedTuple):
@@ -254,6 +266,9 @@ class TreesRestoredRemotely(NamedTuple):
     restored: tuple[str, ...] = ()
     changed: tuple[str, ...] = ()
     waiting: tuple[tuple[str, int], ...] = ()
+    # The downtime's trees not open after the restore, as Treestatus shows them: the downtime is
+    # over but someone else's closure keeps them closed (told where the TREE OPEN went).
+    left: tuple[LeftTree, ...] = ()
 
 
 class TreeChangeAsked(NamedTuple):

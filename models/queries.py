@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import and_, bindparam, func, not_, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from models import lifecycle, planning, workers
@@ -52,20 +52,34 @@ class Queries:
         return downtime
 
     def listing(self, which: str = "upcoming", page: int = 1) -> tuple[list[Downtime], int]:
-        """A page of downtimes and the number of pages. Upcoming: active and not yet over."""
+        """A page of downtimes and the number of pages, by state as well as by time.
+
+        Upcoming: still to happen or running: active and not yet over, and every running
+        downtime even past its planned end. Past: finished, and the others whose time has come
+        and that are not upcoming (cancelled, rejected, or never started and past their end).
+        """
         query = select(Downtime)
         counter = select(func.count(Downtime.id))
-        if which == "upcoming":
-            # start_at bounds the index scan: no downtime lasts longer than MAX_DURATION.
-            cond = (
+        running = Downtime.state == State.IN_PROGRESS.value
+        # start_at bounds the index scan: no downtime lasts longer than MAX_DURATION (as planned;
+        # a running one can overrun, and there are few of those).
+        upcoming = or_(
+            running,
+            and_(
                 Downtime.state.in_(ACTIVE_STATES),
                 Downtime.start_at >= self.now - planning.MAX_DURATION,
                 Downtime.end_at >= self.now,
-            )
-            query, counter = query.where(*cond).order_by(Downtime.start_at), counter.where(*cond)
+            ),
+        )
+        if which == "upcoming":
+            query, counter = query.where(upcoming).order_by(Downtime.start_at), counter.where(upcoming)
         elif which == "past":
-            query = query.where(Downtime.start_at < self.now).order_by(Downtime.start_at.desc())
-            counter = counter.where(Downtime.start_at < self.now)
+            past = and_(
+                not_(upcoming),
+                or_(Downtime.state == State.FINISHED.value, Downtime.start_at < self.now),
+            )
+            query = query.where(past).order_by(Downtime.start_at.desc())
+            counter = counter.where(past)
         else:
             query = query.order_by(Downtime.start_at.desc())
         total = self.session.scalar(counter) or 0

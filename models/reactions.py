@@ -261,7 +261,7 @@ def _security_bug_named(t: Telling, d: Downtime, bug: int) -> None:
         t.requester(d, f"dt{d.id}:security-bug-named:{bug}", "security_bug_named.txt", bugs=[bug])
 
 
-@reaction(ev.BugDropped, ev.PreApproved, ev.BugOutcome, ev.Verified, ev.TreesOpened, ev.TreeChangeConfirmed)
+@reaction(ev.BugDropped, ev.PreApproved, ev.Verified, ev.TreesOpened, ev.TreeChangeConfirmed)
 def nothing_more(t: Telling, e: ev.Event) -> None:
     """The command's own answer says it all; nobody else is told."""
 
@@ -406,17 +406,44 @@ def started(t: Telling, e: ev.Started) -> None:
     s = t.settings
     t.chat(f"dt{d.id}:started", s.announce_channel, "sheriff_ping.txt", mentions=s.sheriffs, d=d)
     if s.requests_channel != s.announce_channel:
-        t.chat(f"dt{d.id}:started", s.requests_channel, "started_chat.txt", mentions=s.ciduty, d=d, actor=e.by)
+        t.chat(f"dt{d.id}:started", s.requests_channel, "started_chat.txt", mentions=s.ciduty, d=d, actor=e.by,
+               planned_end=e.planned_end)
+    if e.planned_start is not None and e.planned_end is not None:
+        t.note("started_early", d=d, planned_start=e.planned_start, planned_end=e.planned_end)
+
+
+@reaction(ev.BugOutcome)
+def bug_outcome(t: Telling, e: ev.BugOutcome) -> None:
+    """While the downtime runs the command's answer says it all. After the end the outcome
+    corrects the TREE OPEN: told where the TREE OPEN went, and commented on the bug."""
+    if not e.correction:
+        return
+    d = t.downtime
+    s = t.settings
+    key = f"dt{d.id}:correction:{e.correction}"
+    t.channels(key, "outcome_correction_chat.txt", d=d, bug=e.bug, status=e.outcome, note=e.note)
+    t.mail_lists(d, "outcome_correction", thread=t.announcement_thread(d), calendar=None, key=f"{key}:mail",
+                 bug=e.bug, status=e.outcome, note=e.note)
+    if s.bugzilla_enabled:
+        line = t.render("bug_outcome.txt", status=e.outcome, note=e.note, flag=s.bugzilla_flag).strip()
+        # The end cleared the flag of work that had no outcome: work that landed after all gets it back.
+        result = jobs.BugResult(e.bug, e.outcome, e.note, line, OUTCOME_FLAG.get(e.outcome) or "+")
+        t.job(f"{key}:bz-outcome", jobs.RecordOutcomes((result,), t.render("bug_comment.txt", d=d, event="corrected")))
+    else:
+        t.manual("outcomes", bugs=[e.bug])
 
 
 @reaction(ev.Ended)
 def ended(t: Telling, e: ev.Ended) -> None:
     d = t.downtime
     s = t.settings
+    trees: dict[str, Any] = {"no_outcome": e.no_outcome, "left": e.left, "backend": s.tree_backend}
     for channel in s.channels:
         mentions = s.sheriffs if channel == s.announce_channel else ()
-        t.chat(f"dt{d.id}:ended", channel, "tree_open_chat.txt", mentions=mentions, d=d)
-    t.mail_lists(d, "tree_open", thread=t.announcement_thread(d), calendar=None)
+        t.chat(f"dt{d.id}:ended", channel, "tree_open_chat.txt", mentions=mentions, d=d, **trees)
+    t.mail_lists(d, "tree_open", thread=t.announcement_thread(d), calendar=None, **trees)
+    if e.no_outcome:
+        t.note("no_outcome", bugs=e.no_outcome, id=d.id)
     bugs = [b.bug for b in d.bugs]
     if bugs and s.bugzilla_enabled:
         results = tuple(
@@ -504,6 +531,12 @@ def trees_restored_remotely(t: Telling, e: ev.TreesRestoredRemotely) -> None:
     t.ciduty(f"{e.job}:done", "trees_restored_chat.txt", downtime=False, id=e.downtime_id, change=change,
              done=e.change_id is not None, restored=e.restored, changed=e.changed, waiting=e.waiting,
              remote_id=e.remote_id)
+    if e.left and e.downtime_id is not None:
+        # The TREE OPEN could not say which trees stay closed (the restore came after it): this does.
+        d = t.downtime
+        t.channels(f"{e.job}:left", "trees_stay_closed_chat.txt", d=d, left=e.left)
+        t.mail_lists(d, "trees_stay_closed", thread=t.announcement_thread(d), calendar=None, key=f"{e.job}:left:mail",
+                     left=e.left)
 
 
 @reaction(ev.TreeChangeAsked)

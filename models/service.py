@@ -14,10 +14,12 @@ import logging
 import re
 from collections.abc import Sequence
 
+from sqlalchemy import func, select
+
 from models import events, planning, workers
 from models.instance import database_token
 from models.lifecycle import BugStatus, DomainError, State
-from models.orm import Downtime, DowntimeBug, Verdict
+from models.orm import AuditEvent, Downtime, DowntimeBug, Verdict
 from models.queries import Queries
 from models.reminders import START, Reminder
 from models.trees import Trees
@@ -363,10 +365,29 @@ class Downtimes:
         early = downtime.start_at - self.now > EARLY_START
         if early and not force:
             raise DomainError("too_early", id=downtime.id, start=downtime.start_at)
-        self.work.transition("start", downtime, "forced early start" if early else "")
+        planned_start, planned_end = downtime.start_at, downtime.end_at
+        detail = ""
+        if early:
+            # The work takes as long as planned from when it really starts: `!canipush`, `show`
+            # and the end and overrun reminders (models/reminders.py) follow the new end. The
+            # reminders before the start are not planned once it runs: none is sent again.
+            downtime.start_at, downtime.end_at = self.now, self.now + (planned_end - planned_start)
+            downtime.updated_at = self.now
+            # A new plan, as an extension makes one: new reminder ids, a new calendar SEQUENCE.
+            downtime.revision += 1
+            detail = (
+                f"forced early start: expected end moved from {planned_end:%Y-%m-%d %H:%M} UTC "
+                f"to {downtime.end_at:%Y-%m-%d %H:%M} UTC (planned start {planned_start:%Y-%m-%d %H:%M} UTC)"
+            )
+        self.work.transition("start", downtime, detail)
         downtime.started_at = self.now
         self.trees.close_for(downtime)
-        self.work.record(events.Started(downtime.id, by=self.actor.who, early=early))
+        self.work.record(
+            events.Started(
+                downtime.id, by=self.actor.who, early=early,
+                planned_start=planned_start if early else None, planned_end=planned_end if early else None,
+            )
+        )
         return Outcome(downtime)
 
     def done(self, downtime_id: int, bug: int, outcome: str, note: str = "") -> Outcome:
@@ -375,22 +396,38 @@ class Downtimes:
         if row is None:
             raise DomainError("bug_not_in_downtime", bug=bug, id=downtime.id)
         note = clean_reason(note) if note else ""
-        self.work.transition("done", downtime, f"bug {bug}: {outcome}" + (f" ({note})" if note else ""))
+        after_end = State(downtime.state) is State.FINISHED
+        self.work.transition(
+            "done", downtime, ("correction after the end: " if after_end else "")
+            + f"bug {bug}: {outcome}" + (f" ({note})" if note else ""),
+        )
         row.status = outcome
         row.note = note
-        self.work.record(events.BugOutcome(downtime.id, bug=bug, outcome=outcome, note=note))
+        correction = 0
+        if after_end:
+            # Each correction is told, however often the same bug is corrected: it is numbered.
+            correction = self.session.scalar(
+                select(func.count(AuditEvent.id)).where(
+                    AuditEvent.downtime_id == downtime.id, AuditEvent.action == "done",
+                    AuditEvent.from_state == State.FINISHED.value,
+                )
+            ) or 1
+        self.work.record(events.BugOutcome(downtime.id, bug=bug, outcome=outcome, note=note, correction=correction))
         return Outcome(downtime)
 
     def end(self, downtime_id: int) -> Outcome:
         downtime = self.get(downtime_id)
         self.work.transition("end", downtime)
         downtime.ended_at = self.now
+        no_outcome = []
         for bug in downtime.bugs:
             if bug.status in (BugStatus.NOMINATED, BugStatus.APPROVED):
                 bug.status = BugStatus.NOT_DONE.value
                 bug.note = bug.note or "no outcome recorded before the end"
-        self.trees.restore_for(downtime)
-        self.work.record(events.Ended(downtime.id))
+                no_outcome.append(bug.bug)
+        restored = self.trees.restore_for(downtime)
+        left = self.trees.not_open(downtime, restored.left if restored else ())
+        self.work.record(events.Ended(downtime.id, no_outcome=tuple(no_outcome), left=left))
         return Outcome(downtime)
 
     def verify(self, downtime_id: int) -> Outcome:

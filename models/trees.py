@@ -61,19 +61,53 @@ class Trees:
                                        tags=("planned",))
         )
 
-    def restore_for(self, downtime: Downtime) -> None:
-        """Put the downtime's trees back as they were before it (what changed since stays)."""
+    def restore_for(self, downtime: Downtime) -> events.TreesRestored | None:
+        """Put the downtime's trees back as they were before it (what changed since stays).
+        Returns what the built-in registry did (None: nothing now; other backends do it in a job)."""
         change = self.session.get(TreeChange, downtime.tree_change_id) if downtime.tree_change_id else None
         if self.settings.tree_backend != "builtin":
             self.work.record(events.TreesRestoreRequested(downtime.id, change_id=change.id if change else None))
-            return
+            return None
         if change is None:
-            return
+            return None
         if change.state != "active":
             # A sheriff or CiDuty restored it by hand while the downtime ran.
             self.work.record(events.TreesRestoreSkipped(downtime.id, change_id=change.id, state=change.state))
-            return
-        self.restore(change.id)
+            return None
+        return self.restore(change.id)
+
+    def not_open(self, downtime: Downtime, left: Sequence[LeftTree] = ()) -> tuple[LeftTree, ...]:
+        """The built-in registry's trees of a downtime that are not open after its end, and
+        who holds each: those its restore `left` under someone else's change, and those given
+        back a closure from before the downtime (a bustage closure in force when it began),
+        also when its change was restored by hand before the end. Other backends: ()."""
+        if self.settings.tree_backend != "builtin" or not downtime.tree_change_id:
+            return ()
+        change = self.session.get(TreeChange, downtime.tree_change_id)
+        if change is None:
+            return ()
+        known = {t.tree: t for t in left}
+        found = []
+        for item in change.items:
+            tree = self.session.get(Tree, item.tree)
+            if tree is None or tree.status == "open":
+                continue
+            if item.tree in known:
+                found.append(known[item.tree])
+                continue
+            # Who made that state: the last log row that set it before the downtime's closure.
+            closure = self.session.scalars(
+                select(TreeLog.id).where(TreeLog.tree == item.tree, TreeLog.status == item.current_status,
+                                         TreeLog.reason == item.current_reason)
+                .order_by(TreeLog.id.desc()).limit(1)
+            ).first()
+            log = self.session.scalars(
+                select(TreeLog).where(TreeLog.tree == item.tree, TreeLog.status == tree.status,
+                                      TreeLog.reason == tree.reason, TreeLog.id < (closure or 0))
+                .order_by(TreeLog.id.desc()).limit(1)
+            ).first()
+            found.append(LeftTree(tree.name, tree.status, tree.reason, held_by=None, who=log.who if log else ""))
+        return tuple(sorted(found, key=lambda t: t.tree))
 
     # ----- by hand ----------------------------------------------------------------------------
 
@@ -207,10 +241,15 @@ class Trees:
             if later is not None and (later.last_status, later.last_reason) == made:
                 # The later change was made on top of ours: it now remembers what was before ours.
                 later.last_status, later.last_reason, later.last_tags = item.last_status, item.last_reason, item.last_tags
-                left.append(LeftTree(tree.name, tree.status, tree.reason, held_by=later.change_id))
+                holder = self.session.get(TreeChange, later.change_id)
+                left.append(LeftTree(tree.name, tree.status, tree.reason, held_by=later.change_id,
+                                     who=holder.who if holder else ""))
                 continue
             if (tree.status, tree.reason) != made:
-                left.append(LeftTree(tree.name, tree.status, tree.reason, held_by=None))
+                last = self.session.scalars(
+                    select(TreeLog).where(TreeLog.tree == tree.name).order_by(TreeLog.id.desc()).limit(1)
+                ).first()
+                left.append(LeftTree(tree.name, tree.status, tree.reason, held_by=None, who=last.who if last else ""))
                 continue
             self._set(tree, item.last_status, item.last_reason, item.last_tags)
             restored.append(tree.name)

@@ -25,14 +25,14 @@ def split_wording(args: str) -> tuple[str, str | None]:
 
 def downtime_id(token: str) -> int:
     text = token.lstrip("#")
-    if not text.isdigit() or len(text) > 9 or int(text) == 0:
+    if not (text.isascii() and text.isdigit()) or len(text) > 9 or int(text) == 0:
         raise UsageError("not_a_downtime_id", token=token[:20])
     return int(text)
 
 
 def bug_number(token: str) -> int:
     text = token.lower().removeprefix("bug").lstrip("#")
-    if not text.isdigit() or len(text) > 9 or int(text) == 0:
+    if not (text.isascii() and text.isdigit()) or len(text) > 9 or int(text) == 0:
         raise UsageError("not_a_bug_number", token=token[:20])
     return int(text)
 

@@ -69,7 +69,8 @@ async def propose(ctx: Ctx, args: str) -> None:
 async def list_(ctx: Ctx, args: str) -> None:
     """downtime list [upcoming|past|all] [<page>]
 
-    The downtimes, ten per page, soonest first (newest first for past and all).
+    The downtimes, ten per page, soonest first (newest first for past and all). Upcoming
+    holds the running ones, even past their planned end; past holds the finished ones.
     """
     words = args.split()
     which = "upcoming"
@@ -77,7 +78,7 @@ async def list_(ctx: Ctx, args: str) -> None:
         which = words.pop(0).lower()
     page = 1
     if words:
-        if not words[0].isdigit() or len(words[0]) > 6 or int(words[0]) < 1:
+        if not (words[0].isascii() and words[0].isdigit()) or len(words[0]) > 6 or int(words[0]) < 1:
             raise UsageError("not_a_page", token=words[0][:20])
         page = int(words.pop(0))
     a.exactly(words, 0, "")
@@ -284,7 +285,8 @@ async def start(ctx: Ctx, args: str) -> None:
     """downtime start <id> [--force]
 
     Start an announced downtime: the sheriffs are pinged in the announce channel and the
-    trees close. More than an hour before the announced start it needs --force.
+    trees close. More than an hour before the announced start it needs --force, and then
+    the expected end moves to now plus the planned duration.
     """
     words = args.split()
     force = a.FORCE in words
@@ -301,6 +303,7 @@ async def done(ctx: Ctx, args: str) -> None:
     """downtime done <id> <bug> landed|landed-and-stuck|rolled-back|not-done [-- <note>]
 
     Record what happened to one bug (CiDuty, or the requester while it is in progress).
+    After the end it corrects the TREE OPEN: told where that went, and on the bug.
     """
     head, note = a.split_wording(args)
     words = head.split()
@@ -317,7 +320,8 @@ async def end(ctx: Ctx, args: str) -> None:
     """downtime end <id>
 
     End a running downtime: the trees go back to how they were, the bugs get their
-    outcome, and the TREE OPEN summary goes out.
+    outcome, and the TREE OPEN summary goes out, naming the bugs with no outcome and
+    the trees someone else's closure keeps closed.
     """
     (token,) = a.exactly(args.split(), 1, "id")
     ctx.outcome("ended", ctx.downtimes.end(a.downtime_id(token)))

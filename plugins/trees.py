@@ -117,7 +117,7 @@ async def trees_confirm(ctx: Ctx, args: str) -> None:
 
 def _change_id(args: str) -> int:
     (token,) = a.exactly(args.split(), 1, "change")
-    if not token.isdigit() or len(token) > 9:
+    if not (token.isascii() and token.isdigit()) or len(token) > 9:
         raise UsageError("not_a_change", token=token[:20])
     return int(token)
 

@@ -383,3 +383,29 @@ def test_commands_do_not_ask_a_bugzilla_marked_unavailable_until_its_check_passe
     assert bz.check()  # the health check passes: commands ask again
     assert command_requests("alice", "!downtime propose 2026-12-06 14:00 UTC for 2h bug 501 -- Again") == [
         "/rest/bug/501"]
+
+
+def test_an_outcome_recorded_after_the_end_is_commented_on_that_bug_only_and_gives_its_flag_back(bz, server):
+    server.add_bug(101, "Upgrade hg", "eng@example.org")
+    server.add_bug(102, "Move the build database", "eng2@example.org")
+    bz.say("alice", "!downtime propose 2026-12-05 14:00 UTC for 2h bug 101,102 -- Upgrade hg.mozilla.org")
+    bz.say("carol", "!downtime approve 1")
+    bz.say("pat", "!downtime preapprove 1")
+    bz.say("carol", "!downtime announce 1")
+    bz.clock.set(dt.datetime(2026, 12, 5, 13, 55, tzinfo=UTC))
+    bz.say("carol", "!downtime start 1")
+    bz.say("carol", "!downtime done 1 101 landed")
+    bz.clock.set(dt.datetime(2026, 12, 5, 15, 40, tzinfo=UTC))
+    out = bz.say("carol", "!downtime end 1")
+    assert any("(no outcome recorded: 102)" in line for line in out)
+    assert "Outcome: not done in this downtime." in comments(server, 102)[0]
+    assert server.bugs[102].flags == []
+
+    bz.say("carol", "!downtime done 1 102 landed -- landed at 15:50")
+
+    assert len(comments(server, 101)) == 1
+    assert len(comments(server, 102)) == 2
+    assert comments(server, 102)[1].startswith(
+        "Correction: the outcome of this bug in downtime #1 (ran from 2026-12-05 13:55 to 2026-12-05 15:40 UTC) was "
+        "recorded after its end.\nOutcome: landed. Note: landed at 15:50")
+    assert [f.status for f in server.bugs[102].flags] == ["+"]

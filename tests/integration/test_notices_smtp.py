@@ -303,3 +303,27 @@ def test_a_retried_announcement_keeps_its_message_id_and_answers_carry_the_token
     assert announcement["Message-ID"] == f"<dt1.r0.announce.mail.{token}@example.org>"
     assert cancelled["In-Reply-To"] == announcement["Message-ID"]
     assert server.data_attempts == 3 + 2
+
+
+def test_an_outcome_recorded_after_the_end_is_mailed_as_a_correction_where_the_tree_open_went(
+    chat: Chat, server: SmtpServer
+) -> None:
+    plan_downtime(chat)
+    chat.clock.set(START)
+    chat.say("carol", "!downtime start 1")
+    chat.say("sam", "!trees close autoland -- bustage on linux64", room="#developers")
+    chat.say("carol", "!downtime end 1")
+    (announcement,) = by_subject(server, "Tree-closing downtime #1")
+    (tree_open,) = [r for r in server.received if r.message["Subject"] == "Re: Tree-closing downtime #1: TREE OPEN"]
+    text = tree_open.message.get_content()
+    assert text.startswith("TREE OPEN: the downtime #1 is over. The trees are open again, except: autoland stays "
+                           "closed: bustage on linux64, closed by sam.")
+    assert "No outcome recorded: 123456." in text
+
+    chat.say("carol", "!downtime done 1 123456 landed -- after the end")
+
+    (correction,) = [r for r in server.received
+                     if r.message["Subject"] == "Re: Tree-closing downtime #1: TREE OPEN (correction)"]
+    assert correction.rcpt_tos == tree_open.rcpt_tos
+    assert correction.message["In-Reply-To"] == announcement["Message-ID"]
+    assert "Bug 123456: Upgrade hg.mozilla.org: landed (after the end)" in correction.message.get_content()

@@ -395,3 +395,26 @@ def test_the_server_reverts_unconditionally_like_lando_api(
 
     assert answer.status_code == 200
     assert (server.tree_state("try")["status"], server.tree_state("try")["reason"]) == ("open", "")
+
+
+def test_a_tree_reopened_by_a_later_remembered_change_is_left_alone_and_the_change_is_discarded(
+    client: TreestatusClient, server: TreestatusServer
+) -> None:
+    stack_id = client.close(["autoland", "try"], DOWNTIME_A)
+    assert stack_id is not None
+    # A sheriff reopens autoland early in Treestatus' UI, which remembers the change.
+    client.set_status(["autoland"], "open", "reopened early, all green", remember=True)
+    (sheriffs_entry, ours) = client.stack()
+    assert ours["id"] == stack_id
+
+    report = client.restore(stack_id)
+
+    assert report.changed == ("autoland",) and report.restored == ("try",) and report.waiting == {}
+    assert server.tree_state("autoland")["reason"] == "reopened early, all green"
+    assert server.tree_state("try")["status"] == "open"
+    # The downtime's change is off the stack (discarded, the trees untouched by it): nobody can
+    # "restore" it later over what happened since. The sheriff's own change stays theirs.
+    assert [entry["id"] for entry in client.stack()] == [sheriffs_entry["id"]]
+    assert ("DELETE", f"/stack/{stack_id}", {"revert": ["0"]}) in [
+        (r.method, r.path, r.query) for r in server.requests if r.method == "DELETE"]
+

@@ -12,7 +12,7 @@ from tests.fakes import FakeClock
 from adapters.treestatus import TreestatusClient
 from tests.conftest import Chat, make_config
 from tests.plugins.test_trees_transcript import announce
-from tests.servers.treestatus import TreestatusServer, add_mixed_trees
+from tests.servers.treestatus import APPROVAL, BUSTAGE, TreestatusServer, add_mixed_trees
 
 pytestmark = pytest.mark.integration
 
@@ -113,3 +113,42 @@ def test_treestatus_failing_and_recovering_loses_nothing_and_doubles_nothing(
     assert len(closes) == 1  # the lost answer was found in the stack, not sent again
     assert len(restores) == 2 and restores[1].path == restores[0].path  # the retry found it gone (404): done
     assert sum(1 for line in out if line.startswith("#ci carol: Treestatus: downtime #1 is over")) == 1
+
+
+def test_a_tree_reopened_early_in_treestatus_leaves_the_downtimes_change_off_the_stack(
+    chat: Chat, server: TreestatusServer
+) -> None:
+    start(chat)
+    (ours,) = server.stack_entries()
+    # The sheriff reopens autoland in Treestatus' UI, which remembers the change.
+    TreestatusClient(server.url, TOKEN, sleep=lambda _: None).set_status(
+        ["autoland"], "open", "reopened early by the sheriff", remember=True)
+
+    out = chat.say("carol", "!downtime end 1")
+
+    assert any(line.endswith("Left alone, changed during the downtime: autoland.") for line in out)
+    assert ours["id"] not in [entry["id"] for entry in server.stack_entries()]
+    assert snapshot(server)["autoland"] == ("open", "reopened early by the sheriff", [])
+    assert snapshot(server)["mozilla-central"][0] == "closed"  # its bustage closure from before
+    # Only the closures from before the downtime stay: autoland is open.
+    (stays,) = [line for line in out if line.startswith("#ci After downtime #1")]
+    assert "mozilla-central stays closed" in stays and "autoland" not in stays
+
+
+def test_the_tree_open_says_the_restore_follows_and_a_tree_that_stays_closed_is_named_when_it_is_done(
+    chat: Chat, server: TreestatusServer
+) -> None:
+    start(chat)
+    server.set_tree("autoland", "closed", "bustage on linux64", ["checkin_test"])
+
+    out = chat.say("carol", "!downtime end 1")
+
+    tree_open = next(line for line in out if line.startswith("#developers sam: TREE OPEN"))
+    assert "The trees are being restored in Treestatus; a tree that stays closed under someone else's closure is " \
+           "named here when that is done." in tree_open
+    stays = (
+        "After downtime #1: Treestatus restored its trees; autoland stays closed: bustage on linux64; mozilla-beta "
+        f"stays approval required: {APPROVAL}; mozilla-central stays closed: {BUSTAGE}."
+    )
+    assert f"#developers {stays}" in out and f"#ci {stays}" in out
+    assert snapshot(server)["autoland"] == ("closed", "bustage on linux64", ["checkin_test"])

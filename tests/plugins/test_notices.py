@@ -146,7 +146,7 @@ def test_with_auto_start_the_bot_starts_the_downtime_itself_and_audits_it(tmp_pa
     out = at(chat, START)
 
     assert out[0].startswith("#developers sam: Downtime #1 starts now: closing autoland")
-    assert out[1].startswith("#ci carol: Downtime #1 started by downtimebot; trees closed.")
+    assert out[1].startswith("#ci carol: Downtime #1 started by downtimebot; trees closed until about 2026-12-05 16:00 UTC")
     with chat.bot.sessions() as session:
         last = session.scalars(select(AuditEvent).order_by(AuditEvent.id.desc())).first()
     assert last is not None

@@ -61,7 +61,9 @@ def test_after_the_end_only_ciduty_records_outcomes(chat: Chat) -> None:
     assert chat.say("alice", "!downtime done 1 123456 landed") == [
         "#ci only CiDuty may record outcomes of downtime #1 now that it is finished"
     ]
-    assert chat.say("carol", "!downtime done 1 123456 landed") == ["#ci Bug 123456 in downtime #1: landed."]
+    assert chat.say("carol", "!downtime done 1 123456 landed")[0] == (
+        "#ci Bug 123456 in downtime #1: landed. The downtime is over: a correction goes where the TREE OPEN went."
+    )
 
 
 def test_a_sheriff_verifies_and_ciduty_does_not(chat: Chat) -> None:

@@ -195,7 +195,28 @@ TABLE: dict[str, Case] = {
         lambda d: ev.Started(d.id, by="carol", early=False),
         chat("Started sheriff_ping.txt", ("#developers",), SHERIFFS) + chat("Started started_chat.txt", ("#ci",), CIDUTY),
     ),
-    "a bug's outcome": Case(lambda d: ev.BugOutcome(d.id, bug=111, outcome="landed", note=""), []),
+    "started early (forced): as started, and the actor hears the end moved": Case(
+        lambda d: ev.Started(d.id, by="carol", early=True, planned_start=START, planned_end=START + dt.timedelta(hours=2)),
+        chat("Started sheriff_ping.txt", ("#developers",), SHERIFFS) + chat("Started started_chat.txt", ("#ci",), CIDUTY),
+        notes=["the expected end moves from 2026-12-05 16:00 UTC"],
+    ),
+    "a bug's outcome while it runs": Case(lambda d: ev.BugOutcome(d.id, bug=111, outcome="landed", note=""), []),
+    "a bug's outcome after the end: a correction where the TREE OPEN went, and on the bug": Case(
+        lambda d: ev.BugOutcome(d.id, bug=111, outcome="landed", note="", correction=1),
+        chat("BugOutcome outcome_correction_chat.txt") + mail("BugOutcome outcome_correction_message.txt", LISTS)
+        + job("bugzilla", "record-outcomes"),
+    ),
+    "a bug's outcome after the end without Bugzilla: the comment by hand": Case(
+        lambda d: ev.BugOutcome(d.id, bug=111, outcome="landed", note="", correction=2),
+        chat("BugOutcome outcome_correction_chat.txt") + mail("BugOutcome outcome_correction_message.txt", LISTS),
+        manual=["comment the outcome on bug 111 by hand"], settings=OFF,
+    ),
+    "ended with bugs nobody recorded: the actor hears which": Case(
+        lambda d: ev.Ended(d.id, no_outcome=(111,), left=(LEFT,)),
+        chat("Ended tree_open_chat.txt", ("#developers",), SHERIFFS) + chat("Ended tree_open_chat.txt", ("#ci",))
+        + mail("Ended tree_open_message.txt", LISTS) + job("bugzilla", "record-outcomes"),
+        notes=["no outcome recorded: 111"],
+    ),
     "ended: TREE OPEN in both channels (sheriffs pinged in #developers), the lists, Bugzilla": Case(
         lambda d: ev.Ended(d.id),
         chat("Ended tree_open_chat.txt", ("#developers",), SHERIFFS) + chat("Ended tree_open_chat.txt", ("#ci",))
@@ -260,6 +281,13 @@ TABLE: dict[str, Case] = {
         lambda d: ev.TreesRestoredRemotely(d.id, job="dt7:trees-restore", change_id=3, remote_id=11,
                                            restored=("autoland",)),
         chat("TreesRestoredRemotely trees_restored_chat.txt", ("#ci",), CIDUTY),
+    ),
+    "Treestatus restored the trees but another closure holds one: CiDuty, and where the TREE OPEN went": Case(
+        lambda d: ev.TreesRestoredRemotely(d.id, job="dt7:trees-restore", change_id=3, remote_id=11,
+                                           restored=("autoland",), waiting=(("try", 12),), left=(LEFT,)),
+        chat("TreesRestoredRemotely trees_restored_chat.txt", ("#ci",), CIDUTY)
+        + chat("TreesRestoredRemotely trees_stay_closed_chat.txt")
+        + mail("TreesRestoredRemotely trees_stay_closed_message.txt", LISTS),
     ),
     "advisory: the sheriffs and CiDuty asked in #developers": Case(
         lambda d: ev.TreeChangeAsked(d.id, job="dt7:trees-close", op="close", change_id=3),

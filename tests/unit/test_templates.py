@@ -141,6 +141,9 @@ CONTEXT = {
     "remote_id": 9,
     "told": Told(notes=["a note"], manual=["by hand"]),
     "headline": "proposed",
+    "planned_start": dt.datetime(2026, 12, 5, 14, 0, tzinfo=UTC),
+    "planned_end": dt.datetime(2026, 12, 5, 16, 0, tzinfo=UTC),
+    "no_outcome": (222,),
 }
 CHANGE = TreeChange(id=3, at=dt.datetime(2026, 12, 5, 14, 0, tzinfo=UTC), who="carol", status="closed",
                     reason="Downtime #7: x", tags="planned", state="active", remote_id=9)
@@ -209,7 +212,8 @@ def test_the_notice_lists_each_bug_with_its_wording_and_is_vague_for_security_bu
 
 def test_the_tree_open_mail_lists_what_did_and_did_not_get_done() -> None:
     d = downtime()
-    text = RENDER("tree_open_message.txt", d=d, bugs=told(d.bugs, full=False, fallback=d.summary))
+    text = RENDER("tree_open_message.txt", d=d, bugs=told(d.bugs, full=False, fallback=d.summary), no_outcome=(),
+                  left=(), backend="builtin")
     done, not_done = text.split("What did not get done:")
     assert "Bug 111: Move the build database: landed" in done
     assert "Bug 222: security-sensitive work (details restricted): rolled-back (lag)" in not_done

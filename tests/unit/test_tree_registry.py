@@ -82,7 +82,7 @@ def test_a_tree_reopened_early_by_a_sheriff_is_left_alone_and_named(session: Ses
     done = core(session).restore(change.id)
 
     assert done.restored == ("mozilla-central",)
-    assert done.left == (LeftTree("autoland", "open", "reopened early, all green", held_by=None),)
+    assert done.left == (LeftTree("autoland", "open", "reopened early, all green", held_by=None, who="sam"),)
     assert states(session)["autoland"] == ("open", "reopened early, all green", "")
     assert states(session)["mozilla-central"] == mixed["mozilla-central"]
 
@@ -96,7 +96,7 @@ def test_a_tree_closed_for_bustage_during_the_downtime_stays_closed_and_later_ge
     done = core(session).restore(downtime.id)
 
     assert done.restored == ("try",)
-    assert done.left == (LeftTree("autoland", "closed", "bustage on linux64", held_by=bustage.id),)
+    assert done.left == (LeftTree("autoland", "closed", "bustage on linux64", held_by=bustage.id, who="sam"),)
     assert states(session)["autoland"] == ("closed", "bustage on linux64", "other")
     sheriff(session).restore_by_hand(bustage.id)
     assert states(session) == mixed
