@@ -216,10 +216,12 @@ class Telling:
 @reaction(ev.Proposed)
 def proposed(t: Telling, e: ev.Proposed) -> None:
     d = t.downtime
-    elsewhere = [n for n in t.settings.networks if n != e.network]
-    if elsewhere:  # CiDuty on the other networks hears of it too
+    # CiDuty hears of it in the requests channel wherever it was not asked there: on the other
+    # networks, and on this one when it was asked in another channel or privately.
+    relay = [n for n in t.settings.networks if n != e.network or e.room != t.settings.requests_channel]
+    if relay:
         t.chat(f"dt{d.id}:proposed", t.settings.requests_channel, "proposed_ping.txt",
-               mentions=t.settings.ciduty, networks=elsewhere, d=d)
+               mentions=t.settings.ciduty, networks=relay, d=d, room=e.room, network=e.network)
     _nominate(t, d, e.bugs, f"dt{d.id}:bz-nominate")
 
 
@@ -261,7 +263,66 @@ def _security_bug_named(t: Telling, d: Downtime, bug: int) -> None:
         t.requester(d, f"dt{d.id}:security-bug-named:{bug}", "security_bug_named.txt", bugs=[bug])
 
 
-@reaction(ev.BugDropped, ev.PreApproved, ev.BugOutcome, ev.Verified, ev.TreesOpened, ev.TreeChangeConfirmed)
+@reaction(ev.BugDropped)
+def bug_dropped(t: Telling, e: ev.BugDropped) -> None:
+    """A bug that Bugzilla holds as approved for this downtime gets its "?" and no tag back: it
+    waits for another downtime. (A pending drop waits for CiDuty: the reply says so.)"""
+    if e.pending or not e.was_approved:
+        return
+    d = t.downtime
+    if t.settings.bugzilla_enabled:
+        comment = t.render("bug_comment.txt", d=d, event="dropped")
+        t.job(f"dt{d.id}:bz-dropped:{e.bug}:{e.at:%Y%m%dT%H%M%S}" if e.at else f"dt{d.id}:bz-dropped:{e.bug}", jobs.RetagBugs((e.bug,), "", comment, renominate=True))
+    else:
+        t.manual("retag", bugs=[e.bug], tag="", why="dropped")
+
+
+@reaction(ev.ChangesApproved)
+def changes_approved(t: Telling, e: ev.ChangesApproved) -> None:
+    """What waited on an approved or announced downtime is approved: as at the first approval,
+    the flag and the tag in Bugzilla; the dropped bugs wait for another downtime."""
+    d = t.downtime
+    at = f"{e.at:%Y%m%dT%H%M%S}"
+    if e.approved:
+        tag = whiteboard_tag(d.start_at)
+        if t.settings.bugzilla_enabled:
+            key = f"dt{d.id}:r{e.revision}:bz-approve:{at}:{'-'.join(map(str, e.approved))}"
+            t.job(key, jobs.ApproveBugs(e.approved, tag))
+        else:
+            t.manual("approve", bugs=e.approved, tag=tag)
+    if e.dropped:
+        if t.settings.bugzilla_enabled:
+            comment = t.render("bug_comment.txt", d=d, event="dropped")
+            key = f"dt{d.id}:r{e.revision}:bz-dropped:{at}:{'-'.join(map(str, e.dropped))}"
+            t.job(key, jobs.RetagBugs(e.dropped, "", comment, renominate=True))
+        else:
+            t.manual("retag", bugs=e.dropped, tag="", why="dropped")
+    if e.unassigned:
+        t.note("left_waiting", bugs=e.unassigned, id=d.id)
+
+
+@reaction(ev.NoticeUpdated)
+def notice_updated(t: Telling, e: ev.NoticeUpdated) -> None:
+    """Everyone told of the announcement is told of the change: both channels, and the lists in
+    the announcement's thread with the next calendar SEQUENCE (the same UID)."""
+    d = t.downtime
+    context: dict[str, Any] = {"added": e.added, "dropped": e.dropped, "old_wording": e.old_wording}
+    in_notice = [b for b in d.bugs if b.pending != "add"]
+    t.channels(f"dt{d.id}:r{e.revision}:u{e.update}:updated", "updated_chat.txt", d=d, **context)
+    t.mail_lists(
+        d, "updated", thread=t.announcement_thread(d), calendar="REQUEST", key=f"dt{d.id}:r{e.revision}:u{e.update}:updated:mail",
+        bugs=told(in_notice, full=False, fallback=d.summary), **context,
+    )
+
+
+@reaction(ev.WordingEdited)
+def wording_edited(t: Telling, e: ev.WordingEdited) -> None:
+    d = t.downtime
+    for row in d.bugs:
+        _security_bug_named(t, d, row.bug)
+
+
+@reaction(ev.PreApproved, ev.BugOutcome, ev.Verified, ev.TreesOpened, ev.TreeChangeConfirmed)
 def nothing_more(t: Telling, e: ev.Event) -> None:
     """The command's own answer says it all; nobody else is told."""
 
@@ -330,8 +391,9 @@ def rescheduled(t: Telling, e: ev.Rescheduled) -> None:
         t.mail_lists(d, "rescheduled", thread=t.announcement_thread(d), calendar="REQUEST")
 
 
-def _retag(t: Telling, d: Downtime, revision: int, why: str, tag: str) -> None:
-    bugs = tuple(b.bug for b in d.bugs)
+def _retag(t: Telling, d: Downtime, revision: int, why: str, tag: str, *, bugs: Sequence[int] | None = None) -> None:
+    """Retag the bugs of `d` (or only `bugs`) in Bugzilla, or say what to do by hand."""
+    bugs = tuple(b.bug for b in d.bugs) if bugs is None else tuple(bugs)
     if not bugs:
         return
     if t.settings.bugzilla_enabled:
@@ -352,10 +414,12 @@ def extended(t: Telling, e: ev.Extended) -> None:
 def cancelled(t: Telling, e: ev.Cancelled) -> None:
     d = t.downtime
     if e.before is not State.PROPOSED:
-        _retag(t, d, d.revision, "cancelled", "")
+        _retag(t, d, d.revision, "cancelled", "", bugs=[b.bug for b in d.bugs if b.bug not in e.kept])
     if d.was_announced:
         t.channels(f"dt{d.id}:cancelled", "cancelled_chat.txt", d=d, reason=e.reason)
-        t.mail_lists(d, "cancelled", thread=t.announcement_thread(d), calendar="CANCEL")
+        t.mail_lists(d, "cancelled", thread=t.announcement_thread(d), calendar="CANCEL", reason=e.reason)
+    elif e.by_requester:  # withdrawn: CiDuty hears of it (it may be approved already)
+        t.ciduty(f"dt{d.id}:cancelled", "withdrawn_chat.txt", d=d, by=e.by, reason=e.reason)
     else:
         t.requester(d, f"dt{d.id}:cancelled", "requester_told.txt", what="cancelled", by=e.by, reason=e.reason)
     if e.merged_into is not None:
