@@ -141,6 +141,14 @@ CONTEXT = {
     "remote_id": 9,
     "told": Told(notes=["a note"], manual=["by hand"]),
     "headline": "proposed",
+    "room": "#developers",
+    "network": "irc",
+    "approved": [111],
+    "dropped": [222],
+    "unassigned": [333],
+    "updated": True,
+    "added": [111],
+    "old_wording": "Upgrade the hg servers",
 }
 CHANGE = TreeChange(id=3, at=dt.datetime(2026, 12, 5, 14, 0, tzinfo=UTC), who="carol", status="closed",
                     reason="Downtime #7: x", tags="planned", state="active", remote_id=9)
@@ -172,7 +180,7 @@ OVERRIDES = {
 @pytest.mark.parametrize("name", RENDER.names())
 def test_every_template_renders(name: str) -> None:
     d = downtime()
-    outcome = Outcome(d, warnings=list(CONTEXT["failures"]), offers=[Consolidation(8, ("hg.mozilla.org",), None)])
+    outcome = Outcome(d, warnings=list(CONTEXT["failures"]), offers=[Consolidation(8, ("hg.mozilla.org",), None, (8, 7))])
     context = {**CONTEXT, "change": CHANGE, "changes": [CHANGE], "outcome": outcome, **OVERRIDES.get(name, {})}
     text = RENDER(name, d=d, **context)
     assert text.strip()
