@@ -162,13 +162,16 @@ def test_ciduty_s_own_drop_from_an_announced_downtime_sends_the_updated_notice_a
     assert bz.mailer.sent[-1].subject == "Re: Tree-closing downtime #1: updated notice"
 
 
-def test_someone_else_s_bug_change_to_an_announced_downtime_is_refused_and_changes_nothing(bz: Chat) -> None:
+def test_someone_else_s_bug_change_or_approval_is_refused_and_the_pending_change_stays(bz: Chat) -> None:
     announced(bz)
+    bz.say("alice", "!downtime bug add 1 200")
     before = bz.say("carol", "!downtime show 1")
+    assert "#ci Pending changes to the announced notice: add bug 200 (CiDuty: !downtime approve 1)" in before
     assert bz.say("bob", "!downtime bug drop 1 100") == [
         "#ci only CiDuty or the requester may drop a bug from downtime #1"]
     assert bz.say("alice", "!downtime approve 1") == ["#ci only CiDuty may approve downtime #1"]
     assert bz.say("carol", "!downtime show 1") == before
+    assert flag_of(bz, 200)[0] == "?"
 
 
 # ----- 6. the wording edited ------------------------------------------------------------------
@@ -244,13 +247,14 @@ def test_merging_into_an_announced_downtime_approves_the_bugs_and_sends_the_upda
     assert "#ci Bug 400 [approved] ops@example.org: Reboot ftp" in bz.say("carol", "!downtime show 1")
 
 
-def test_an_announced_downtime_is_never_merged_away_and_nothing_changes(bz: Chat) -> None:
+def test_an_announced_downtime_is_never_merged_away_but_takes_the_other_in(bz: Chat) -> None:
     announced(bz)
     bz.say("bob", "!downtime propose 2026-12-05 18:00 UTC for 1h bug 400 -- Reboot ftp")
     before = bz.say("carol", "!downtime show 2")
     assert bz.say("carol", "!downtime merge 2 1") == [
         "#ci downtime #1 is announced: merge away works only when it is proposed, approved"]
     assert bz.say("carol", "!downtime show 2") == before
+    assert bz.say("carol", "!downtime merge 1 2")[0] == "#ci Downtime #1 now holds the work of #2."
 
 
 def test_the_consolidation_offer_suggests_only_a_merge_that_can_be_made(bz: Chat) -> None:
@@ -299,10 +303,8 @@ def test_a_proposal_made_outside_the_requests_channel_is_relayed_there(chat: Cha
     relayed = [line for line in out if line.startswith("#ci ")]
     assert len(relayed) == 1
     assert relayed[0].startswith(f"#ci carol: New downtime request #1 from alice ({asked}): 2026-12-05 14:00 UTC")
-
-
-def test_a_proposal_made_in_the_requests_channel_is_not_repeated_there(chat: Chat) -> None:
-    out = chat.say("alice", "!downtime propose 2026-12-05 14:00 UTC for 2h -- Upgrade hg.mozilla.org")
+    # Asked in the requests channel, CiDuty reads it there: it is not said twice.
+    out = chat.say("alice", "!downtime propose 2026-12-06 14:00 UTC for 2h -- Upgrade hg.mozilla.org")
     assert not any("New downtime request" in line for line in out)
 
 
@@ -318,9 +320,14 @@ def test_the_cancellation_mail_and_chat_carry_the_reason(bz: Chat) -> None:
     assert "Reason: hardware not delivered" in mail.body
 
 
-def test_a_downtime_merged_away_tells_its_requester_why(bz: Chat) -> None:
+def test_a_downtime_merged_away_after_its_announcement_tells_everyone_why_in_chat_and_mail(bz: Chat) -> None:
     bz.say("alice", PROPOSE)
     bz.say("bob", "!downtime propose 2026-12-05 18:00 UTC for 1h bug 400 -- Reboot ftp")
-    bz.say("carol", "!downtime merge 1 2")
-    sent = [m for m in bz.transports["irc"].sent if m.target == "@bob"]
-    assert [m.text for m in sent] == ["Your downtime #2 was cancelled by carol: merged into downtime #1"]
+    bz.say("carol", "!downtime approve 2")
+    bz.say("carol", "!downtime announce 2 --force -- tests")
+    bz.say("carol", "!downtime reschedule 2 2026-12-05 19:00 UTC")  # back to approved: it was announced
+    out = bz.say("carol", "!downtime merge 1 2")
+    assert "#developers Downtime #2 (2026-12-05 19:00 UTC) is CANCELLED: merged into downtime #1" in out
+    mail = bz.mailer.sent[-1]
+    assert mail.subject == "Re: Tree-closing downtime #2: CANCELLED"
+    assert "Reason: merged into downtime #1" in mail.body
