@@ -175,3 +175,33 @@ def test_when_the_server_refuses_mail_for_a_while_every_mail_arrives_once(chat: 
     assert len(reports) == 1
     assert (reports[0].target, reports[0].mentions) == ("#ci", ("carol",))
     assert "451 4.3.0 Temporary failure" in reports[0].text
+
+
+def test_an_approved_late_change_sends_an_updated_notice_in_the_announcement_s_thread_with_a_higher_sequence(
+    chat: Chat, server: SmtpServer,
+) -> None:
+    plan_downtime(chat)
+    chat.say("alice", "!downtime bug add 1 654321 -- Move the build database")
+    assert by_subject(server, "Re: Tree-closing downtime #1: updated notice") == []  # waits for CiDuty
+    chat.say("carol", "!downtime approve 1")
+
+    (announcement,) = by_subject(server, "Tree-closing downtime #1")
+    (received,) = [r for r in server.received if r.message["Subject"] == "Re: Tree-closing downtime #1: updated notice"]
+    update = received.message
+    assert received.rcpt_tos == ("dev-planning@example.org", "dev-tree-management@example.org", "all@example.org")
+    assert update["In-Reply-To"] == announcement["Message-ID"]
+    assert announcement["Message-ID"] in update["References"]
+    assert "Bug 654321: Move the build database" in update.get_body(("plain",)).get_content()
+    _, before = event_of(announcement)
+    method, after = event_of(update)
+    assert method == "REQUEST"
+    assert after["UID"] == before["UID"]
+    assert int(after["SEQUENCE"]) > int(before["SEQUENCE"])
+
+
+def test_the_cancellation_mail_carries_the_reason(chat: Chat, server: SmtpServer) -> None:
+    plan_downtime(chat)
+    chat.say("carol", "!downtime cancel 1 -- hardware not delivered")
+
+    (cancelled,) = [r for r in server.received if r.message["Subject"] == "Re: Tree-closing downtime #1: CANCELLED"]
+    assert "Reason: hardware not delivered" in cancelled.message.get_body(("plain",)).get_content()
