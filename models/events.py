@@ -82,6 +82,7 @@ class NoticeUpdated(NamedTuple):
     added: tuple[int, ...] = ()
     dropped: tuple[int, ...] = ()
     old_wording: str = ""  # the wording before an edit ("" when it did not change)
+    reworded: tuple[int, ...] = ()  # bugs whose words in the notice CiDuty changed
 
 
 class Approved(NamedTuple):

@@ -306,7 +306,9 @@ def notice_updated(t: Telling, e: ev.NoticeUpdated) -> None:
     """Everyone told of the announcement is told of the change: both channels, and the lists in
     the announcement's thread with the next calendar SEQUENCE (the same UID)."""
     d = t.downtime
-    context: dict[str, Any] = {"added": e.added, "dropped": e.dropped, "old_wording": e.old_wording}
+    context: dict[str, Any] = {
+        "added": e.added, "dropped": e.dropped, "old_wording": e.old_wording, "reworded": e.reworded,
+    }
     in_notice = [b for b in d.bugs if b.pending != "add"]
     t.channels(f"dt{d.id}:r{e.revision}:u{e.update}:updated", "updated_chat.txt", d=d, **context)
     t.mail_lists(

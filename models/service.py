@@ -124,7 +124,8 @@ class Downtimes:
         return lifecycle.may("approve", self.actor.roles)
 
     def _notice_updated(
-        self, downtime: Downtime, *, added: Sequence[int] = (), dropped: Sequence[int] = (), old_wording: str = ""
+        self, downtime: Downtime, *, added: Sequence[int] = (), dropped: Sequence[int] = (), old_wording: str = "",
+        reworded: Sequence[int] = (),
     ) -> None:
         """The announced notice changed: everyone told before gets the updated notice, with the
         next calendar SEQUENCE (`Downtime.sequence`)."""
@@ -134,7 +135,7 @@ class Downtimes:
         self.work.record(
             events.NoticeUpdated(
                 downtime.id, revision=downtime.revision, update=downtime.notice_updates, added=tuple(added),
-                dropped=tuple(dropped), old_wording=old_wording,
+                dropped=tuple(dropped), old_wording=old_wording, reworded=tuple(reworded),
             )
         )
 
@@ -160,13 +161,13 @@ class Downtimes:
         announced = State(downtime.state) is State.ANNOUNCED
         wording = clean_wording(wording) if wording else ""
         summary, assignee = tidy(summary), tidy(assignee, 255)
-        # The words of a bug the announced notice names are CiDuty's to change.
-        rewords = (
-            existing is not None and announced and existing.pending != "add"
-            and ((bool(wording) and wording != existing.wording) or (security and not existing.security))
-        )
-        if rewords and not self._approver():
+        # The words of a bug the announced notice names are CiDuty's to change; anyone who may
+        # add it may have it told vaguely (--security) at once.
+        in_notice = existing is not None and announced and existing.pending != "add"
+        new_words = in_notice and bool(wording) and existing is not None and wording != existing.wording
+        if new_words and not self._approver():
             raise DomainError("bug_in_notice", bug=bug, id=downtime.id)
+        rewords = new_words or (in_notice and security and existing is not None and not existing.security)
         pending = existing is None and announced
         self.work.transition("add bug", downtime, f"bug {bug}" + (" (waits for CiDuty's approval)" if pending else ""))
         if existing is None:
@@ -187,7 +188,7 @@ class Downtimes:
             events.BugAdded(downtime.id, bug=bug, updated=existing is not None, looked_up=bool(summary), pending=pending)
         )
         if rewords:
-            self._notice_updated(downtime)
+            self._notice_updated(downtime, reworded=[bug])
         return Outcome(downtime)
 
     def drop_bug(self, downtime_id: int, bug: int) -> Outcome:

@@ -174,6 +174,17 @@ def test_someone_else_s_bug_change_or_approval_is_refused_and_the_pending_change
     assert flag_of(bz, 200)[0] == "?"
 
 
+def test_the_words_of_a_bug_in_the_announced_notice_are_changed_by_ciduty_only_with_an_update(bz: Chat) -> None:
+    announced(bz)
+    sent = len(bz.mailer.sent)
+    assert bz.say("alice", "!downtime bug add 1 100 -- Upgrade the hg servers to 6.9") == [
+        "#ci bug 100 is in the announced notice of downtime #1: only CiDuty may change its words now"]
+    assert len(bz.mailer.sent) == sent
+    out = bz.say("carol", "!downtime bug add 1 100 -- Upgrade the hg servers to 6.9")
+    assert any(line.startswith("#developers Downtime #1") and "bug 100 reworded" in line for line in out)
+    assert "Bug 100: Upgrade the hg servers to 6.9" in bz.mailer.sent[-1].body
+
+
 # ----- 6. the wording edited ------------------------------------------------------------------
 
 
@@ -258,19 +269,20 @@ def test_an_announced_downtime_is_never_merged_away_but_takes_the_other_in(bz: C
 
 
 def test_the_consolidation_offer_suggests_only_a_merge_that_can_be_made(bz: Chat) -> None:
-    bz.say("alice", PROPOSE)
-    bz.say("carol", "!downtime approve 1")
-    bz.say("carol", "!downtime announce 1")
+    announced(bz)
     out = bz.say("bob", "!downtime propose 2026-12-05 15:00 UTC for 1h bug 400 -- Reboot ftp")
-    # #2 cannot take in the announced #1, but #1 can take in #2.
+    # #1, announced, cannot be merged away, but it can take #2 in.
     assert any(line.startswith("#ci Note: downtime #1 overlaps it in time") and line.endswith("!downtime merge 1 2")
                for line in out)
+    bz.say("carol", "!downtime cancel 2 -- done another way")
     bz.clock.set(NOW.replace(day=5, hour=13, minute=55))
     bz.say("carol", "!downtime start 1")
-    out = bz.say("bob", "!downtime propose 2026-12-05 15:30 UTC for 1h -- Reboot ftp again")
+    out = bz.say("carol", "!downtime propose 2026-12-05 15:30 UTC for 1h -- Reboot ftp again")
     assert any(line.startswith("#ci Note: downtime #1 overlaps it in time") and
                line.endswith("(neither can be merged into the other now)") for line in out)
-    assert not any("merge" in line for line in out if line.startswith("#ci Warning (near)"))
+    bz.say("carol", "!downtime cancel 3 -- done another way")
+    out = bz.say("carol", "!downtime propose 2026-12-05 20:00 UTC for 1h -- Reboot ftp once more")
+    assert "#ci Warning (near): within 24h of downtime #1" in out
 
 
 # ----- 9. withdrawing ---------------------------------------------------------------------------
