@@ -83,6 +83,17 @@ def test_a_bug_added_to_an_approved_downtime_waits_and_approve_approves_it_in_bu
     assert any("carol (irc) approve: bug 200 approved" in line for line in history(bz))
 
 
+def test_without_bugzilla_approving_a_late_bug_says_what_to_do_by_hand(chat: Chat) -> None:
+    chat.say("alice", "!downtime propose 2026-12-05 14:00 UTC for 2h bug 100 -- Upgrade hg.mozilla.org")
+    chat.say("carol", "!downtime approve 1")
+    chat.say("alice", "!downtime bug add 1 200 -- Move the build database")
+    assert chat.say("carol", "!downtime approve 1") == [
+        "#ci Downtime #1: bug 200 approved.",
+        f"#ci To do by hand: Bugzilla is not configured: set needs-treeclosure+ and add {TAG} to the whiteboard "
+        "of bug 200 by hand",
+    ]
+
+
 def test_approve_with_nothing_waiting_is_refused_and_changes_nothing(bz: Chat) -> None:
     approved(bz)
     before = history(bz)
