@@ -5,6 +5,7 @@
         v                   +--+ (approvals reset)  |                    |
      rejected                                        (reschedule: back to approved)
     any state before finished --cancel--> cancelled
+    approve on approved/announced: the bugs and changes waiting since (the state stays)
 
 Pure: no database, no clock, no config. `check` raises a `DomainError` naming the
 refusal (``templates/refusals/<reason>.txt`` words it for the user).

@@ -69,11 +69,16 @@ class Downtimes:
         self._check_bugs(len(set(bugs)))
         if bugs:
             self.work.may_nominate()
+            self._check_not_held(bugs)
 
-    def may_add_bug(self, downtime_id: int) -> None:
-        """Refuse now whoever may not add a bug to this downtime (before Bugzilla is asked)."""
+    def may_add_bug(self, downtime_id: int, bug: int | None = None) -> None:
+        """Refuse now whoever may not add a bug to this downtime, or a bug another downtime
+        holds (before Bugzilla is asked)."""
         self.work.may_nominate()
-        self.work.may("add bug", self.get(downtime_id))
+        downtime = self.get(downtime_id)
+        self.work.may("add bug", downtime)
+        if bug is not None and not any(b.bug == bug for b in downtime.bugs):
+            self._check_not_held([bug], downtime)
 
     def propose(
         self,
@@ -85,7 +90,6 @@ class Downtimes:
         trees: Sequence[str] = (),
     ) -> Outcome:
         self.may_propose(bugs)
-        self._check_not_held(bugs)
         self._check_time(start, duration)
         self.work.check_trees(trees)
         wording = clean_wording(wording)

@@ -109,7 +109,7 @@ async def _added_bug(pre: Preflight, args: str) -> None:
         downtime_id, bug = a.downtime_id(words[0]), a.bug_number(words[1])
     except (UsageError, IndexError):
         return  # the handler says what is wrong
-    await _look_up(pre, [bug], lambda d: d.may_add_bug(downtime_id))
+    await _look_up(pre, [bug], lambda d: d.may_add_bug(downtime_id, bug))
 
 
 @command(

@@ -243,10 +243,12 @@ def test_ciduty_s_edit_after_the_announcement_sends_the_updated_notice(bz: Chat)
 def test_a_bug_held_by_another_active_downtime_is_refused_naming_it(bz: Chat) -> None:
     bz.say("alice", PROPOSE)
     bz.say("bob", "!downtime propose 2026-12-06 14:00 UTC for 1h -- Reboot ftp")
+    calls = len(bz.bugzilla.calls)  # type: ignore[attr-defined]
     assert bz.say("bob", "!downtime propose 2026-12-07 14:00 UTC for 1h bug 100 -- Again") == [
         "#ci bug 100 is already in downtime #1 (move it with !downtime bug drop 1 100 there)"]
     assert bz.say("bob", "!downtime bug add 2 100") == [
         "#ci bug 100 is already in downtime #1 (move it with !downtime bug drop 1 100 there, or !downtime merge 2 1)"]
+    assert bz.bugzilla.calls[calls:] == []  # type: ignore[attr-defined]  # refused before asking Bugzilla
     assert bz.say("carol", "!downtime show 3") == ["#ci there is no downtime #3 (see !downtime list)"]
     assert bz.say("carol", "!downtime show 2")[2] == "#ci No bugs yet: !downtime bug add 2 <bug>"
     bz.say("alice", "!downtime cancel 1 -- not needed")
