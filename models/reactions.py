@@ -147,7 +147,8 @@ class Telling:
              thread: str | None = None, invitation: jobs.Invitation | None = None, **context: Any) -> int:
         """Queue the mail `<name>_subject.txt` / `<name>_message.txt`. Every mail is public (lists,
         or a draft of what the lists will read): its bugs are told vaguely where confidential."""
-        context.setdefault("bugs", told(d.bugs, full=False, fallback=d.summary))
+        # A bug waiting to join an announced downtime (pending "add") is not in its notice yet.
+        context.setdefault("bugs", told([b for b in d.bugs if b.pending != "add"], full=False, fallback=d.summary))
         job = jobs.SendMail(
             to=tuple(to), cc=tuple(cc), subject=self.render(f"{name}_subject.txt", d=d, **context).strip(),
             thread=thread, invitation=invitation,
@@ -309,11 +310,10 @@ def notice_updated(t: Telling, e: ev.NoticeUpdated) -> None:
     context: dict[str, Any] = {
         "added": e.added, "dropped": e.dropped, "old_wording": e.old_wording, "reworded": e.reworded,
     }
-    in_notice = [b for b in d.bugs if b.pending != "add"]
     t.channels(f"dt{d.id}:r{e.revision}:u{e.update}:updated", "updated_chat.txt", d=d, **context)
     t.mail_lists(
-        d, "updated", thread=t.announcement_thread(d), calendar="REQUEST", key=f"dt{d.id}:r{e.revision}:u{e.update}:updated:mail",
-        bugs=told(in_notice, full=False, fallback=d.summary), **context,
+        d, "updated", thread=t.announcement_thread(d), calendar="REQUEST",
+        key=f"dt{d.id}:r{e.revision}:u{e.update}:updated:mail", **context,
     )
 
 
