@@ -38,6 +38,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from adapters.outbox import Permanent, Retry
 from models import jobs
 from models.events import MailFailed
+from models.instance import id_suffix
 from models.orm import Downtime, OutboxMessage
 from models.ports import Clock, Mail, Mailer, MailError, MailRejected, MailUnavailable, one_line
 from models.reactions import Reactions
@@ -345,46 +346,54 @@ class MailDelivery:
         self.report_after = report_after
         self.on_queued = on_queued
 
-    def message_id(self, key: str) -> str:
-        """<dt1.r0.announce.mail@domain>: the outbox key, made a dot-atom (RFC 5322 has no ':' there)."""
+    def message_id(self, key: str, token: str = "") -> str:
+        """<dt1.r0.announce.mail.<token>@domain>: the outbox key, made a dot-atom (RFC 5322 has no ':'
+        there), then the downtime's id token (models/instance.py; none for the old downtimes)."""
         left = re.sub(r"[^A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+", ".", key).strip(".")
-        return f"<{left}@{self.domain}>"
+        return f"<{left}{id_suffix(token)}@{self.domain}>"
 
     def mail_of(self, row: OutboxMessage) -> Mail:
         job = jobs.load(row.payload)
         if not isinstance(job, jobs.SendMail):
             raise ValueError(f"not a mail: {job.type}")
-        thread = self.message_id(job.thread) if job.thread else None
         ics = None
-        if job.invitation is not None and row.downtime_id is not None:
-            from adapters.calendar import downtime_invitation  # icalendar only when a mail needs it
-
+        token = ""
+        if row.downtime_id is not None:
             with self.sessions() as session:
                 d = session.get(Downtime, row.downtime_id)
                 assert d is not None
-                ics = downtime_invitation(
-                    uid=f"downtime-{d.id}@{self.domain}",
-                    sequence=job.invitation.sequence,
-                    start=d.start_at,
-                    end=d.end_at,
-                    summary=f"Tree-closing downtime #{d.id}",
-                    description=d.summary,
-                    organizer=self.sender,
-                    status=job.invitation.status,
-                    method=job.invitation.method,
-                    now=row.created_at,
-                )
+                token = d.id_token
+                if job.invitation is not None:
+                    ics = self._invitation(d, job.invitation, row.created_at)
+        thread = self.message_id(job.thread, token) if job.thread else None
         return Mail(
             to=job.to,
             cc=job.cc,
             subject=job.subject,
             body=row.body,
-            message_id=self.message_id(row.key),
+            message_id=self.message_id(row.key, token),
             in_reply_to=thread,
             references=(thread,) if thread else (),
             ics=ics,
             ics_method=job.invitation.method if job.invitation else "REQUEST",
             date=row.created_at,
+        )
+
+    def _invitation(self, d: Downtime, invitation: jobs.Invitation, created_at: datetime) -> bytes:
+        """The calendar object of `d` as it is now; its UID is downtime-1.<token>@domain."""
+        from adapters.calendar import downtime_invitation  # icalendar only when a mail needs it
+
+        return downtime_invitation(
+            uid=f"downtime-{d.id}{id_suffix(d.id_token)}@{self.domain}",
+            sequence=invitation.sequence,
+            start=d.start_at,
+            end=d.end_at,
+            summary=f"Tree-closing downtime #{d.id}",
+            description=d.summary,
+            organizer=self.sender,
+            status=invitation.status,
+            method=invitation.method,
+            now=created_at,
         )
 
     async def deliver(self, row: OutboxMessage) -> None:

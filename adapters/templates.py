@@ -37,7 +37,7 @@ class Renderer:
             auto_reload=False,
         )
         self.env.globals.update(
-            when=lambda t: format_time(t, zones),
+            when=lambda t, now=None: format_time(t, zones, now=now),
             dur=format_duration,
             hours=hours,
             flag=flag,

@@ -123,11 +123,12 @@ def format_duration(d: timedelta) -> str:
     return ("-" if micros < 0 else "") + ("".join(parts) or "0m")
 
 
-def format_time(t: datetime, zones: Sequence[str]) -> str:
+def format_time(t: datetime, zones: Sequence[str], *, now: datetime | None = None) -> str:
     """Show a time in UTC and then in each display zone.
 
     "2026-12-05 14:00 UTC (06:00 America/Los_Angeles, Sun 2026-12-06 00:30 Asia/Tokyo)": a zone's
-    weekday and date are shown only where its date differs from the UTC date.
+    weekday and date are shown only where its date differs from the UTC date. Given `now`, a time
+    on the same UTC day leaves out its UTC date: "14:00 UTC (06:00 America/Los_Angeles)".
     """
     _require_aware(t)
     utc = t.astimezone(UTC)
@@ -140,7 +141,8 @@ def format_time(t: datetime, zones: Sequence[str]) -> str:
         weekday = _WEEKDAYS[local.weekday()][:3].title()
         day = "" if local.date() == utc.date() else f"{weekday} {local:%Y-%m-%d} "
         shown.append(f"{day}{local:%H:%M} {zone.key}")
-    text = f"{utc:%Y-%m-%d %H:%M} UTC"
+    today = now is not None and now.astimezone(UTC).date() == utc.date()
+    text = f"{utc:%H:%M} UTC" if today else f"{utc:%Y-%m-%d %H:%M} UTC"
     return f"{text} ({', '.join(shown)})" if shown else text
 
 

@@ -59,6 +59,14 @@ def duration(text: str) -> dt.timedelta:
         raise UsageError("time", error=str(err)) from None
 
 
+def id_and_duration(args: str) -> tuple[int, dt.timedelta]:
+    """``<id> <duration>``, the duration in any form `duration` reads (``2 hours``, ``1h 30m``)."""
+    words = args.split()
+    if len(words) < 2:
+        raise UsageError("missing", what="id_duration")
+    return downtime_id(words[0]), duration(" ".join(words[1:]))
+
+
 def exactly(words: list[str], count: int, what: str) -> list[str]:
     """`words`, when there are `count` of them; else a refusal naming what is missing
     (`what`: a name that ``templates/usage/missing.txt`` words, such as "id" or "id_bug")."""
@@ -87,7 +95,11 @@ def proposal(head: str, now: dt.datetime) -> tuple[dt.datetime, dt.timedelta, li
     start, rest = " ".join(words[:at]), words[at + 1 :]
     if not rest:
         raise UsageError("cannot_read", text=head[:60])
-    when, rest = rest[0], rest[1:]
+    # The duration runs to the bug or trees section, so "for 2 hours" and "for 1h 30m" read too.
+    ends = next((i for i, w in enumerate(rest) if w.lower() in _BUG_KEYWORDS + _TREE_KEYWORDS), len(rest))
+    if ends == 0:
+        raise UsageError("cannot_read", text=head[:60])
+    when, rest = " ".join(rest[:ends]), rest[ends:]
     bug_words, rest = _section(rest, _BUG_KEYWORDS, _BUG_WORD, head)
     tree_words, rest = _section(rest, _TREE_KEYWORDS, _TREE_WORD, head)
     if rest:

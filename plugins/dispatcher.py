@@ -26,6 +26,7 @@ from models.reactions import Reactions, Told
 from models.service import Downtimes
 from models.work import Actor, Settings, Work
 from plugins import downtime, trees
+from plugins import help as help_commands
 from plugins.answers import AnswerCache
 from plugins.context import CommandContext, NoBugzilla, Preflight, Render
 from plugins.ratelimit import RateLimiter, Verdict
@@ -38,7 +39,7 @@ RolesOf = Callable[[str | None, str], frozenset[Role]]
 
 
 def all_commands() -> dict[str, Command]:
-    return collect(downtime, trees)
+    return collect(downtime, trees, help_commands)
 
 
 @dataclass

@@ -10,10 +10,9 @@ from models.service import Downtimes
 from plugins import args as a
 from plugins.context import CommandContext as Ctx
 from plugins.context import Preflight
+from plugins.help import explain
 from plugins.registry import UsageError, command
 
-# "!" before a command name in help texts and examples.
-COMMAND_WORD = re.compile(r"(?<![\w!])!(?=(?:downtime|trees|canipush|help)\b)")
 
 
 async def _look_up(pre: Preflight, bugs: list[int], rights: Callable[[Downtimes], None]) -> None:
@@ -263,8 +262,7 @@ async def extend(ctx: Ctx, args: str) -> None:
 
     Make a downtime longer (announced or running); everyone is told the new end.
     """
-    token, length = a.exactly(args.split(), 2, "id_duration")
-    ctx.outcome("extended", ctx.downtimes.extend(a.downtime_id(token), a.duration(length)))
+    ctx.outcome("extended", ctx.downtimes.extend(*a.id_and_duration(args)))
 
 
 @command(
@@ -385,8 +383,9 @@ async def suggest(ctx: Ctx, args: str) -> None:
 
     The next three start times that pass every planning rule.
     """
-    (length,) = a.exactly(args.split(), 1, "duration")
-    duration = a.duration(length)
+    if not args.split():
+        raise UsageError("missing", what="duration")
+    duration = a.duration(" ".join(args.split()))
     ctx.say("suggest.txt", slots=ctx.queries.suggest(duration), duration=duration)
 
 
@@ -440,19 +439,4 @@ async def help_(ctx: Ctx, args: str) -> None:
 
     The commands, or the usage, description and example of one.
     """
-    topic = " ".join(args.lower().split()).removeprefix(ctx.prefix).removeprefix("downtime ").strip()
-    if not topic:
-        ctx.say(
-            "help.txt", subs=[n.removeprefix("downtime ") for n in ctx.commands if n.startswith("downtime ")],
-            others=[n for n in ctx.commands if not n.startswith("downtime ")],
-        )
-        return
-    cmd = ctx.commands.get(f"downtime {topic}") or ctx.commands.get(topic)
-    if cmd is None:
-        raise UsageError("no_such_subcommand", topic=topic[:30])
-    # Docstrings and examples are written with "!"; say them with the configured prefix.
-    ctx.say(
-        "help_command.txt", usage=cmd.usage, text=COMMAND_WORD.sub(ctx.prefix, " ".join(cmd.help.split())),
-        role=cmd.role, examples=[COMMAND_WORD.sub(ctx.prefix, e) for e in cmd.examples[:2]],
-    )
-
+    explain(ctx, "downtime", args)

@@ -7,6 +7,7 @@ subcommand (``"downtime propose"``).
 """
 from __future__ import annotations
 
+import difflib
 import inspect
 import logging
 import re
@@ -158,9 +159,32 @@ def parse_line(
             rest = body.split(None, length)
             return Parsed(commands[name], rest[length] if len(rest) > length else "", words=words)
     sub = words[1] if len(words) > 1 else ""
-    if not sub and f"{top} help" in commands:
-        return Parsed(commands[f"{top} help"], "", words=words)
-    return Parsed(None, "", DomainError("unknown_subcommand", sub=sub[:30], top=top), words=words)
+    helper = commands.get(f"{top} help")
+    if not sub and helper is not None:
+        return Parsed(helper, "", words=words)
+    group = f"{top} {sub.lower()}"
+    if helper is not None and next_words(commands, group):
+        if len(words) == 2:  # "!downtime bug": the group's subcommands
+            return Parsed(helper, sub.lower(), words=words)
+        unknown, within = words[2], group  # "!downtime bug ad 1 2"
+    else:
+        unknown, within = sub, top
+    close = close_match(unknown, next_words(commands, within))
+    return Parsed(None, "", DomainError("unknown_subcommand", sub=unknown[:30], top=within,
+                                        close=f"{within} {close}" if close else ""), words=words)
+
+
+def next_words(commands: Iterable[str], head: str) -> list[str]:
+    """The words that follow `head` in command names ("downtime bug" → ["add", "drop"])."""
+    start = f"{head} "
+    return list(dict.fromkeys(name[len(start):].split()[0] for name in commands if name.startswith(start)))
+
+
+def close_match(word: str, choices: Iterable[str]) -> str | None:
+    """The choice `word` was most likely meant to be (a typo: "lsit" → "list"), or None.
+    Only the first 30 characters are compared, so a long word costs no more than a short one."""
+    found = difflib.get_close_matches(word.lower()[:30], list(choices), n=1, cutoff=0.6)
+    return found[0] if found else None
 
 
 async def run(ctx: Any, parsed: Parsed) -> None:

@@ -1,14 +1,14 @@
 """!trees and !canipush: the state of the trees, and whether to push now."""
 from __future__ import annotations
 
-import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from models.lifecycle import DomainError, State
 from plugins import args as a
 from plugins.context import CommandContext as Ctx
 from plugins.context import Preflight
-from plugins.registry import UsageError, command
+from plugins.registry import UsageError, close_match, command, next_words
 
 
 @dataclass(frozen=True)
@@ -36,8 +36,13 @@ async def trees(ctx: Ctx, args: str) -> None:
     The status and reason of each tree (or one), and the remembered changes that can be restored.
     """
     words = args.split()
-    a.exactly(words[1:], 0, "")
     settings = ctx.work.settings
+    if words and words[0] not in settings.trees:
+        # "!trees clsoe autoland -- …": a misspelt subcommand, not a tree.
+        close = close_match(words[0], [w for w in next_words(ctx.commands, "trees") if w != "help"])
+        if close:
+            raise DomainError("unknown_subcommand", sub=words[0][:30], top="trees", close=f"trees {close}")
+    a.exactly(words[1:], 0, "")
     if ctx.trees_remote is not None:
         remote = ctx.looked_up().trees  # read before the lock (see _remote_trees)
         names = [n for n in settings.trees if n in remote] or sorted(remote)
@@ -117,10 +122,20 @@ def _change_id(args: str) -> int:
     return int(token)
 
 
-def _at(t: dt.datetime, now: dt.datetime) -> str:
-    """13:40 UTC today; 2026-12-05 13:40 UTC on another day."""
-    t = t.astimezone(dt.timezone.utc)
-    return f"{t:%H:%M} UTC" if t.date() == now.astimezone(dt.timezone.utc).date() else f"{t:%Y-%m-%d %H:%M} UTC"
+# The names people give branches, each meaning the [push] branch it names when that is configured.
+BRANCH_ALIASES = {
+    "m-c": "mozilla-central", "central": "mozilla-central",
+    "m-i": "mozilla-inbound", "inbound": "mozilla-inbound",
+    "m-b": "mozilla-beta", "beta": "mozilla-beta",
+    "m-r": "mozilla-release", "release": "mozilla-release",
+}
+
+
+def branch_named(word: str, known: Iterable[str]) -> str | None:
+    """The configured branch `word` names, in any case or by an alias (m-c, central, beta …)."""
+    by_case = {b.lower(): b for b in known}
+    word = word.lower()
+    return by_case.get(word) or by_case.get(BRANCH_ALIASES.get(word, ""))
 
 
 @command("canipush", examples=["!canipush", "!canipush autoland"], read_only=True)
@@ -133,9 +148,9 @@ async def canipush(ctx: Ctx, args: str) -> None:
     a.exactly(words[1:], 0, "")
     if not ctx.push:
         raise DomainError("no_push_times")
-    branch = words[0] if words else next(iter(ctx.push))
-    if branch not in ctx.push:
-        raise DomainError("unknown_branch", branch=branch[:40], known=list(ctx.push))
+    branch = branch_named(words[0], ctx.push) if words else next(iter(ctx.push))
+    if branch is None:
+        raise DomainError("unknown_branch", branch=words[0][:40], known=list(ctx.push))
     e2e = ctx.push[branch]
     results = ctx.now + e2e
     d = ctx.queries.next_downtime()
@@ -153,8 +168,7 @@ async def canipush(ctx: Ctx, args: str) -> None:
         case = "too_late"
     ctx.reply(
         ctx.render(
-            "canipush.txt", case=case, d=d, branch=branch, e2e=a.format_duration(e2e),
-            results=_at(results, ctx.now), start=_at(d.start_at, ctx.now) if d else "",
-            end=_at(d.end_at, ctx.now) if d else "",
+            "canipush.txt", case=case, d=d, branch=branch, e2e=a.format_duration(e2e), now=ctx.now,
+            results=results, start=d.start_at if d else None, end=d.end_at if d else None,
         )
     )

@@ -67,6 +67,14 @@ def plan_downtime(chat: Chat) -> None:
     chat.say("carol", "!downtime announce 1")
 
 
+def token_of(chat: Chat) -> str:
+    """This database's id token (models/instance.py)."""
+    from models.instance import database_token
+
+    with chat.bot.sessions() as session:
+        return database_token(session)
+
+
 def by_subject(server: SmtpServer, start: str) -> list[EmailMessage]:
     return [r.message for r in server.received if r.message["Subject"].startswith(start)]
 
@@ -84,7 +92,7 @@ def test_the_draft_reaches_assignees_requester_and_pre_approvers_with_cc(chat: C
     assert draft.rcpt_tos == ("alice@example.org", "release-mgmt@example.org", "release@example.org", "infra@example.org")
     assert draft.message["To"] == "alice@example.org, release-mgmt@example.org"
     assert draft.message["Cc"] == "release@example.org, infra@example.org"
-    assert draft.message["Message-ID"] == "<dt1.r0.draft@example.org>"
+    assert draft.message["Message-ID"] == f"<dt1.r0.draft.{token_of(chat)}@example.org>"
     assert draft.message["From"] == "Downtime bot <downtimebot@example.org>"
     assert "!downtime preapprove 1" in draft.message.get_content()
 
@@ -96,11 +104,11 @@ def test_the_announcement_goes_to_the_lists_with_a_copy_and_a_calendar_invitatio
     message = received.message
     assert received.rcpt_tos == ("dev-planning@example.org", "dev-tree-management@example.org", "all@example.org")
     assert message["Cc"] == "all@example.org"
-    assert message["Message-ID"] == "<dt1.r0.announce.mail@example.org>"
+    assert message["Message-ID"] == f"<dt1.r0.announce.mail.{token_of(chat)}@example.org>"
     assert message["In-Reply-To"] is None
     method, event = event_of(message)
     assert method == "REQUEST"
-    assert str(event["UID"]) == "downtime-1@example.org"
+    assert str(event["UID"]) == f"downtime-1.{token_of(chat)}@example.org"
     assert int(event["SEQUENCE"]) == 0
     assert event.decoded("DTSTART") == START
     assert event.decoded("DTEND") == START + dt.timedelta(hours=2)
@@ -169,12 +177,92 @@ def test_when_the_server_refuses_mail_for_a_while_every_mail_arrives_once(chat: 
 
     ids = [r.message["Message-ID"] for r in server.received]
     assert sorted(ids) == sorted(set(ids))
-    assert ids == ["<dt1.r0.draft@example.org>", "<dt1.r0.announce.mail@example.org>", "<dt1.r0.cancelled.mail@example.org>"]
+    token = token_of(chat)
+    assert ids == [f"<dt1.r0.draft.{token}@example.org>", f"<dt1.r0.announce.mail.{token}@example.org>",
+                   f"<dt1.r0.cancelled.mail.{token}@example.org>"]
     assert server.data_attempts == 3 + 5
     reports = [m for m in chat.transports["irc"].sent if "keeps failing" in m.text]
     assert len(reports) == 1
     assert (reports[0].target, reports[0].mentions) == ("#ci", ("carol",))
     assert "451 4.3.0 Temporary failure" in reports[0].text
+
+
+def harness(tmp_path: Path, server: SmtpServer) -> Chat:
+    """A bot with its own database (under `tmp_path`) sending through `server` from example.org."""
+    config = make_config(
+        tmp_path,
+        mail={"host": server.host, "port": str(server.port), "starttls": "off",
+              "from": "Downtime bot <downtimebot@example.org>", "preapprovers": "release-mgmt@example.org",
+              "announce_to": "dev-planning@example.org"},
+        people={"alice": "alice@example.org"},
+    )
+    bot = Chat(config, FakeClock(NOW))
+    bot.bot.mail.mailer = SmtpMailer(
+        MailConfig(server.host, server.port, security="none", sender="Downtime bot <downtimebot@example.org>", timeout=5),
+        retries=0,
+    )
+    return bot
+
+
+def test_two_databases_on_one_mail_domain_give_their_downtime_1_different_message_ids_and_uids(
+    tmp_path: Path, server: SmtpServer,
+) -> None:
+    announcements = []
+    for name in ("production", "staging"):
+        (tmp_path / name).mkdir()
+        bot = harness(tmp_path / name, server)
+        try:
+            plan_downtime(bot)
+        finally:
+            bot.close()
+        (announcement,) = by_subject(server, "Tree-closing downtime #1")[-1:]
+        announcements.append(announcement)
+    first, second = announcements
+    assert first["Message-ID"] != second["Message-ID"]
+    assert event_of(first)[1]["UID"] != event_of(second)[1]["UID"]
+    for message in announcements:
+        assert message["Message-ID"].startswith("<dt1.r0.announce.mail.")
+        assert str(event_of(message)[1]["UID"]).startswith("downtime-1.")
+
+
+def test_a_downtime_announced_before_the_id_token_keeps_its_old_message_ids_and_uid(
+    chat: Chat, server: SmtpServer,
+) -> None:
+    from models.orm import Downtime
+
+    chat.say("alice", "!downtime propose 2026-12-05 14:00 UTC for 2h bug 123456 -- Upgrade hg.mozilla.org")
+    with chat.bot.sessions() as session, session.begin():
+        downtime = session.get(Downtime, 1)
+        assert downtime is not None
+        downtime.id_token = ""  # as migration 0003 leaves a downtime announced before it
+    chat.say("carol", "!downtime approve 1")
+    chat.say("pat", "!downtime preapprove 1")
+    chat.say("carol", "!downtime announce 1")
+    chat.say("carol", "!downtime cancel 1 -- hardware not delivered")
+
+    (announcement,) = by_subject(server, "Tree-closing downtime #1")
+    (cancelled,) = by_subject(server, "Re: Tree-closing downtime #1: CANCELLED")
+    assert announcement["Message-ID"] == "<dt1.r0.announce.mail@example.org>"
+    assert str(event_of(announcement)[1]["UID"]) == "downtime-1@example.org"
+    assert cancelled["In-Reply-To"] == "<dt1.r0.announce.mail@example.org>"
+    assert str(event_of(cancelled)[1]["UID"]) == "downtime-1@example.org"
+
+
+def test_a_retried_announcement_keeps_its_message_id_and_answers_carry_the_token(
+    chat: Chat, server: SmtpServer,
+) -> None:
+    server.refuse(451, count=2)
+    plan_downtime(chat)
+    chat.say("carol", "!downtime cancel 1 -- hardware not delivered")
+    for _ in range(5):
+        chat.deliver()
+
+    token = token_of(chat)
+    (announcement,) = by_subject(server, "Tree-closing downtime #1")
+    (cancelled,) = by_subject(server, "Re: Tree-closing downtime #1: CANCELLED")
+    assert announcement["Message-ID"] == f"<dt1.r0.announce.mail.{token}@example.org>"
+    assert cancelled["In-Reply-To"] == announcement["Message-ID"]
+    assert server.data_attempts == 3 + 2
 
 
 def test_an_approved_late_change_sends_an_updated_notice_in_the_announcement_s_thread_with_a_higher_sequence(

@@ -211,9 +211,9 @@ def test_the_requester_edits_the_wording_while_proposed_and_the_history_keeps_ol
 def test_edit_is_refused_to_others_in_the_wrong_state_and_when_empty_and_nothing_changes(bz: Chat) -> None:
     approved(bz)
     before = history(bz)
-    assert bz.say("bob", "!downtime edit 1 -- Something else") == ["#ci only CiDuty or the requester may edit downtime #1"]
+    assert bz.say("bob", "!downtime edit 1 -- Something else") == ["#ci only CiDuty or the requester may edit the notice of downtime #1"]
     assert bz.say("alice", "!downtime edit 1 -- Something else") == [
-        "#ci only CiDuty may edit downtime #1 now that it is approved"]
+        "#ci only CiDuty may edit the notice of downtime #1 now that it is approved"]
     out = bz.say("carol", "!downtime edit 1 -- ")
     assert out[0].startswith("#ci the notice wording is empty")
     assert bz.say("carol", "!downtime edit 1 -- Upgrade hg.mozilla.org") == [
@@ -221,7 +221,7 @@ def test_edit_is_refused_to_others_in_the_wrong_state_and_when_empty_and_nothing
     assert history(bz) == before
     bz.say("carol", "!downtime cancel 1 -- not needed")
     assert bz.say("carol", "!downtime edit 1 -- Something else") == [
-        "#ci downtime #1 is cancelled: edit works only when it is proposed, approved, announced, in progress"]
+        "#ci downtime #1 is cancelled; its notice can be edited only when it is proposed, approved, announced or in progress"]
 
 
 def test_ciduty_s_edit_after_the_announcement_sends_the_updated_notice(bz: Chat) -> None:
@@ -276,7 +276,7 @@ def test_an_announced_downtime_is_never_merged_away_but_takes_the_other_in(bz: C
     bz.say("bob", "!downtime propose 2026-12-05 18:00 UTC for 1h bug 400 -- Reboot ftp")
     before = bz.say("carol", "!downtime show 2")
     assert bz.say("carol", "!downtime merge 2 1") == [
-        "#ci downtime #1 is announced: merge away works only when it is proposed, approved"]
+        "#ci downtime #1 is announced; it can be merged into another only when it is proposed or approved"]
     assert bz.say("carol", "!downtime show 2") == before
     assert bz.say("carol", "!downtime merge 1 2")[0] == "#ci Downtime #1 now holds the work of #2."
 

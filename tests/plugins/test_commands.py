@@ -152,7 +152,7 @@ def test_help_lists_the_commands_and_explains_one_with_an_example(chat: Chat) ->
     assert out == [
         "#ci Commands: !downtime propose, list, show, bug add, bug drop, approve, reject, preapprove, object, notice, "
         "announce, reschedule, extend, cancel, edit, start, done, end, verify, queue, suggest, merge, systems, history, help; "
-        "also !trees, !trees close, !trees open, !trees restore, !trees confirm, !canipush. Usage and an example: "
+        "also !trees, !trees close, !trees open, !trees restore, !trees confirm, !canipush, !help. Usage and an example: "
         "!downtime help <subcommand>"
     ]
     out = chat.say("alice", "!downtime help approve")
@@ -167,7 +167,7 @@ def test_help_lists_the_commands_and_explains_one_with_an_example(chat: Chat) ->
 
 
 BAD_INPUT = [
-    ("alice", "!downtime frobnicate", "unknown subcommand 'frobnicate': try !downtime help"),
+    ("alice", "!downtime frobnicate", "no subcommand frobnicate of !downtime: see !downtime help"),
     ("alice", "!downtime show", "missing the downtime id (usage: !downtime show <id>)"),
     ("alice", "!downtime show 1 2", "unexpected '2' (usage: !downtime show <id>)"),
     ("alice", "!downtime show 99", "there is no downtime #99 (see !downtime list)"),
@@ -184,7 +184,7 @@ BAD_INPUT = [
     ("alice", "!downtime bug add 1 12x", "'12x' is not a bug number"),
     ("alice", "!downtime done 1 123456 exploded", "'exploded' is not an outcome"),
     ("alice", "!downtime approve 1", "only CiDuty may approve downtime #1"),
-    ("carol", "!downtime start 1", "downtime #1 is proposed: start works only when it is announced"),
+    ("carol", "!downtime start 1", "downtime #1 is proposed; it can be started only when it is announced"),
     ("carol", "!downtime reject 1", "say why after ' -- '"),
     ("alice", "!downtime propose 2026-12-05 14:00 UTC for 2h -- a\x03bold\x00", "control characters"),
     ("alice", "!downtime list sideways", "'sideways' is not a page number"),

@@ -18,7 +18,10 @@ SUBCOMMANDS = sorted(all_commands())
 WORDS = st.sampled_from(
     ["1", "2", "99", "-1", "0", "abc", "--", "--force", "--security", "for", "bug", "trees", "landed", "2h", "0m",
      "8d", "UTC", "2026-12-05", "14:00", "tomorrow", "autoland", "#1", "\x00", "\x03", "é", "🙂", "", " ", "--x",
-     "9999-12-31", "0001-01-01", "23:59", "-14:00", "in", "366d", "7d", "\u202e", "\u2066", "\u200b", "1\u200d"]
+     "9999-12-31", "0001-01-01", "23:59", "-14:00", "in", "366d", "7d", "\u202e", "\u2066", "\u200b", "1\u200d",
+     # durations in words, help and misspelt subcommands, branch aliases
+     "hours", "hour", "90", "minutes", "1.5h", "1h", "30m", "days", "help", "lsit", "bgu", "ad", "clsoe", "m-c",
+     "Central", "beta", "m-r"]
 )
 JUNK = st.one_of(
     st.text(max_size=60),
@@ -64,7 +67,8 @@ DATES = st.one_of(
     st.dates(min_value=dt.date(2026, 12, 1), max_value=dt.date(2028, 1, 1)),  # around the horizon
 ).map(lambda d: f"{d:%Y-%m-%d}")
 ZONES = st.sampled_from(["UTC", "Z", "+14:00", "-14:00", "-1200", "Pacific/Kiritimati", "America/Los_Angeles"])
-DURATIONS = st.sampled_from(["5m", "2h", "7d", "1d23h59m", "8d", "99999d"])
+DURATIONS = st.sampled_from(["5m", "2h", "7d", "1d23h59m", "8d", "99999d", "2 hours", "90 minutes",
+                             "1 hour 30 minutes", "1h 30m", "1.5h", "1 day", "2 hours bug", "hours 2"])
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -81,3 +85,34 @@ def test_any_date_from_year_1_to_9999_gets_one_line_and_never_a_traceback(
     assert out and not any("sorry, something went wrong" in line for line in out)
     if not out[0].startswith("#ci Downtime #"):
         assert len(out) == 1, out
+
+
+DOWNTIME_SUBS = sorted({n.split()[1] for n in SUBCOMMANDS if n.startswith("downtime ")})
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=st.sampled_from(DOWNTIME_SUBS), at=st.integers(0, 20), letter=st.sampled_from(string.ascii_lowercase),
+       edit=st.sampled_from(["replace", "insert", "delete", "swap"]), rest=st.lists(st.sampled_from(["1", "2h", "2 hours", "--", "-- x", "bug", "123456", "for", "autoland", "help"]),
+                     max_size=4).map(" ".join),
+       help_=st.booleans())
+def test_a_misspelt_subcommand_gets_one_line_and_changes_nothing(
+    chat: Chat, name: str, at: int, letter: str, edit: str, rest: str, help_: bool
+) -> None:
+    i = at % len(name)
+    typo = {
+        "replace": name[:i] + letter + name[i + 1:],
+        "insert": name[:i] + letter + name[i:],
+        "delete": name[:i] + name[i + 1:],
+        "swap": name[:i] + name[i + 1:i + 2] + name[i:i + 1] + name[i + 2:],
+    }[edit]
+    if not typo or typo in DOWNTIME_SUBS:
+        return  # not a misspelling
+    if not snapshot(chat)[0]:
+        chat.say("alice", PROPOSE)
+    before = snapshot(chat)
+    chat.clock.advance(dt.timedelta(seconds=10))
+    line = f"!downtime help {typo}" if help_ else f"!downtime {typo} {rest}"
+    out = chat.say("mallory", line)
+    assert len(out) == 1, out
+    assert out[0].startswith("#ci no subcommand "), out
+    assert snapshot(chat) == before

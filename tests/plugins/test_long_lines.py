@@ -19,11 +19,13 @@ HANG_GUARD = 60.0  # seconds; a backtracking parser takes hours on these lines, 
 PIECES = st.sampled_from([
     "for 2h bug 1 trees ", "for ", "2h ", "bug 1 ", "bugs 1,2 ", "trees a ", "tree a,b ", "1 ", ", ", "#1 ",
     "2026-12-05 ", "14:00 ", "UTC ", "in ", "1d", "2h", "30m", " ", "t", "a", "-", ".",
+    "2 hours ", "1 hour 30 minutes ", "hours ", "lsit", "bug ad ",
 ])
 ENDINGS = st.sampled_from(["! -- w", " -- w", "!", "", " --", " -- ", "x"])
 COMMANDS = st.sampled_from([
     "!downtime propose x ", "!downtime propose ", "!downtime reschedule 1 ", "!downtime suggest ",
     "!downtime extend 1 ", "!downtime bug add 1 ", "!trees close ", "!canipush ",
+    "!help ", "!downtime help ", "!trees help ", "!downtime ", "!trees ",
 ])
 
 

@@ -61,7 +61,7 @@ def test_the_requester_records_outcomes_while_the_downtime_runs(chat: Chat) -> N
 def test_after_the_end_only_ciduty_records_outcomes(chat: Chat) -> None:
     finished(chat)
     assert chat.say("alice", "!downtime done 1 123456 landed") == [
-        "#ci only CiDuty may record an outcome in downtime #1 now that it is finished"
+        "#ci only CiDuty may record outcomes of downtime #1 now that it is finished"
     ]
     assert chat.say("carol", "!downtime done 1 123456 landed") == ["#ci Bug 123456 in downtime #1: landed."]
 

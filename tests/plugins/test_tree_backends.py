@@ -151,7 +151,7 @@ def test_advisory_asks_sheriffs_and_ciduty_for_the_exact_change_and_records_who_
                                "mozilla-central, try in Treestatus by undoing the remembered change") for line in out)
     assert advisory.say("carol", "!trees confirm 1") == [
         "#ci Tree change 1 confirmed by carol: autoland, mozilla-beta, mozilla-central, try restored in Treestatus."]
-    assert advisory.say("carol", "!trees confirm 1") == ["#ci tree change 1 waits for no confirmation (it is restored)"]
+    assert advisory.say("carol", "!trees confirm 1") == ["#ci tree change 1 needs no confirmation: it is restored"]
     history = advisory.say("bob", "!downtime history 1")
     confirms = [line for line in history if "trees confirm" in line]
     assert len(confirms) == 2 and "sam" in confirms[0] and "carol" in confirms[1]

@@ -84,3 +84,33 @@ def test_migrations_can_run_in_a_child_process_leaving_alembic_out_of_this_one(t
     assert done.stdout.strip() == "False"
     engine = make_engine(f"sqlite:///{tmp_path / 'child.db'}")
     assert "downtimes" in inspect(engine).get_table_names()
+
+
+def test_upgrading_from_0002_keeps_announced_downtimes_ids_and_gives_the_others_the_database_token(
+    tmp_path: Path,
+) -> None:
+    from alembic import command
+    from alembic.config import Config as AlembicConfig
+
+    from adapters.db import MIGRATIONS
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'm.db'}")
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        cfg.attributes["connection"] = connection
+        command.upgrade(cfg, "0002")
+    row = ("'{state}', 'x', '2026-12-05 14:00:00', '2026-12-05 16:00:00', 'alice', 'irc', '', '', "
+           "'2026-12-01 10:00:00', '2026-12-01 10:00:00', 0, {announced}")
+    with engine.begin() as connection:
+        for id_, state, announced in ((1, "announced", 1), (2, "proposed", 0)):
+            connection.execute(text(
+                "INSERT INTO downtimes (id, state, summary, start_at, end_at, requester, requester_network, "
+                "trees, systems, created_at, updated_at, revision, was_announced) VALUES "
+                f"({id_}, {row.format(state=state, announced=announced)})"))
+    migrate(engine)
+    with engine.connect() as connection:
+        token = connection.execute(text("SELECT value FROM bot_meta WHERE key = 'id_token'")).scalar()
+        tokens = dict(connection.execute(text("SELECT id, id_token FROM downtimes")).all())  # type: ignore[arg-type]
+    assert token and len(token) == 12
+    assert tokens == {1: "", 2: token}

@@ -457,6 +457,15 @@ def test_formats_a_time_in_utc_then_in_each_display_zone() -> None:
     assert shown == "2026-12-05 14:00 UTC (06:00 America/Los_Angeles, 15:00 Europe/Berlin)"
 
 
+def test_a_time_later_today_leaves_out_its_utc_date_but_not_a_zone_s_other_date() -> None:
+    now = utc(2026, 12, 5, 1, 0)
+
+    assert format_time(utc(2026, 12, 5, 3, 30), ["America/Los_Angeles"], now=now) == (
+        "03:30 UTC (Fri 2026-12-04 19:30 America/Los_Angeles)")
+    assert format_time(utc(2026, 12, 6, 14, 0), ["America/Los_Angeles"], now=now) == (
+        "2026-12-06 14:00 UTC (06:00 America/Los_Angeles)")
+
+
 def test_shows_weekday_and_date_for_a_zone_whose_date_differs_from_utc() -> None:
     shown = format_time(utc(2026, 12, 5, 15, 30), ["Asia/Tokyo", "America/Los_Angeles"])
 
