@@ -43,6 +43,10 @@ class BugAdded(NamedTuple):
     updated: bool  # it was in the downtime already: its wording or details changed
     looked_up: bool  # Bugzilla answered for it (its summary is known)
     pending: bool = False  # added to an announced downtime: waits for CiDuty's approval
+    # Someone other than CiDuty added it after the approval: CiDuty is asked to approve it.
+    asks_ciduty: bool = False
+    by: str = ""
+    at: dt.datetime | None = None
 
 
 class BugDropped(NamedTuple):
@@ -51,6 +55,7 @@ class BugDropped(NamedTuple):
     was_approved: bool = False  # Bugzilla holds its "+" and the downtime's tag: taken back
     pending: bool = False  # dropped by the requester from an announced downtime: waits for CiDuty
     at: dt.datetime | None = None  # when: the key of the Bugzilla change (the bug may come back later)
+    by: str = ""
 
 
 class ChangesApproved(NamedTuple):

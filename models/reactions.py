@@ -238,6 +238,8 @@ def _nominate(t: Telling, d: Downtime, bugs: Sequence[int], key: str) -> None:
 @reaction(ev.BugAdded)
 def bug_added(t: Telling, e: ev.BugAdded) -> None:
     d = t.downtime
+    if e.asks_ciduty:
+        _ask_ciduty(t, d, "add", e.bug, e.by, e.at)
     if e.updated:
         t.note("bug_updated", bug=e.bug, id=d.id)
     if not t.settings.bugzilla_enabled:
@@ -268,14 +270,23 @@ def _security_bug_named(t: Telling, d: Downtime, bug: int) -> None:
 def bug_dropped(t: Telling, e: ev.BugDropped) -> None:
     """A bug that Bugzilla holds as approved for this downtime gets its "?" and no tag back: it
     waits for another downtime. (A pending drop waits for CiDuty: the reply says so.)"""
+    d = t.downtime
+    if e.pending:
+        _ask_ciduty(t, d, "drop", e.bug, e.by, e.at)
     if e.pending or not e.was_approved:
         return
-    d = t.downtime
     if t.settings.bugzilla_enabled:
         comment = t.render("bug_comment.txt", d=d, event="dropped")
         t.job(f"dt{d.id}:bz-dropped:{e.bug}:{e.at:%Y%m%dT%H%M%S}" if e.at else f"dt{d.id}:bz-dropped:{e.bug}", jobs.RetagBugs((e.bug,), "", comment, renominate=True))
     else:
         t.manual("retag", bugs=[e.bug], tag="", why="dropped")
+
+
+def _ask_ciduty(t: Telling, d: Downtime, change: str, bug: int, by: str, at: dt.datetime | None) -> None:
+    """A change after the approval waits for CiDuty: they hear of it in the requests channel
+    (it may have been asked privately)."""
+    when = f":{at:%Y%m%dT%H%M%S}" if at else ""
+    t.ciduty(f"dt{d.id}:waiting:{change}:{bug}{when}", "change_waiting_chat.txt", d=d, change=change, bug=bug, by=by)
 
 
 @reaction(ev.ChangesApproved)

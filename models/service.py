@@ -189,7 +189,11 @@ class Downtimes:
                 )
             )
         self.work.record(
-            events.BugAdded(downtime.id, bug=bug, updated=existing is not None, looked_up=bool(summary), pending=pending)
+            events.BugAdded(
+                downtime.id, bug=bug, updated=existing is not None, looked_up=bool(summary), pending=pending,
+                asks_ciduty=existing is None and State(downtime.state) is not State.PROPOSED and not self._approver(),
+                by=self.actor.who, at=self.now,
+            )
         )
         if rewords:
             self._notice_updated(downtime, reworded=[bug])
@@ -207,7 +211,7 @@ class Downtimes:
         if in_notice and not self._approver():
             self.work.transition("drop bug", downtime, f"bug {bug} (waits for CiDuty's approval)")
             row.pending = "drop"
-            self.work.record(events.BugDropped(downtime.id, bug=bug, pending=True))
+            self.work.record(events.BugDropped(downtime.id, bug=bug, pending=True, at=self.now, by=self.actor.who))
             return Outcome(downtime)
         self.work.transition("drop bug", downtime, f"bug {bug}")
         was_approved = row.status == BugStatus.APPROVED

@@ -215,7 +215,8 @@ async def notice(ctx: Ctx, args: str) -> None:
     """
     (token,) = a.exactly(args.split(), 1, "id")
     d = ctx.queries.get(a.downtime_id(token))
-    ctx.say("notice.txt", d=d, bugs=told(d.bugs, full=False, fallback=d.summary))
+    # A bug waiting to join an announced downtime is not in its notice until CiDuty approves it.
+    ctx.say("notice.txt", d=d, bugs=told([b for b in d.bugs if b.pending != "add"], full=False, fallback=d.summary))
 
 
 @command("downtime announce", role="ciduty", examples=["!downtime announce 7", "!downtime announce 7 --force -- chemspill fix must land"])

@@ -129,9 +129,12 @@ def test_the_requester_s_bug_added_to_an_announced_downtime_is_a_pending_change_
     assert out[0] == ("#ci Bug 200 is in downtime #1: a change to the announced notice, waiting for CiDuty's "
                       "!downtime approve 1.")
     assert not any(line.startswith("#developers") for line in out)
+    assert ("#ci carol: alice asks to add bug 200 to announced downtime #1: approve it with !downtime approve 1"
+            in out)
     assert "#ci Pending changes to the announced notice: add bug 200 (CiDuty: !downtime approve 1)" in bz.say(
         "alice", "!downtime show 1")
     assert len(bz.mailer.sent) == sent
+    assert not any("Bug 200" in line for line in bz.say("bob", "!downtime notice 1"))  # not in the notice yet
 
     out = bz.say("carol", "!downtime approve 1")
     assert out[0] == "#ci Downtime #1: bug 200 approved; the updated notice goes to everyone told before."
@@ -156,6 +159,7 @@ def test_the_requester_s_drop_from_an_announced_downtime_waits_and_ciduty_s_appr
                       "the announced notice names it.")
     assert "#ci Pending changes to the announced notice: drop bug 100 (CiDuty: !downtime approve 1)" in bz.say(
         "alice", "!downtime show 1")
+    assert "#ci carol: alice asks to drop bug 100 from announced downtime #1: approve it with !downtime approve 1" in out
     assert flag_of(bz, 100)[0] == "+"
     out = bz.say("carol", "!downtime approve 1")
     assert out[0] == "#ci Downtime #1: bug 100 dropped; the updated notice goes to everyone told before."
@@ -169,6 +173,7 @@ def test_ciduty_s_own_drop_from_an_announced_downtime_sends_the_updated_notice_a
     announced(bz)
     out = bz.say("carol", "!downtime bug drop 1 100")
     assert out[0] == "#ci Bug 100 is no longer in downtime #1."
+    assert not any("asks to" in line for line in out)  # CiDuty's own change needs no asking
     assert any(line.startswith("#developers Downtime #1") and "bug 100 dropped" in line for line in out)
     assert bz.mailer.sent[-1].subject == "Re: Tree-closing downtime #1: updated notice"
 

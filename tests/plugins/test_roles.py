@@ -28,7 +28,8 @@ def finished(chat: Chat) -> None:
 def test_the_requester_adds_and_drops_bugs_until_the_downtime_is_approved(chat: Chat) -> None:
     chat.say("alice", PROPOSE)
     chat.say("carol", "!downtime approve 1")
-    assert chat.say("alice", "!downtime bug add 1 654321 -- Move the build database")[0] == "#ci Bug 654321 is in downtime #1."
+    assert chat.say("alice", "!downtime bug add 1 654321 -- Move the build database")[0] == (
+        "#ci Bug 654321 is in downtime #1: it waits for CiDuty's !downtime approve 1.")
     assert chat.say("alice", "!downtime bug drop 1 654321")[0].startswith("#ci Bug 654321")
 
 

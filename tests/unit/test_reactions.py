@@ -114,7 +114,15 @@ TABLE: dict[str, Case] = {
     "an approved bug dropped: its flag back to ?, its tag out": Case(
         lambda d: ev.BugDropped(d.id, bug=111, was_approved=True, at=NOW), job("bugzilla", "retag-bugs"),
     ),
-    "a drop waiting for CiDuty: nothing yet": Case(lambda d: ev.BugDropped(d.id, bug=111, pending=True), []),
+    "a drop waiting for CiDuty: CiDuty is asked in the requests channel": Case(
+        lambda d: ev.BugDropped(d.id, bug=111, pending=True, at=NOW, by="alice"),
+        chat("BugDropped change_waiting_chat.txt", ("#ci",), CIDUTY),
+    ),
+    "a bug added after the approval by the requester: CiDuty is asked": Case(
+        lambda d: ev.BugAdded(d.id, bug=222, updated=False, looked_up=True, pending=True, asks_ciduty=True,
+                              by="alice", at=NOW),
+        job("bugzilla", "nominate-bugs") + chat("BugAdded change_waiting_chat.txt", ("#ci",), CIDUTY),
+    ),
     "changes approved: flags and tags, drops taken back, the unassigned left waiting": Case(
         lambda d: ev.ChangesApproved(d.id, revision=0, approved=(222,), dropped=(111,), unassigned=(333,), at=NOW),
         job("bugzilla", "approve-bugs") + job("bugzilla", "retag-bugs"),

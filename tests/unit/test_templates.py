@@ -150,6 +150,7 @@ CONTEXT = {
     "added": [111],
     "old_wording": "Upgrade the hg servers",
     "reworded": [111],
+    "change": "add",
 }
 CHANGE = TreeChange(id=3, at=dt.datetime(2026, 12, 5, 14, 0, tzinfo=UTC), who="carol", status="closed",
                     reason="Downtime #7: x", tags="planned", state="active", remote_id=9)
