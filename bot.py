@@ -70,10 +70,12 @@ def settings_from(config: configuration.Config, networks: Sequence[str]) -> Sett
             announce_to=config.mail.announce_to,
             copy_to=config.mail.copy_to,
             people=config.people,
+            accounts=config.mail_accounts,
             remind_lists=config.mail.remind_lists,
         ),
         ciduty=tuple(config.roles.accounts(Role.CIDUTY)),
         sheriffs=tuple(config.roles.accounts(Role.SHERIFF)),
+        preapprovers=tuple(config.roles.persons(Role.PREAPPROVER)),
     )
 
 

@@ -121,6 +121,12 @@ class RolesSection:
             found |= self.links.get(member, frozenset({member}))
         return sorted(name for _, name in found)
 
+    def persons(self, role: Role) -> list[tuple[str, ...]]:
+        """The people holding `role`, each as their accounts on every network (IRC first): one
+        person is named once even with an IRC account and a Matrix ID."""
+        groups = {self.links.get(member, frozenset({member})) for member in self.members.get(role, ())}
+        return sorted(tuple(name for _, name in sorted(group, key=lambda i: (i[0] != "irc", i[1]))) for group in groups)
+
 
 @dataclass(frozen=True)
 class BugzillaSection:
@@ -233,6 +239,9 @@ class Config:
     path: str = ""
     # [people]: account (casefolded) → mail address, where the draft reaches the requester.
     people: Mapping[str, str] = field(default_factory=dict)
+    # [people]: mail address (casefolded) → the person's accounts (IRC first), so that a bug's
+    # assignee (a Bugzilla mail address) is mentioned in chat and may confirm the draft.
+    mail_accounts: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def _list(value: str) -> tuple[str, ...]:
@@ -410,6 +419,7 @@ def _build(
     links: dict[Identity, frozenset[Identity]] = {}
     persons: dict[str, frozenset[Identity]] = {}
     people: dict[str, str] = {}
+    mail_accounts: dict[str, tuple[str, ...]] = {}
     for person, entries in raw.get("people", {}).items():
         accounts: list[Identity] = []
         mails = []
@@ -430,6 +440,10 @@ def _build(
             links[identity] = links.get(identity, frozenset()) | identities
             if mails:
                 people[identity[1]] = mails[0]
+        for address in mails:
+            mail_accounts[address.casefold()] = tuple(
+                name for _, name in sorted(identities, key=lambda i: (i[0] != "irc", i[1]))
+            )
     members: dict[Role, frozenset[Identity]] = {}
     for role in Role:
         named: set[Identity] = set()
@@ -525,6 +539,7 @@ def _build(
         irc=_irc(raw.get("irc", {}), bot.nick, in_use="irc" in transports),
         matrix=_matrix(raw.get("matrix", {}), in_use="matrix" in transports),
         push=push, systems=systems, path=path, people=people,
+        mail_accounts=mail_accounts,
     )
 
 

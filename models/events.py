@@ -114,9 +114,27 @@ class Objected(NamedTuple):
     number: int  # the verdict's number in this downtime (each objection is its own notice)
 
 
+class ObjectionWithdrawn(NamedTuple):
+    """The objector pre-approved after all: their objection no longer blocks the announcement."""
+
+    downtime_id: int | None
+    by: str
+    reason: str  # of the objection withdrawn
+
+
+class Confirmed(NamedTuple):
+    """Someone working in the downtime confirmed the draft wording."""
+
+    downtime_id: int | None
+    by: str  # the account that confirmed
+    worker: str  # the worker they are (models/workers.py), as the bot names them
+    waiting: tuple[str, ...]  # the workers who have not confirmed yet
+
+
 class Objection(NamedTuple):
     by: str
     reason: str
+    network: str = ""  # where the objector spoke: an override is told to them there
 
 
 class Announced(NamedTuple):
@@ -126,6 +144,11 @@ class Announced(NamedTuple):
     overridden: tuple[RuleFailure, ...] = ()
     objections: tuple[Objection, ...] = ()
     force_reason: str = ""
+    # Who has not answered the draft: the pre-approvers with no verdict, and the people working
+    # in the downtime who have not confirmed it (warnings, not refusals).
+    unanswered: tuple[str, ...] = ()
+    unconfirmed: tuple[str, ...] = ()
+    by: str = ""  # who announced (an overridden objector is told)
 
 
 class Rescheduled(NamedTuple):
@@ -135,6 +158,9 @@ class Rescheduled(NamedTuple):
     old_end: dt.datetime
     before: State
     approvals_reset: int
+    confirmations_reset: int = 0
+    objections: tuple[str, ...] = ()  # the objectors whose objection still stands
+    draft: bool = False  # a draft was out: it goes again, for the new time
 
 
 class Extended(NamedTuple):
@@ -353,6 +379,8 @@ Event = Union[
     Rejected,
     PreApproved,
     Objected,
+    ObjectionWithdrawn,
+    Confirmed,
     Announced,
     Rescheduled,
     Extended,

@@ -112,8 +112,13 @@ RULES: dict[str, Rule] = {
     "approve": _r(BEFORE_START, State.APPROVED, Role.CIDUTY, keeps=[State.APPROVED, State.ANNOUNCED]),
     "edit": _r(BEFORE_START + (State.IN_PROGRESS,), None, Role.CIDUTY, requester=[State.PROPOSED]),
     "reject": _r([State.PROPOSED, State.APPROVED], State.REJECTED, Role.CIDUTY),
-    "preapprove": _r([State.PROPOSED, State.APPROVED], None, Role.PREAPPROVER),
+    # A pre-approver answers the draft; pre-approving after an objection withdraws it, also
+    # once announced (an objection to an announced downtime blocks its next announcement).
+    "preapprove": _r([State.PROPOSED, State.APPROVED, State.ANNOUNCED], None, Role.PREAPPROVER),
     "object": _r([State.PROPOSED, State.APPROVED, State.ANNOUNCED], None, Role.PREAPPROVER),
+    # The people working in it confirm the draft wording (models/workers.py says who they are):
+    # a draft exists from the approval on.
+    "confirm": _r([State.APPROVED, State.ANNOUNCED], None),
     "announce": _r([State.APPROVED], State.ANNOUNCED, Role.CIDUTY),
     "reschedule": _r(BEFORE_START, None, Role.CIDUTY),
     "extend": _r([State.ANNOUNCED, State.IN_PROGRESS], None, Role.CIDUTY),

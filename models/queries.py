@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session, selectinload
 
-from models import lifecycle, planning
+from models import lifecycle, planning, workers
 from models.detail import DowntimeDetail, load_detail
 from models.lifecycle import DomainError, State
 from models.orm import AuditEvent, Downtime, DowntimeBug, TreeChange
@@ -22,6 +22,8 @@ from models.work import Consolidation, Settings
 
 PAGE_SIZE = 10
 ACTIVE_STATES = sorted(s.value for s in lifecycle.ACTIVE)
+# Where a draft is out and its confirmations are still asked for.
+DRAFTED = frozenset({State.APPROVED.value, State.ANNOUNCED.value})
 
 # Prebuilt statements on the path of every proposal (see models/prebuilt.py).
 _DOWNTIMES = table_of(Downtime)
@@ -95,6 +97,14 @@ class Queries:
     def detail(self, downtime_id: int) -> DowntimeDetail:
         """The downtime with its bugs, verdicts and pending jobs, read-only (see models/detail.py)."""
         return load_detail(self.session, downtime_id)
+
+    def confirmations(self, downtime: DowntimeDetail | Downtime) -> tuple[list[str], list[str]] | None:
+        """Who of the people working in the downtime confirmed its draft, and who has not yet;
+        None before there is a draft (proposed, rejected, or cancelled before the approval)."""
+        confirmed, waiting = workers.confirmations(downtime, self.settings)
+        if downtime.state in DRAFTED or confirmed:
+            return [w.name for w in confirmed], [w.name for w in waiting]
+        return None
 
     def nearby(self, start: dt.datetime, end: dt.datetime, *, exclude: int | None = None) -> list[planning.Slot]:
         """Active downtimes that could overlap or be near [start, end) (indexed range)."""

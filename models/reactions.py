@@ -22,7 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models import events as ev
-from models import jobs
+from models import jobs, workers
 from models.confidential import named_in, told
 from models.lifecycle import State
 from models.orm import Downtime, OutboxMessage, TreeChange
@@ -350,8 +350,15 @@ def approved(t: Telling, e: ev.Approved) -> None:
     _draft(t, d, e)
 
 
-def _draft(t: Telling, d: Downtime, e: ev.Approved) -> None:
-    """The draft goes to everyone working in the downtime, the requester and the pre-approvers."""
+def _draft(t: Telling, d: Downtime, e: ev.Approved | ev.Rescheduled) -> None:
+    """The draft goes to everyone working in the downtime, the requester and the pre-approvers
+    (the process's "Who do I notify", steps 1 and 2), again for a new time; the people working
+    in it are asked in chat too, mentioned where their account is known, to confirm it."""
+    again = isinstance(e, ev.Rescheduled)
+    crew = workers.crew(d, t.settings)
+    mentions = tuple(dict.fromkeys(a for w in crew for a in w.mentions))
+    t.chat(f"dt{d.id}:r{e.revision}:draft-confirm", t.settings.requests_channel, "draft_chat.txt",
+           mentions=mentions, d=d, again=again, unreached=[w.name for w in crew if not w.mentions])
     routing = t.settings.mail
     assignees = [b.assignee for b in d.bugs if "@" in b.assignee and not b.unassigned]
     requester = routing.people.get(d.requester.casefold(), "")
@@ -363,7 +370,10 @@ def _draft(t: Telling, d: Downtime, e: ev.Approved) -> None:
     if not to and not routing.cc:
         t.manual("draft_nobody")
         return
-    t.mail(f"dt{d.id}:r{e.revision}:draft", "draft", to, routing.cc, d)
+    t.mail(f"dt{d.id}:r{e.revision}:draft", "draft", to, routing.cc, d, again=again,
+           workers=[w.name for w in crew])
+    if again:
+        t.note("draft_again", id=d.id)
     if not routing.configured:
         t.manual("draft_printed")
 
@@ -380,6 +390,21 @@ def objected(t: Telling, e: ev.Objected) -> None:
              reason=e.reason)
 
 
+@reaction(ev.ObjectionWithdrawn)
+def objection_withdrawn(t: Telling, e: ev.ObjectionWithdrawn) -> None:
+    """CiDuty heard of the objection: they hear that it is withdrawn."""
+    d = t.downtime
+    t.ciduty(f"dt{d.id}:withdrawn:{len(d.verdicts)}", "objection_withdrawn_chat.txt", by=e.by, id=d.id,
+             reason=e.reason)
+    t.note("objection_withdrawn", id=d.id)
+
+
+@reaction(ev.Confirmed)
+def confirmed(t: Telling, e: ev.Confirmed) -> None:
+    if e.waiting:
+        t.note("unconfirmed", names=e.waiting)
+
+
 @reaction(ev.Announced)
 def announced(t: Telling, e: ev.Announced) -> None:
     d = t.downtime
@@ -388,20 +413,33 @@ def announced(t: Telling, e: ev.Announced) -> None:
     t.mail_lists(d, "announce", thread=t.announcement_thread(d), calendar="REQUEST")
     if e.overridden or e.objections:
         t.note("announced_over", failures=e.overridden, objections=e.objections, reason=e.force_reason)
+    for o in e.objections:  # each objector hears, privately, that their objection was overridden
+        t.chat(f"dt{d.id}:r{e.revision}:overridden:{o.by}", "@" + o.by, "objection_overridden.txt",
+               networks=[o.network] if o.network in t.settings.networks else None, d=d, objection=o,
+               reason=e.force_reason, by=e.by)
+    if e.unanswered:
+        t.note("unanswered", names=e.unanswered)
+    if e.unconfirmed:
+        t.note("unconfirmed", names=e.unconfirmed)
 
 
 @reaction(ev.Rescheduled)
 def rescheduled(t: Telling, e: ev.Rescheduled) -> None:
     d = t.downtime
-    if e.approvals_reset:
-        t.note("approvals_reset", count=e.approvals_reset)
+    if e.approvals_reset or e.confirmations_reset:
+        t.note("approvals_reset", count=e.approvals_reset, confirmations=e.confirmations_reset)
+    if e.objections:
+        t.note("objections_stand", names=e.objections, id=d.id)
     if e.before is State.ANNOUNCED:
         t.note("announce_again", id=d.id)
     if e.before is not State.PROPOSED:  # nothing was written to Bugzilla before the approval
         _retag(t, d, e.revision, "rescheduled", whiteboard_tag(d.start_at))
     if d.was_announced:
-        t.channels(f"dt{d.id}:r{e.revision}:rescheduled", "rescheduled_chat.txt", d=d, old_start=e.old_start)
+        t.channels(f"dt{d.id}:r{e.revision}:rescheduled", "rescheduled_chat.txt", d=d, old_start=e.old_start,
+                   old_end=e.old_end)
         t.mail_lists(d, "rescheduled", thread=t.announcement_thread(d), calendar="REQUEST")
+    if e.draft:  # the process's steps 1 and 2 again, for the new time
+        _draft(t, d, e)
 
 
 def _retag(t: Telling, d: Downtime, revision: int, why: str, tag: str, *, bugs: Sequence[int] | None = None) -> None:

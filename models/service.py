@@ -14,7 +14,7 @@ import logging
 import re
 from collections.abc import Sequence
 
-from models import events, lifecycle, planning
+from models import events, lifecycle, planning, workers
 from models.instance import database_token
 from models.lifecycle import BugStatus, DomainError, State
 from models.orm import Downtime, DowntimeBug, Verdict
@@ -291,15 +291,27 @@ class Downtimes:
         return Outcome(downtime)
 
     def verdict(self, downtime_id: int, verdict: str, reason: str = "") -> Outcome:
+        """A pre-approver's answer to the draft. Their answer replaces their earlier one: an
+        objection stands until the same pre-approver pre-approves (withdraws it) or CiDuty
+        announces over it with --force."""
         downtime = self.get(downtime_id)
         action = "preapprove" if verdict == "preapproved" else "object"
         reason = clean_reason(reason) if reason else ""
-        self.work.transition(action, downtime, reason)
-        for old in downtime.verdicts:
-            if old.active and old.account.casefold() == self.actor.who.casefold():
-                old.active = False
+        mine = workers.same_person(self.actor.who, self.settings)
+        earlier = [
+            v for v in downtime.verdicts
+            if v.active and v.verdict in workers.PREAPPROVAL_VERDICTS and v.account.casefold() in mine
+        ]
+        withdrawn = next((v for v in earlier if v.verdict == "objected"), None) if verdict == "preapproved" else None
+        detail = f"withdraws the objection: {withdrawn.reason}" if withdrawn is not None else reason
+        self.work.transition(action, downtime, detail)
+        for old in earlier:
+            old.active = False
         downtime.verdicts.append(
-            Verdict(account=self.actor.who, network=self.actor.network, verdict=verdict, reason=reason, at=self.now)
+            Verdict(
+                account=self.actor.who, network=self.actor.network, verdict=verdict, reason=reason, at=self.now,
+                active=True,
+            )
         )
         if verdict == "objected":
             self.work.record(
@@ -307,18 +319,47 @@ class Downtimes:
             )
         else:
             self.work.record(events.PreApproved(downtime.id, by=self.actor.who))
+            if withdrawn is not None:
+                self.work.record(events.ObjectionWithdrawn(downtime.id, by=self.actor.who, reason=withdrawn.reason))
+        return Outcome(downtime)
+
+    def confirm(self, downtime_id: int) -> Outcome:
+        """Someone working in the downtime (its requester, an assignee of its bugs) confirms
+        the draft wording; possible once a draft exists (from the approval on)."""
+        downtime = self.get(downtime_id)
+        self.work.may("confirm", downtime)
+        crew = workers.crew(downtime, self.settings)
+        me = workers.worker_of(self.actor.who, crew, self.settings)
+        if me is None:
+            raise DomainError("not_a_worker", id=downtime.id, workers=[w.name for w in crew[:SHOWN]], count=len(crew))
+        self.work.transition("confirm", downtime, "" if me.name == self.actor.who else f"as {me.name}")
+        for old in downtime.verdicts:
+            if old.active and old.verdict == workers.CONFIRMED and workers.worker_of(old.account, [me], self.settings):
+                old.active = False
+        downtime.verdicts.append(
+            Verdict(
+                account=self.actor.who, network=self.actor.network, verdict=workers.CONFIRMED, at=self.now, active=True,
+            )
+        )
+        _, waiting = workers.confirmations(downtime, self.settings)
+        self.work.record(
+            events.Confirmed(downtime.id, by=self.actor.who, worker=me.name, waiting=tuple(w.name for w in waiting))
+        )
         return Outcome(downtime)
 
     def announce(self, downtime_id: int, force_reason: str | None = None) -> Outcome:
+        """Announce: refused over a failing hard rule or a standing objection unless forced
+        with a reason (the objections forced over are cleared, their objectors told). The
+        pre-approvers who have not answered and the workers who have not confirmed the draft
+        are named, as warnings: the process asks for objections, not for sign-off."""
         downtime = self.get(downtime_id)
         self.work.may("announce", downtime)
         if force_reason is not None:
             force_reason = clean_reason(force_reason)
         failures = self.queries.rules(downtime)
         hard = tuple(f for f in failures if f.hard)
-        objections = tuple(
-            events.Objection(v.account, v.reason) for v in downtime.verdicts if v.active and v.verdict == "objected"
-        )
+        standing = [v for v in downtime.verdicts if v.active and v.verdict == "objected"]
+        objections = tuple(events.Objection(v.account, v.reason, v.network) for v in standing)
         if (hard or objections) and force_reason is None:
             raise DomainError("announce_blocked", id=downtime.id, failures=hard, objections=objections)
         forced = bool(hard or objections)
@@ -326,13 +367,18 @@ class Downtimes:
         if forced:
             over = "; ".join([f.rule for f in hard] + [f"{o.by} objects: {o.reason}" for o in objections])
             detail = f"forced: {force_reason} (over: {over})"
+        unanswered = workers.unanswered(downtime.verdicts, self.settings)
+        _, waiting = workers.confirmations(downtime, self.settings)
         self.work.transition("announce", downtime, detail)
+        for v in standing:
+            v.active = False  # overridden: it no longer stands (the history keeps it and the reason)
         downtime.announced_at = self.now
         downtime.was_announced = True
         self.work.record(
             events.Announced(
                 downtime.id, revision=downtime.revision, overridden=hard if forced else (),
                 objections=objections if forced else (), force_reason=force_reason or "",
+                unanswered=tuple(unanswered), unconfirmed=tuple(w.name for w in waiting), by=self.actor.who,
             )
         )
         return Outcome(downtime, warnings=[f for f in failures if not f.hard])
@@ -340,9 +386,13 @@ class Downtimes:
     # ----- changing the plan ----------------------------------------------------------------
 
     def reschedule(self, downtime_id: int, start: dt.datetime, duration: dt.timedelta | None) -> Outcome:
+        """Move a downtime. A new time resets the pre-approvals and the workers' confirmations
+        (the draft goes again); objections stay. The same start and duration change nothing."""
         downtime = self.get(downtime_id)
         duration = duration or downtime.duration
         self.work.may("reschedule", downtime)
+        if start == downtime.start_at and start + duration == downtime.end_at:
+            raise DomainError("reschedule_same", id=downtime.id, start=start, duration=duration)
         self._check_time(start, duration)
         old_start, old_end = downtime.start_at, downtime.end_at
         before = State(downtime.state)
@@ -351,12 +401,12 @@ class Downtimes:
         downtime.state = after.value
         downtime.revision += 1
         downtime.updated_at = self.now
-        reset = 0
-        if before in (State.APPROVED, State.ANNOUNCED):
-            for v in downtime.verdicts:
-                if v.active:
-                    v.active = False
-                    reset += 1
+        reset = {"preapproved": 0, workers.CONFIRMED: 0}
+        for v in downtime.verdicts:
+            if v.active and v.verdict in reset:
+                v.active = False
+                reset[v.verdict] += 1
+        objectors = tuple(dict.fromkeys(v.account for v in downtime.verdicts if v.active and v.verdict == "objected"))
         self.work.audit(
             downtime.id, "reschedule", before.value, after.value,
             f"{old_start:%Y-%m-%d %H:%M}–{old_end:%H:%M} UTC → {start:%Y-%m-%d %H:%M}–{downtime.end_at:%H:%M} UTC",
@@ -364,7 +414,8 @@ class Downtimes:
         self.work.record(
             events.Rescheduled(
                 downtime.id, revision=downtime.revision, old_start=old_start, old_end=old_end, before=before,
-                approvals_reset=reset,
+                approvals_reset=reset["preapproved"], confirmations_reset=reset[workers.CONFIRMED],
+                objections=objectors, draft=before in (State.APPROVED, State.ANNOUNCED),
             )
         )
         return Outcome(downtime, warnings=self.queries.rules(downtime))

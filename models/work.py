@@ -52,6 +52,8 @@ class MailRouting:
     announce_to: tuple[str, ...] = ()
     copy_to: tuple[str, ...] = ()
     people: Mapping[str, str] = field(default_factory=dict)  # casefolded account -> mail address
+    # casefolded mail address -> that person's accounts ([people]): a bug's assignee in chat
+    accounts: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,8 @@ class Settings:
     mail: MailRouting = MailRouting()
     ciduty: tuple[str, ...] = ()
     sheriffs: tuple[str, ...] = ()
+    # The pre-approvers, each person as their accounts on every network ([roles] with [people]).
+    preapprovers: tuple[tuple[str, ...], ...] = ()
     # [bugzilla] nominate_roles: who may have the bot nominate a bug (set the flag to "?");
     # empty: anyone identified.
     nominate_roles: frozenset[Role] = frozenset()

@@ -99,7 +99,8 @@ async def show(ctx: Ctx, args: str) -> None:
     (token,) = a.exactly(args.split(), 1, "id")
     d = ctx.queries.detail(a.downtime_id(token))
     full = ctx.audience.reads_confidential(d.requester, d.requester_network)
-    ctx.say("show.txt", d=d, bugs=told(d.bugs, full, fallback="-"), pending=d.pending)
+    ctx.say("show.txt", d=d, bugs=told(d.bugs, full, fallback="-"), pending=d.pending,
+            confirmations=ctx.queries.confirmations(d))
 
 
 async def _added_bug(pre: Preflight, args: str) -> None:
@@ -190,7 +191,8 @@ async def reject(ctx: Ctx, args: str) -> None:
 async def preapprove(ctx: Ctx, args: str) -> None:
     """downtime preapprove <id>
 
-    A pre-approver has no objection to the draft notice.
+    A pre-approver has no objection to the draft notice. After their own objection it
+    withdraws that objection (CiDuty is told). A reschedule to a new time resets it.
     """
     (token,) = a.exactly(args.split(), 1, "id")
     ctx.outcome("preapproved", ctx.downtimes.verdict(a.downtime_id(token), "preapproved"))
@@ -201,10 +203,23 @@ async def object_(ctx: Ctx, args: str) -> None:
     """downtime object <id> -- <reason>
 
     A pre-approver objects; the downtime cannot be announced while the objection stands
-    (the same pre-approver's !downtime preapprove withdraws it).
+    (the same pre-approver's !downtime preapprove withdraws it; a reschedule does not;
+    CiDuty may announce over it with --force and a reason, and the objector is told).
     """
     downtime_id, reason = a.id_and_reason(args)
     ctx.outcome("objected", ctx.downtimes.verdict(downtime_id, "objected", reason))
+
+
+@command("downtime confirm", role="the people working in the downtime", examples=["!downtime confirm 7"])
+async def confirm(ctx: Ctx, args: str) -> None:
+    """downtime confirm <id>
+
+    Someone working in the downtime (its requester, or the assignee of one of its bugs,
+    linked to their chat account in [people]) confirms the wording of the draft notice.
+    The draft exists once the downtime is approved; a new time asks for it again.
+    """
+    (token,) = a.exactly(args.split(), 1, "id")
+    ctx.outcome("confirmed", ctx.downtimes.confirm(a.downtime_id(token)))
 
 
 @command("downtime notice", examples=["!downtime notice 7"], cacheable=True)
@@ -224,7 +239,9 @@ async def announce(ctx: Ctx, args: str) -> None:
     """downtime announce <id> [--force -- <reason>]
 
     Post the notice to the channels and mail it to the lists. Refused when a hard rule
-    fails (notice, overlap, blackout) or a pre-approver objects, unless forced with a reason.
+    fails (notice, overlap, blackout) or a pre-approver objects, unless forced with a reason
+    (the objections forced over are cleared and their objectors told). The pre-approvers who
+    have not answered and the workers who have not confirmed the draft are named.
     """
     head, reason = a.split_wording(args)
     words = head.split()
@@ -242,8 +259,10 @@ async def announce(ctx: Ctx, args: str) -> None:
 async def reschedule(ctx: Ctx, args: str) -> None:
     """downtime reschedule <id> <start> [for <duration>]
 
-    Move a downtime. After approval the pre-approvals are reset; after the announcement
-    it must be announced again, and everyone told before is told of the change.
+    Move a downtime. A new time resets the pre-approvals and the confirmations (not the
+    objections) and, after approval, sends the draft again; after the announcement it must
+    be announced again, and everyone told before is told of the change. The same start and
+    duration change nothing.
     """
     token, _, rest = args.partition(" ")
     downtime_id = a.downtime_id(token) if token else None

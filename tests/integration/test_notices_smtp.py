@@ -20,7 +20,7 @@ if importlib.util.find_spec("aiosmtpd") is None:
 
 from icalendar import Calendar  # noqa: E402
 
-from tests.fakes import FakeClock  # noqa: E402
+from tests.fakes import FakeBugzilla, FakeClock  # noqa: E402
 from adapters.mail import MailConfig, SmtpMailer  # noqa: E402
 from tests.conftest import NOW, Chat, make_config  # noqa: E402
 from tests.servers.smtp import SmtpServer  # noqa: E402
@@ -95,6 +95,46 @@ def test_the_draft_reaches_assignees_requester_and_pre_approvers_with_cc(chat: C
     assert draft.message["Message-ID"] == f"<dt1.r0.draft.{token_of(chat)}@example.org>"
     assert draft.message["From"] == "Downtime bot <downtimebot@example.org>"
     assert "!downtime preapprove 1" in draft.message.get_content()
+
+
+def test_a_new_time_mails_the_draft_again_to_the_workers_and_pre_approvers_asking_workers_to_confirm(
+    tmp_path: Path, server: SmtpServer,
+) -> None:
+    config = make_config(
+        tmp_path,
+        bugzilla={"enabled": "on", "url": "http://bmo.invalid"},
+        mail={"host": server.host, "port": str(server.port), "starttls": "off",
+              "from": "Downtime bot <downtimebot@example.org>", "preapprovers": "release-mgmt@example.org"},
+        people={"alice": "alice@example.org", "bob": "bob, bob@example.org"},
+    )
+    bugzilla = FakeBugzilla()
+    bugzilla.add_bug(123456, "Upgrade the hg servers", "bob@example.org", flags=[("needs-treeclosure", "?")])
+    chat = Chat(config, FakeClock(NOW), bugzilla=bugzilla)
+    chat.bot.mail.mailer = SmtpMailer(
+        MailConfig(server.host, server.port, security="none", sender="Downtime bot <downtimebot@example.org>", timeout=5),
+        retries=0,
+    )
+    try:
+        chat.say("alice", "!downtime propose 2026-12-05 14:00 UTC for 2h bug 123456 -- Upgrade hg.mozilla.org")
+        chat.say("carol", "!downtime approve 1")
+        chat.say("pat", "!downtime preapprove 1")
+        chat.say("bob", "!downtime confirm 1")
+        chat.say("carol", "!downtime reschedule 1 2026-12-06 14:00 UTC")
+        token = token_of(chat)
+    finally:
+        chat.close()
+
+    first, again = [r for r in server.received if r.message["Subject"].startswith("[DRAFT]")]
+    for draft in (first, again):
+        assert draft.rcpt_tos == ("bob@example.org", "alice@example.org", "release-mgmt@example.org")
+        body = draft.message.get_content()
+        assert "Working in this downtime (alice, bob): please confirm" in body
+        assert "!downtime confirm 1" in body and "!downtime preapprove 1" in body
+    assert again.message["Subject"] == "[DRAFT] Tree-closing downtime #1: 2026-12-06 14:00 UTC for review"
+    assert first.message["Message-ID"] == f"<dt1.r0.draft.{token}@example.org>"
+    assert again.message["Message-ID"] == f"<dt1.r1.draft.{token}@example.org>"
+    assert "moved to a new time" in again.message.get_content()
+    assert "2026-12-06 14:00 UTC" in again.message.get_content()
 
 
 def test_the_announcement_goes_to_the_lists_with_a_copy_and_a_calendar_invitation(chat: Chat, server: SmtpServer) -> None:

@@ -83,11 +83,12 @@ def test_rescheduling_an_announced_downtime_resets_preapprovals_and_needs_a_new_
     chat.say("carol", "!downtime announce 1")
     out = chat.say("carol", "!downtime reschedule 1 2026-12-06 14:00 UTC for 3h")
     assert out[0].startswith("#ci Downtime #1 rescheduled to 2026-12-06 14:00 UTC")
-    assert "#ci Note: 1 pre-approval(s) reset: the pre-approvers must answer again" in out
+    assert "#ci Note: 1 pre-approval(s) reset for the new time: they must answer again" in out
     assert "#ci Note: announce it again with !downtime announce 1" in out
     assert any(l.startswith("#developers Downtime #1 is rescheduled: it was 2026-12-05 14:00 UTC") for l in out)
     assert chat.say("alice", "!downtime show 1")[0].startswith("#ci #1 [approved] 2026-12-06 14:00 UTC")
-    assert chat.mailer.sent[-1].subject.startswith("Re: Tree-closing downtime #1: rescheduled")
+    assert chat.mailer.sent[-2].subject.startswith("Re: Tree-closing downtime #1: rescheduled")
+    assert chat.mailer.sent[-1].subject.startswith("[DRAFT] Tree-closing downtime #1: 2026-12-06 14:00 UTC")
 
 
 def test_starting_more_than_an_hour_early_needs_force(chat: Chat) -> None:
@@ -150,7 +151,7 @@ def test_someone_not_identified_gets_identify_with_services_first(chat: Chat) ->
 def test_help_lists_the_commands_and_explains_one_with_an_example(chat: Chat) -> None:
     out = chat.say("alice", "!downtime help")
     assert out == [
-        "#ci Commands: !downtime propose, list, show, bug add, bug drop, approve, reject, preapprove, object, notice, "
+        "#ci Commands: !downtime propose, list, show, bug add, bug drop, approve, reject, preapprove, object, confirm, notice, "
         "announce, reschedule, extend, cancel, edit, start, done, end, verify, queue, suggest, merge, systems, history, help; "
         "also !trees, !trees close, !trees open, !trees restore, !trees confirm, !canipush, !help. Usage and an example: "
         "!downtime help <subcommand>"

@@ -201,7 +201,8 @@ def test_a_mail_that_keeps_failing_is_reported_to_ciduty_once_with_the_reason(an
                    'dev-planning@example.org keeps failing (3 attempts): 451 4.3.0 mailbox busy. The bot keeps trying.']
     announced.mailer.fail_with = None
     announced.deliver()
-    assert announced.mailer.sent[-1].subject.startswith("Re: Tree-closing downtime #1: rescheduled")
+    assert announced.mailer.sent[-2].subject.startswith("Re: Tree-closing downtime #1: rescheduled")
+    assert announced.mailer.sent[-1].subject.startswith("[DRAFT] Tree-closing downtime #1: 2026-12-06")
 
 
 def test_a_mail_rejected_for_good_is_reported_once_and_not_retried(announced: Chat) -> None:

@@ -82,6 +82,16 @@ def test_people_give_a_mail_address_to_every_account_of_a_person(tmp_path: Path)
         configuration.load(ini, environ={})
 
 
+def test_people_map_a_mail_address_to_the_persons_accounts_and_a_role_to_each_person_once(tmp_path: Path) -> None:
+    ini = tmp_path / "c.ini"
+    ini.write_text("[roles]\npreapprovers = pat, quinn\n"
+                   "[people]\npat = @pat:mozilla.org, pat, Pat@Example.org\nbob = bob@example.org\n")
+    config = configuration.load(ini, environ={})
+    assert config.mail_accounts["pat@example.org"] == ("pat", "@pat:mozilla.org")  # IRC first
+    assert config.mail_accounts["bob@example.org"] == ("bob",)
+    assert config.roles.persons(Role.PREAPPROVER) == [("pat", "@pat:mozilla.org"), ("quinn",)]
+
+
 def test_a_person_name_is_no_account_on_a_network_where_the_person_lists_none(tmp_path: Path) -> None:
     ini = tmp_path / "c.ini"
     ini.write_text("[roles]\nciduty = @carol:mozilla.org\nsheriffs = carol\n"

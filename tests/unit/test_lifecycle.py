@@ -74,6 +74,18 @@ def test_an_action_without_the_role_is_forbidden(action: str, state: State, role
     assert said.startswith("only ") and said.endswith(f" may {action.replace('preapprove', 'pre-approve')} downtime #1")
 
 
+def test_anyone_identified_may_try_to_confirm_a_draft_and_an_objection_may_be_withdrawn_once_announced() -> None:
+    # Who works in the downtime is the use case's check (models/workers.py), not a role.
+    assert lifecycle.check("confirm", State.APPROVED, NOBODY, downtime_id=1) is State.APPROVED
+    assert lifecycle.check("confirm", State.ANNOUNCED, NOBODY, downtime_id=1) is State.ANNOUNCED
+    preapprover = frozenset({Role.PREAPPROVER})
+    assert lifecycle.check("preapprove", State.ANNOUNCED, preapprover, downtime_id=1) is State.ANNOUNCED
+    for state in (State.PROPOSED, State.IN_PROGRESS, State.FINISHED):
+        with pytest.raises(NotAllowedNow) as err:
+            lifecycle.check("confirm", state, NOBODY, downtime_id=1)
+        assert err.value.facts["allowed"] == ["approved", "announced"]
+
+
 def test_admins_may_do_everything() -> None:
     for action, rule in lifecycle.RULES.items():
         source = sorted(rule.sources)[0]

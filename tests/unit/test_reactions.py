@@ -142,11 +142,13 @@ TABLE: dict[str, Case] = {
     ),
     "approved: flags and whiteboards in Bugzilla, the draft to assignees, requester, pre-approvers": Case(
         lambda d: ev.Approved(d.id, revision=0, bugs=(111,)),
-        job("bugzilla", "approve-bugs") + mail("Approved draft_message.txt", "a@m.c, alice@example.org, relman@example.org"),
+        job("bugzilla", "approve-bugs") + mail("Approved draft_message.txt", "a@m.c, alice@example.org, relman@example.org")
+        + chat("Approved draft_chat.txt", ("#ci",), ("alice",)),
     ),
     "approved without Bugzilla or mail: what to do by hand": Case(
         lambda d: ev.Approved(d.id, revision=0, bugs=(111,)),
-        mail("Approved draft_message.txt", "a@m.c, alice@example.org"),
+        mail("Approved draft_message.txt", "a@m.c, alice@example.org")
+        + chat("Approved draft_chat.txt", ("#ci",), ("alice",)),
         manual=["set needs-treeclosure+ and add [tree-closure 2026-12-05 14:00 UTC]", "draft notice was printed"],
         settings=dataclasses.replace(OFF, mail=MailRouting(people={"alice": "alice@example.org"})),
     ),
@@ -158,23 +160,46 @@ TABLE: dict[str, Case] = {
         lambda d: ev.Objected(d.id, by="pat", reason="release day", number=1),
         chat("Objected objection_chat.txt", ("#ci",), CIDUTY),
     ),
+    "an objection withdrawn: CiDuty in the requests channel": Case(
+        lambda d: ev.ObjectionWithdrawn(d.id, by="pat", reason="release day"),
+        chat("ObjectionWithdrawn objection_withdrawn_chat.txt", ("#ci",), CIDUTY),
+        notes=["your objection to downtime #7 is withdrawn"],
+    ),
+    "the draft confirmed: the actor hears who has not confirmed yet": Case(
+        lambda d: ev.Confirmed(d.id, by="alice", worker="alice", waiting=("a@m.c",)), [],
+        notes=["the draft is not confirmed yet by a@m.c"],
+    ),
+    "the draft confirmed by the last worker: nothing more": Case(
+        lambda d: ev.Confirmed(d.id, by="alice", worker="alice", waiting=()), [],
+    ),
+    "announced with answers missing: the actor is warned who has not answered": Case(
+        lambda d: ev.Announced(d.id, revision=0, unanswered=("pat",), unconfirmed=("a@m.c",)),
+        chat("Announced announce_chat.txt") + mail("Announced announce_message.txt", LISTS),
+        notes=["no answer yet from the pre-approver(s) pat", "the draft is not confirmed yet by a@m.c"],
+        announced=False,
+    ),
     "announced: both channels everywhere and the lists": Case(
         lambda d: ev.Announced(d.id, revision=0),
         chat("Announced announce_chat.txt") + mail("Announced announce_message.txt", LISTS), announced=False,
     ),
     "announced with --force: the actor is told what it overrode": Case(
         lambda d: ev.Announced(d.id, revision=0, overridden=(RuleFailure("overlap", True, (4,)),),
-                               objections=(Objection("pat", "release day"),), force_reason="chemspill"),
-        chat("Announced announce_chat.txt") + mail("Announced announce_message.txt", LISTS),
+                               objections=(Objection("pat", "release day", "matrix"),), force_reason="chemspill",
+                               by="carol"),
+        chat("Announced announce_chat.txt") + mail("Announced announce_message.txt", LISTS)
+        + chat("Announced objection_overridden.txt", ("@pat",), (), ("matrix",)),
         notes=["announced over: overlaps downtime #4; pat objects: release day (reason logged: chemspill)"],
         announced=False,
     ),
-    "rescheduled after the announcement: Bugzilla, both channels, the lists": Case(
+    "rescheduled after the announcement: Bugzilla, both channels, the lists, the draft again": Case(
         lambda d: ev.Rescheduled(d.id, revision=1, old_start=START, old_end=START, before=State.ANNOUNCED,
-                                 approvals_reset=1),
+                                 approvals_reset=1, confirmations_reset=1, objections=("quinn",), draft=True),
         job("bugzilla", "retag-bugs") + chat("Rescheduled rescheduled_chat.txt")
-        + mail("Rescheduled rescheduled_message.txt", LISTS),
-        notes=["1 pre-approval(s) reset", "announce it again with !downtime announce 7"],
+        + mail("Rescheduled rescheduled_message.txt", LISTS)
+        + mail("Rescheduled draft_message.txt", "a@m.c, alice@example.org, relman@example.org")
+        + chat("Rescheduled draft_chat.txt", ("#ci",), ("alice",)),
+        notes=["1 pre-approval(s) and 1 confirmation(s) reset", "the objection of quinn still stands",
+               "announce it again with !downtime announce 7", "the draft went again"],
     ),
     "rescheduled while proposed: nobody else": Case(
         lambda d: ev.Rescheduled(d.id, revision=1, old_start=START, old_end=START, before=State.PROPOSED,

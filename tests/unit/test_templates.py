@@ -158,6 +158,15 @@ CHANGE.items = [TreeChangeItem(tree="autoland", last_status="open", current_stat
 # Templates where a name means something else than in the shared context above.
 RESULT = jobs.BugResult(111, "landed", "", "Outcome: landed.", None)
 OVERRIDES = {
+    "draft_chat.txt": {"again": True, "unreached": ["bob@example.org"]},
+    "draft_message.txt": {"again": True, "workers": ["alice", "bob@example.org"]},
+    "notes/approvals_reset.txt": {"confirmations": 1},
+    "notes/objections_stand.txt": {"names": ["pat"]},
+    "notes/unanswered.txt": {"names": ["pat"]},
+    "notes/unconfirmed.txt": {"names": ["bob@example.org"]},
+    "objection_overridden.txt": {"objection": Objection("pat", "release day")},
+    "refusals/not_a_worker.txt": {"workers": ["alice"], "count": 3},
+    "refusals/reschedule_same.txt": {"start": dt.datetime(2026, 12, 5, 14, 0, tzinfo=UTC)},
     "trees_restored.txt": {"change": 3, "left": (LeftTree("try", "closed", "bustage", held_by=4),)},
     "notes/trees_left.txt": {"left": (LeftTree("try", "open", "", held_by=None),)},
     "notes/trees_closing.txt": {"change": 3},
