@@ -41,6 +41,7 @@ class BugLine(NamedTuple):
     wording: str
     summary: str
     note: str
+    pending: str = ""  # a change waiting for CiDuty: "add" | "drop"
 
 
 class VerdictLine(NamedTuple):
@@ -128,7 +129,7 @@ _DETAIL = select(
     _D.c.systems, _D.c.started_at, _D.c.ended_at, _D.c.verified_by, _D.c.tree_change_id,
     _gathered(
         _B, _B.c.bug, _B.c.bug, _B.c.status, _B.c.security, _B.c.assignee, _B.c.wording, _B.c.summary, _B.c.note,
-        where=[_B.c.downtime_id == _D.c.id],
+        _B.c.pending, where=[_B.c.downtime_id == _D.c.id],
     ).label("bugs"),
     _gathered(
         _V, _V.c.id, _V.c.account, _V.c.verdict, _V.c.reason, _V.c.active, where=[_V.c.downtime_id == _D.c.id]

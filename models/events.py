@@ -33,6 +33,8 @@ class Proposed(NamedTuple):
     downtime_id: int | None
     network: str  # where it was asked: CiDuty on the other networks hears of it
     bugs: tuple[int, ...]
+    # The channel it was asked in ("" privately): outside the requests channel, CiDuty hears of it.
+    room: str = ""
 
 
 class BugAdded(NamedTuple):
@@ -40,11 +42,52 @@ class BugAdded(NamedTuple):
     bug: int
     updated: bool  # it was in the downtime already: its wording or details changed
     looked_up: bool  # Bugzilla answered for it (its summary is known)
+    pending: bool = False  # added to an announced downtime: waits for CiDuty's approval
+    # Someone other than CiDuty added it after the approval: CiDuty is asked to approve it.
+    asks_ciduty: bool = False
+    by: str = ""
+    at: dt.datetime | None = None
 
 
 class BugDropped(NamedTuple):
     downtime_id: int | None
     bug: int
+    was_approved: bool = False  # Bugzilla holds its "+" and the downtime's tag: taken back
+    pending: bool = False  # dropped by the requester from an announced downtime: waits for CiDuty
+    at: dt.datetime | None = None  # when: the key of the Bugzilla change (the bug may come back later)
+    by: str = ""
+
+
+class ChangesApproved(NamedTuple):
+    """CiDuty approved what waited on an approved or announced downtime: bugs added since the
+    first approval, and the requester's pending changes."""
+
+    downtime_id: int | None
+    revision: int
+    approved: tuple[int, ...]  # bugs now approved (flag "+", the downtime's tag)
+    dropped: tuple[int, ...]  # pending drops carried out (their "+" was taken back)
+    unassigned: tuple[int, ...]  # waiting bugs left waiting: nobody is assigned
+    at: dt.datetime  # when: the key of the Bugzilla change (the same bug may come back later)
+
+
+class WordingEdited(NamedTuple):
+    """The notice wording changed (the audit row holds the old and the new)."""
+
+    downtime_id: int | None
+    by: str
+
+
+class NoticeUpdated(NamedTuple):
+    """The announced notice changed (a bug added or dropped, the wording edited): everyone told
+    before is told again, with a higher calendar SEQUENCE."""
+
+    downtime_id: int | None
+    revision: int
+    update: int  # Downtime.notice_updates after this update: its key
+    added: tuple[int, ...] = ()
+    dropped: tuple[int, ...] = ()
+    old_wording: str = ""  # the wording before an edit ("" when it did not change)
+    reworded: tuple[int, ...] = ()  # bugs whose words in the notice CiDuty changed
 
 
 class Approved(NamedTuple):
@@ -132,6 +175,10 @@ class Cancelled(NamedTuple):
     reason: str
     before: State
     merged_into: int | None = None
+    # Merged away: the bugs that the other downtime approved at once (its Bugzilla change holds
+    # them; this cancellation leaves them alone).
+    kept: tuple[int, ...] = ()
+    by_requester: bool = False  # the requester withdrew it
 
 
 class Started(NamedTuple):
@@ -340,6 +387,9 @@ Event = Union[
     Proposed,
     BugAdded,
     BugDropped,
+    ChangesApproved,
+    WordingEdited,
+    NoticeUpdated,
     Approved,
     Rejected,
     PreApproved,

@@ -5,6 +5,7 @@
         v                   +--+ (approvals reset)  |                    |
      rejected                                        (reschedule: back to approved)
     any state before finished --cancel--> cancelled
+    approve on approved/announced: the bugs and changes waiting since (the state stays)
 
 Pure: no database, no clock, no config. `check` raises a `DomainError` naming the
 refusal (``templates/refusals/<reason>.txt`` words it for the user).
@@ -85,26 +86,31 @@ class Rule:
     target: State | None  # None: the state does not change
     roles: frozenset[Role]  # empty: anyone
     requester_in: frozenset[State] = frozenset()  # where the downtime's requester may take it too
+    keeps: frozenset[State] = frozenset()  # sources where the action leaves the state as it is
 
 
 def _r(
-    sources: Collection[State], target: State | None, *roles: Role, requester: Collection[State] = ()
+    sources: Collection[State], target: State | None, *roles: Role, requester: Collection[State] = (),
+    keeps: Collection[State] = (),
 ) -> Rule:
-    return Rule(frozenset(sources), target, frozenset(roles), frozenset(requester))
+    return Rule(frozenset(sources), target, frozenset(roles), frozenset(requester), frozenset(keeps))
 
 
 BEFORE_START = (State.PROPOSED, State.APPROVED, State.ANNOUNCED)
-# The requester shapes their own request until it is announced; after that the bugs of an
-# announced downtime are CiDuty's (the announcement named them).
+# The requester shapes their own request until it is announced (and may withdraw it until then).
 BEFORE_ANNOUNCE = (State.PROPOSED, State.APPROVED)
 
 # README's role table, as data: CiDuty runs the process; the requester adds and drops bugs until
-# the announcement and records outcomes while it runs; after the end only CiDuty records
-# outcomes; a sheriff verifies the reopened trees. Admins may do everything (`may`).
+# the start (after the announcement a change of theirs waits for CiDuty's approval, see
+# `Downtimes.add_bug`), edits the wording while it is proposed, withdraws it until it is
+# announced, and records outcomes while it runs; after the end only CiDuty records outcomes; a
+# sheriff verifies the reopened trees. Admins may do everything (`may`).
 RULES: dict[str, Rule] = {
-    "add bug": _r(BEFORE_START, None, Role.CIDUTY, requester=BEFORE_ANNOUNCE),
-    "drop bug": _r(BEFORE_START, None, Role.CIDUTY, requester=BEFORE_ANNOUNCE),
-    "approve": _r([State.PROPOSED], State.APPROVED, Role.CIDUTY),
+    "add bug": _r(BEFORE_START, None, Role.CIDUTY, requester=BEFORE_START),
+    "drop bug": _r(BEFORE_START, None, Role.CIDUTY, requester=BEFORE_START),
+    # From approved or announced: approve the bugs and changes waiting since the first approval.
+    "approve": _r(BEFORE_START, State.APPROVED, Role.CIDUTY, keeps=[State.APPROVED, State.ANNOUNCED]),
+    "edit": _r(BEFORE_START + (State.IN_PROGRESS,), None, Role.CIDUTY, requester=[State.PROPOSED]),
     "reject": _r([State.PROPOSED, State.APPROVED], State.REJECTED, Role.CIDUTY),
     # A pre-approver answers the draft; pre-approving after an objection withdraws it, also
     # once announced (an objection to an announced downtime blocks its next announcement).
@@ -116,12 +122,12 @@ RULES: dict[str, Rule] = {
     "announce": _r([State.APPROVED], State.ANNOUNCED, Role.CIDUTY),
     "reschedule": _r(BEFORE_START, None, Role.CIDUTY),
     "extend": _r([State.ANNOUNCED, State.IN_PROGRESS], None, Role.CIDUTY),
-    "cancel": _r(BEFORE_START + (State.IN_PROGRESS,), State.CANCELLED, Role.CIDUTY),
+    "cancel": _r(BEFORE_START + (State.IN_PROGRESS,), State.CANCELLED, Role.CIDUTY, requester=BEFORE_ANNOUNCE),
     "start": _r([State.ANNOUNCED], State.IN_PROGRESS, Role.CIDUTY),
     "done": _r([State.IN_PROGRESS, State.FINISHED], None, Role.CIDUTY, requester=[State.IN_PROGRESS]),
     "end": _r([State.IN_PROGRESS], State.FINISHED, Role.CIDUTY),
     "verify": _r([State.FINISHED], None, Role.SHERIFF),
-    "merge": _r([State.PROPOSED, State.APPROVED], None, Role.CIDUTY),
+    "merge": _r(BEFORE_START, None, Role.CIDUTY),
     "merge away": _r([State.PROPOSED, State.APPROVED], State.CANCELLED, Role.CIDUTY),
 }
 
@@ -158,7 +164,12 @@ def check(
             "forbidden", roles=sorted(rule.roles), requester=False, action=action, id=downtime_id,
             in_state=state.value,
         )
-    return rule.target or state
+    return state if state in rule.keeps else rule.target or state
+
+
+def may_merge(into: State, away: State) -> bool:
+    """Whether a downtime in state `away` can be merged into one in state `into` (by CiDuty)."""
+    return into in RULES["merge"].sources and away in RULES["merge away"].sources
 
 
 def after_reschedule(state: State) -> State:

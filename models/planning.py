@@ -101,6 +101,7 @@ class RuleFailure:
     required: dt.timedelta | None = None  # notice: the notice asked for; near: the gap asked for
     windows: tuple[str, ...] = ()  # low_impact, ciduty_hours: the windows, as configured
     label: str = ""  # blackout: what it is for
+    mergeable: bool = True  # near: one of the two can be merged into the other now
 
 
 HARD_RULES = frozenset({"notice", "overlap", "blackout"})

@@ -6,6 +6,7 @@ does not grow with the history.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Sequence
 
@@ -30,11 +31,23 @@ _ACTIVE = _DOWNTIMES.c.state.in_(ACTIVE_STATES)
 _NEARBY = select(_DOWNTIMES.c.id, _DOWNTIMES.c.start_at, _DOWNTIMES.c.end_at, _DOWNTIMES.c.summary).where(
     _DOWNTIMES.c.start_at >= bindparam("low"), _DOWNTIMES.c.start_at < bindparam("high"), _ACTIVE
 )
-_OTHERS = select(_DOWNTIMES.c.id, _DOWNTIMES.c.start_at, _DOWNTIMES.c.end_at, _DOWNTIMES.c.systems).where(
+_OTHERS = select(
+    _DOWNTIMES.c.id, _DOWNTIMES.c.start_at, _DOWNTIMES.c.end_at, _DOWNTIMES.c.systems, _DOWNTIMES.c.state
+).where(
     _DOWNTIMES.c.id != bindparam("id"), _ACTIVE, _DOWNTIMES.c.start_at >= bindparam("low")
 )
 _OVERLAPPING = _OTHERS.where(_DOWNTIMES.c.start_at < bindparam("end"), _DOWNTIMES.c.end_at > bindparam("start"))
 _NAMING_HOSTS = _OTHERS.where(_DOWNTIMES.c.systems != "")
+
+
+def _merge_of(mine: int, my_state: State, other: int, other_state: State) -> tuple[int, int] | None:
+    """The merge (into, away) that consolidates two downtimes now: this one into the other as
+    offered first, else the other into this one; None when neither is possible."""
+    if lifecycle.may_merge(other_state, my_state):
+        return (other, mine)
+    if lifecycle.may_merge(my_state, other_state):
+        return (mine, other)
+    return None
 
 
 class Queries:
@@ -120,9 +133,20 @@ class Queries:
 
     def rules(self, downtime: Downtime) -> list[planning.RuleFailure]:
         others = self.nearby(downtime.start_at, downtime.end_at, exclude=downtime.id)
-        return planning.check(
+        failures = planning.check(
             downtime.start_at, downtime.end_at, now=self.now, policy=self.settings.policy, others=others
         )
+        return [self._mergeable(downtime, f) if f.rule == "near" else f for f in failures]
+
+    def _mergeable(self, downtime: Downtime, near: planning.RuleFailure) -> planning.RuleFailure:
+        """The "near" warning suggests a merge only when one of the two can be merged into the other."""
+        states = self.session.execute(
+            select(Downtime.id, Downtime.state).where(Downtime.id.in_(near.other_ids))
+        ).all()
+        mine = State(downtime.state)
+        if any(_merge_of(downtime.id, mine, i, State(s)) for i, s in states):
+            return near
+        return dataclasses.replace(near, mergeable=False)
 
     def consolidations(self, downtime: Downtime) -> list[Consolidation]:
         """Other active downtimes that work on the same hosts or overlap in time: offered for
@@ -145,8 +169,24 @@ class Queries:
             shared = tuple(sorted(mine & {s for s in other.systems.split(",") if s}))
             overlaps = other.start_at < downtime.end_at and downtime.start_at < other.end_at
             if shared or overlaps:
-                offers.append(Consolidation(other.id, shared, (other.start_at, other.end_at) if overlaps else None))
+                merge = _merge_of(downtime.id, State(downtime.state), other.id, State(other.state))
+                offers.append(
+                    Consolidation(other.id, shared, (other.start_at, other.end_at) if overlaps else None, merge)
+                )
         return offers
+
+    def holders(self, bugs: Sequence[int], *, exclude: int | None = None) -> dict[int, int]:
+        """Which of these bugs another active downtime holds: bug -> that downtime's id (the
+        oldest, if several do)."""
+        if not bugs:
+            return {}
+        rows = self.session.execute(
+            select(DowntimeBug.bug, Downtime.id)
+            .join(Downtime)
+            .where(DowntimeBug.bug.in_(list(bugs)), Downtime.state.in_(ACTIVE_STATES), Downtime.id != (exclude or 0))
+            .order_by(Downtime.id.desc())
+        ).all()
+        return {bug: downtime_id for bug, downtime_id in rows}
 
     def held_bugs(self, bugs: Sequence[int]) -> set[int]:
         """Which of these bugs an active downtime already holds."""

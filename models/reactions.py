@@ -147,7 +147,8 @@ class Telling:
              thread: str | None = None, invitation: jobs.Invitation | None = None, **context: Any) -> int:
         """Queue the mail `<name>_subject.txt` / `<name>_message.txt`. Every mail is public (lists,
         or a draft of what the lists will read): its bugs are told vaguely where confidential."""
-        context.setdefault("bugs", told(d.bugs, full=False, fallback=d.summary))
+        # A bug waiting to join an announced downtime (pending "add") is not in its notice yet.
+        context.setdefault("bugs", told([b for b in d.bugs if b.pending != "add"], full=False, fallback=d.summary))
         job = jobs.SendMail(
             to=tuple(to), cc=tuple(cc), subject=self.render(f"{name}_subject.txt", d=d, **context).strip(),
             thread=thread, invitation=invitation,
@@ -216,10 +217,12 @@ class Telling:
 @reaction(ev.Proposed)
 def proposed(t: Telling, e: ev.Proposed) -> None:
     d = t.downtime
-    elsewhere = [n for n in t.settings.networks if n != e.network]
-    if elsewhere:  # CiDuty on the other networks hears of it too
+    # CiDuty hears of it in the requests channel wherever it was not asked there: on the other
+    # networks, and on this one when it was asked in another channel or privately.
+    relay = [n for n in t.settings.networks if n != e.network or e.room != t.settings.requests_channel]
+    if relay:
         t.chat(f"dt{d.id}:proposed", t.settings.requests_channel, "proposed_ping.txt",
-               mentions=t.settings.ciduty, networks=elsewhere, d=d)
+               mentions=t.settings.ciduty, networks=relay, d=d, room=e.room, network=e.network)
     _nominate(t, d, e.bugs, f"dt{d.id}:bz-nominate")
 
 
@@ -235,6 +238,8 @@ def _nominate(t: Telling, d: Downtime, bugs: Sequence[int], key: str) -> None:
 @reaction(ev.BugAdded)
 def bug_added(t: Telling, e: ev.BugAdded) -> None:
     d = t.downtime
+    if e.asks_ciduty:
+        _ask_ciduty(t, d, "add", e.bug, e.by, e.at)
     if e.updated:
         t.note("bug_updated", bug=e.bug, id=d.id)
     if not t.settings.bugzilla_enabled:
@@ -261,7 +266,76 @@ def _security_bug_named(t: Telling, d: Downtime, bug: int) -> None:
         t.requester(d, f"dt{d.id}:security-bug-named:{bug}", "security_bug_named.txt", bugs=[bug])
 
 
-@reaction(ev.BugDropped, ev.PreApproved, ev.Verified, ev.TreesOpened, ev.TreeChangeConfirmed)
+@reaction(ev.BugDropped)
+def bug_dropped(t: Telling, e: ev.BugDropped) -> None:
+    """A bug that Bugzilla holds as approved for this downtime gets its "?" and no tag back: it
+    waits for another downtime. (A pending drop waits for CiDuty: the reply says so.)"""
+    d = t.downtime
+    if e.pending:
+        _ask_ciduty(t, d, "drop", e.bug, e.by, e.at)
+    if e.pending or not e.was_approved:
+        return
+    if t.settings.bugzilla_enabled:
+        comment = t.render("bug_comment.txt", d=d, event="dropped")
+        t.job(f"dt{d.id}:bz-dropped:{e.bug}:{e.at:%Y%m%dT%H%M%S}" if e.at else f"dt{d.id}:bz-dropped:{e.bug}", jobs.RetagBugs((e.bug,), "", comment, renominate=True))
+    else:
+        t.manual("retag", bugs=[e.bug], tag="", why="dropped")
+
+
+def _ask_ciduty(t: Telling, d: Downtime, change: str, bug: int, by: str, at: dt.datetime | None) -> None:
+    """A change after the approval waits for CiDuty: they hear of it in the requests channel
+    (it may have been asked privately)."""
+    when = f":{at:%Y%m%dT%H%M%S}" if at else ""
+    t.ciduty(f"dt{d.id}:waiting:{change}:{bug}{when}", "change_waiting_chat.txt", d=d, change=change, bug=bug, by=by)
+
+
+@reaction(ev.ChangesApproved)
+def changes_approved(t: Telling, e: ev.ChangesApproved) -> None:
+    """What waited on an approved or announced downtime is approved: as at the first approval,
+    the flag and the tag in Bugzilla; the dropped bugs wait for another downtime."""
+    d = t.downtime
+    at = f"{e.at:%Y%m%dT%H%M%S}"
+    if e.approved:
+        tag = whiteboard_tag(d.start_at)
+        if t.settings.bugzilla_enabled:
+            key = f"dt{d.id}:r{e.revision}:bz-approve:{at}:{'-'.join(map(str, e.approved))}"
+            t.job(key, jobs.ApproveBugs(e.approved, tag))
+        else:
+            t.manual("approve", bugs=e.approved, tag=tag)
+    if e.dropped:
+        if t.settings.bugzilla_enabled:
+            comment = t.render("bug_comment.txt", d=d, event="dropped")
+            key = f"dt{d.id}:r{e.revision}:bz-dropped:{at}:{'-'.join(map(str, e.dropped))}"
+            t.job(key, jobs.RetagBugs(e.dropped, "", comment, renominate=True))
+        else:
+            t.manual("retag", bugs=e.dropped, tag="", why="dropped")
+    if e.unassigned:
+        t.note("left_waiting", bugs=e.unassigned, id=d.id)
+
+
+@reaction(ev.NoticeUpdated)
+def notice_updated(t: Telling, e: ev.NoticeUpdated) -> None:
+    """Everyone told of the announcement is told of the change: both channels, and the lists in
+    the announcement's thread with the next calendar SEQUENCE (the same UID)."""
+    d = t.downtime
+    context: dict[str, Any] = {
+        "added": e.added, "dropped": e.dropped, "old_wording": e.old_wording, "reworded": e.reworded,
+    }
+    t.channels(f"dt{d.id}:r{e.revision}:u{e.update}:updated", "updated_chat.txt", d=d, **context)
+    t.mail_lists(
+        d, "updated", thread=t.announcement_thread(d), calendar="REQUEST",
+        key=f"dt{d.id}:r{e.revision}:u{e.update}:updated:mail", **context,
+    )
+
+
+@reaction(ev.WordingEdited)
+def wording_edited(t: Telling, e: ev.WordingEdited) -> None:
+    d = t.downtime
+    for row in d.bugs:
+        _security_bug_named(t, d, row.bug)
+
+
+@reaction(ev.PreApproved, ev.Verified, ev.TreesOpened, ev.TreeChangeConfirmed)
 def nothing_more(t: Telling, e: ev.Event) -> None:
     """The command's own answer says it all; nobody else is told."""
 
@@ -368,8 +442,9 @@ def rescheduled(t: Telling, e: ev.Rescheduled) -> None:
         _draft(t, d, e)
 
 
-def _retag(t: Telling, d: Downtime, revision: int, why: str, tag: str) -> None:
-    bugs = tuple(b.bug for b in d.bugs)
+def _retag(t: Telling, d: Downtime, revision: int, why: str, tag: str, *, bugs: Sequence[int] | None = None) -> None:
+    """Retag the bugs of `d` (or only `bugs`) in Bugzilla, or say what to do by hand."""
+    bugs = tuple(b.bug for b in d.bugs) if bugs is None else tuple(bugs)
     if not bugs:
         return
     if t.settings.bugzilla_enabled:
@@ -390,10 +465,12 @@ def extended(t: Telling, e: ev.Extended) -> None:
 def cancelled(t: Telling, e: ev.Cancelled) -> None:
     d = t.downtime
     if e.before is not State.PROPOSED:
-        _retag(t, d, d.revision, "cancelled", "")
+        _retag(t, d, d.revision, "cancelled", "", bugs=[b.bug for b in d.bugs if b.bug not in e.kept])
     if d.was_announced:
         t.channels(f"dt{d.id}:cancelled", "cancelled_chat.txt", d=d, reason=e.reason)
-        t.mail_lists(d, "cancelled", thread=t.announcement_thread(d), calendar="CANCEL")
+        t.mail_lists(d, "cancelled", thread=t.announcement_thread(d), calendar="CANCEL", reason=e.reason)
+    elif e.by_requester:  # withdrawn: CiDuty hears of it (it may be approved already)
+        t.ciduty(f"dt{d.id}:cancelled", "withdrawn_chat.txt", d=d, by=e.by, reason=e.reason)
     else:
         t.requester(d, f"dt{d.id}:cancelled", "requester_told.txt", what="cancelled", by=e.by, reason=e.reason)
     if e.merged_into is not None:

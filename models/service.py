@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from sqlalchemy import func, select
 
-from models import events, planning, workers
+from models import events, lifecycle, planning, workers
 from models.instance import database_token
 from models.lifecycle import BugStatus, DomainError, State
 from models.orm import AuditEvent, Downtime, DowntimeBug, Verdict
@@ -71,11 +71,16 @@ class Downtimes:
         self._check_bugs(len(set(bugs)))
         if bugs:
             self.work.may_nominate()
+            self._check_not_held(bugs)
 
-    def may_add_bug(self, downtime_id: int) -> None:
-        """Refuse now whoever may not add a bug to this downtime (before Bugzilla is asked)."""
+    def may_add_bug(self, downtime_id: int, bug: int | None = None) -> None:
+        """Refuse now whoever may not add a bug to this downtime, or a bug another downtime
+        holds (before Bugzilla is asked)."""
         self.work.may_nominate()
-        self.work.may("add bug", self.get(downtime_id))
+        downtime = self.get(downtime_id)
+        self.work.may("add bug", downtime)
+        if bug is not None and not any(b.bug == bug for b in downtime.bugs):
+            self._check_not_held([bug], downtime)
 
     def propose(
         self,
@@ -109,8 +114,36 @@ class Downtimes:
         for bug in bugs:
             downtime.bugs.append(DowntimeBug(bug=bug, wording="", added_by=self.actor.who))
         self.work.audit(downtime.id, "propose", "", State.PROPOSED.value, wording)
-        self.work.record(events.Proposed(downtime.id, network=self.actor.network, bugs=tuple(bugs)))
+        room = "" if self.actor.reply_target.startswith(("@", "~")) else self.actor.reply_target
+        self.work.record(events.Proposed(downtime.id, network=self.actor.network, bugs=tuple(bugs), room=room))
         return Outcome(downtime, warnings=self.queries.rules(downtime), offers=self.queries.consolidations(downtime))
+
+    def _check_not_held(self, bugs: Sequence[int], downtime: Downtime | None = None) -> None:
+        """Refuse a bug that another active downtime holds: one bug is worked on in one downtime."""
+        held = self.queries.holders(bugs, exclude=downtime.id if downtime else None)
+        if held:
+            bug = next(b for b in bugs if b in held)
+            raise DomainError("bug_held", bug=bug, other=held[bug], id=downtime.id if downtime else None)
+
+    def _approver(self) -> bool:
+        """Whether the actor approves changes (CiDuty or an admin): their own need no approval."""
+        return lifecycle.may("approve", self.actor.roles)
+
+    def _notice_updated(
+        self, downtime: Downtime, *, added: Sequence[int] = (), dropped: Sequence[int] = (), old_wording: str = "",
+        reworded: Sequence[int] = (),
+    ) -> None:
+        """The announced notice changed: everyone told before gets the updated notice, with the
+        next calendar SEQUENCE (`Downtime.sequence`)."""
+        if not downtime.was_announced or State(downtime.state) not in (State.ANNOUNCED, State.IN_PROGRESS):
+            return
+        downtime.notice_updates += 1
+        self.work.record(
+            events.NoticeUpdated(
+                downtime.id, revision=downtime.revision, update=downtime.notice_updates, added=tuple(added),
+                dropped=tuple(dropped), old_wording=old_wording, reworded=tuple(reworded),
+            )
+        )
 
     def add_bug(
         self,
@@ -122,12 +155,27 @@ class Downtimes:
         summary: str = "",
         assignee: str = "",
     ) -> Outcome:
+        """Add a bug (or update one already in). Added after the first approval it waits for
+        CiDuty's `approve`; added to an announced downtime it is a pending change ("add"), outside
+        the notice until approved."""
         downtime = self.get(downtime_id)
         self.work.may_nominate()
-        self.work.transition("add bug", downtime, f"bug {bug}")
+        self.work.may("add bug", downtime)
+        existing = next((b for b in downtime.bugs if b.bug == bug), None)
+        if existing is None:
+            self._check_not_held([bug], downtime)
+        announced = State(downtime.state) is State.ANNOUNCED
         wording = clean_wording(wording) if wording else ""
         summary, assignee = tidy(summary), tidy(assignee, 255)
-        existing = next((b for b in downtime.bugs if b.bug == bug), None)
+        # The words of a bug the announced notice names are CiDuty's to change; anyone who may
+        # add it may have it told vaguely (--security) at once.
+        in_notice = existing is not None and announced and existing.pending != "add"
+        new_words = in_notice and bool(wording) and existing is not None and wording != existing.wording
+        if new_words and not self._approver():
+            raise DomainError("bug_in_notice", bug=bug, id=downtime.id)
+        rewords = new_words or (in_notice and security and existing is not None and not existing.security)
+        pending = existing is None and announced
+        self.work.transition("add bug", downtime, f"bug {bug}" + (" (waits for CiDuty's approval)" if pending else ""))
         if existing is None:
             self._check_bugs(len(downtime.bugs) + 1)
         if existing:
@@ -139,26 +187,50 @@ class Downtimes:
             downtime.bugs.append(
                 DowntimeBug(
                     bug=bug, wording=wording, security=security, summary=summary, assignee=assignee,
-                    added_by=self.actor.who,
+                    added_by=self.actor.who, pending="add" if pending else "",
                 )
             )
-        self.work.record(events.BugAdded(downtime.id, bug=bug, updated=existing is not None, looked_up=bool(summary)))
+        self.work.record(
+            events.BugAdded(
+                downtime.id, bug=bug, updated=existing is not None, looked_up=bool(summary), pending=pending,
+                asks_ciduty=existing is None and State(downtime.state) is not State.PROPOSED and not self._approver(),
+                by=self.actor.who, at=self.now,
+            )
+        )
+        if rewords:
+            self._notice_updated(downtime, reworded=[bug])
         return Outcome(downtime)
 
     def drop_bug(self, downtime_id: int, bug: int) -> Outcome:
+        """Take a bug out. From an announced downtime the requester's drop is a pending change
+        ("drop") that CiDuty approves; CiDuty's own drop is made at once and the updated notice goes out."""
         downtime = self.get(downtime_id)
         row = next((b for b in downtime.bugs if b.bug == bug), None)
         if row is None:
             raise DomainError("bug_not_in_downtime", bug=bug, id=downtime.id)
+        state = State(downtime.state)
+        in_notice = state is State.ANNOUNCED and row.pending != "add"
+        if in_notice and not self._approver():
+            self.work.transition("drop bug", downtime, f"bug {bug} (waits for CiDuty's approval)")
+            row.pending = "drop"
+            self.work.record(events.BugDropped(downtime.id, bug=bug, pending=True, at=self.now, by=self.actor.who))
+            return Outcome(downtime)
         self.work.transition("drop bug", downtime, f"bug {bug}")
+        was_approved = row.status == BugStatus.APPROVED
         downtime.bugs.remove(row)
-        self.work.record(events.BugDropped(downtime.id, bug=bug))
+        self.work.record(events.BugDropped(downtime.id, bug=bug, was_approved=was_approved, at=self.now))
+        if in_notice:
+            self._notice_updated(downtime, dropped=[bug])
         return Outcome(downtime)
 
     # ----- deciding -------------------------------------------------------------------------
 
     def approve(self, downtime_id: int) -> Outcome:
+        """Approve a proposal; on an approved or announced downtime, approve what waits since
+        (bugs added late, the requester's pending changes)."""
         downtime = self.get(downtime_id)
+        if State(downtime.state) in (State.APPROVED, State.ANNOUNCED):
+            return self._approve_changes(downtime)
         if not downtime.bugs:
             self.work.may("approve", downtime)
             raise DomainError("no_bugs", id=downtime.id)
@@ -174,6 +246,44 @@ class Downtimes:
             events.Approved(downtime.id, revision=downtime.revision, bugs=tuple(b.bug for b in downtime.bugs))
         )
         return Outcome(downtime, warnings=self.queries.rules(downtime))
+
+    def _approve_changes(self, downtime: Downtime) -> Outcome:
+        self.work.may("approve", downtime)
+        adds = [b for b in downtime.bugs if b.pending == "add" or (not b.pending and b.status == BugStatus.NOMINATED)]
+        drops = [b for b in downtime.bugs if b.pending == "drop"]
+        if not adds and not drops:
+            raise DomainError("nothing_to_approve", id=downtime.id, state=downtime.state)
+        unassigned = [b.bug for b in adds if self.settings.bugzilla_enabled and b.unassigned]
+        ready = [b for b in adds if b.bug not in unassigned]
+        if not ready and not drops:
+            raise DomainError("bugs_unassigned", bugs=unassigned[:SHOWN], count=len(unassigned))
+        approved, dropped = [b.bug for b in ready], [b.bug for b in drops]
+        joining = [b.bug for b in ready if b.pending == "add"]
+        detail = "; ".join(
+            part for part in (
+                f"bug {', '.join(map(str, approved))} approved" if approved else "",
+                f"bug {', '.join(map(str, dropped))} dropped" if dropped else "",
+                f"bug {', '.join(map(str, unassigned))} left waiting (nobody assigned)" if unassigned else "",
+            ) if part
+        )
+        self.work.transition("approve", downtime, detail)
+        for b in ready:
+            b.status, b.pending = BugStatus.APPROVED.value, ""
+        for b in drops:
+            downtime.bugs.remove(b)
+        self.work.record(
+            events.ChangesApproved(
+                downtime.id, revision=downtime.revision, approved=tuple(approved), dropped=tuple(dropped),
+                unassigned=tuple(unassigned), at=self.now,
+            )
+        )
+        if joining or dropped:
+            self._notice_updated(downtime, added=joining, dropped=dropped)
+        return Outcome(
+            downtime, warnings=self.queries.rules(downtime),
+            facts={"approved": approved, "dropped": dropped, "unassigned": unassigned, "updated": bool(joining or dropped)
+                   and State(downtime.state) is State.ANNOUNCED},
+        )
 
     def reject(self, downtime_id: int, reason: str) -> Outcome:
         downtime = self.get(downtime_id)
@@ -324,24 +434,37 @@ class Downtimes:
         self.work.record(events.Extended(downtime.id, revision=downtime.revision, old_end=old_end))
         return Outcome(downtime, warnings=[w for w in self.queries.rules(downtime) if w.rule in ("overlap", "blackout")])
 
-    def cancel(self, downtime_id: int, reason: str, *, merged_into: int | None = None) -> Outcome:
+    def cancel(
+        self, downtime_id: int, reason: str, *, merged_into: int | None = None, kept: Sequence[int] = ()
+    ) -> Outcome:
+        """Cancel (CiDuty), or withdraw (the requester, until it is announced). `kept`: merged
+        away, the bugs the other downtime approved at once."""
         downtime = self.get(downtime_id)
         before = State(downtime.state)
         reason = clean_reason(reason)
         self.work.transition("cancel" if merged_into is None else "merge away", downtime, reason)
         if before is State.IN_PROGRESS:
             self.trees.restore_for(downtime)
+        by_requester = merged_into is None and self.work.is_requester(downtime) and not self._approver()
         self.work.record(
-            events.Cancelled(downtime.id, by=self.actor.who, reason=reason, before=before, merged_into=merged_into)
+            events.Cancelled(
+                downtime.id, by=self.actor.who, reason=reason, before=before, merged_into=merged_into,
+                kept=tuple(kept), by_requester=by_requester,
+            )
         )
-        return Outcome(downtime)
+        return Outcome(downtime, facts={"withdrawn": True} if by_requester else {})
 
     def merge(self, into_id: int, other_id: int) -> Outcome:
+        """Consolidate: the other downtime's bugs move into this one and it is cancelled. Into an
+        approved or announced downtime the moved bugs are approved at once (CiDuty merges; a bug
+        with nobody assigned waits), and an announced one sends the updated notice."""
         if into_id == other_id:
             raise DomainError("merge_same")
         into, other = self.get(into_id), self.get(other_id)
+        self.work.may("merge away", other)
         self.work.transition("merge", into, f"bugs of #{other.id}")
         self._check_bugs(len({b.bug for b in into.bugs} | {b.bug for b in other.bugs}))
+        state = State(into.state)
         moved = []
         for bug in list(other.bugs):
             if not any(b.bug == bug.bug for b in into.bugs):
@@ -349,13 +472,46 @@ class Downtimes:
                     DowntimeBug(
                         bug=bug.bug, wording=bug.wording or other.summary, security=bug.security,
                         summary=bug.summary, assignee=bug.assignee, added_by=bug.added_by,
+                        pending="add" if state is State.ANNOUNCED else "",
                     )
                 )
                 moved.append(bug.bug)
         into.systems = ",".join(dict.fromkeys(into.system_names + other.system_names))
         self.work.record(events.Merged(into.id, other=other.id, moved=tuple(moved)))
-        self.cancel(other.id, f"merged into downtime #{into.id}", merged_into=into.id)
+        approved: list[int] = []
+        if state in (State.APPROVED, State.ANNOUNCED) and moved:
+            rows = [b for b in into.bugs if b.bug in moved]
+            unassigned = [b.bug for b in rows if self.settings.bugzilla_enabled and b.unassigned]
+            for b in rows:
+                if b.bug not in unassigned:
+                    b.status, b.pending = BugStatus.APPROVED.value, ""
+                    approved.append(b.bug)
+            self.work.record(
+                events.ChangesApproved(
+                    into.id, revision=into.revision, approved=tuple(approved), dropped=(),
+                    unassigned=tuple(unassigned), at=self.now,
+                )
+            )
+            if approved:
+                self._notice_updated(into, added=approved)
+        self.cancel(other.id, f"merged into downtime #{into.id}", merged_into=into.id, kept=approved)
         return Outcome(into)
+
+    def edit(self, downtime_id: int, wording: str) -> Outcome:
+        """Change the notice wording: the requester while it is proposed, CiDuty until the end.
+        After the announcement everyone told before gets the updated notice."""
+        downtime = self.get(downtime_id)
+        self.work.may("edit", downtime)
+        wording = clean_wording(wording)
+        old = downtime.summary
+        if wording == old:
+            raise DomainError("wording_unchanged", id=downtime.id)
+        self.work.transition("edit", downtime, f"{old} → {wording}")
+        downtime.summary = wording
+        downtime.systems = ",".join(host for host in self.settings.systems if names_host(wording, host))
+        self.work.record(events.WordingEdited(downtime.id, by=self.actor.who))
+        self._notice_updated(downtime, old_wording=old)
+        return Outcome(downtime, offers=self.queries.consolidations(downtime))
 
     # ----- running it -----------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
@@ -91,6 +92,7 @@ class Outcome:
     downtime: Downtime
     warnings: list[planning.RuleFailure] = field(default_factory=list)
     offers: list[Consolidation] = field(default_factory=list)
+    facts: dict[str, Any] = field(default_factory=dict)  # what else the reply says (approve: what it approved)
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,9 @@ class Consolidation:
     other: int
     shared: tuple[str, ...]
     overlap: tuple[dt.datetime, dt.datetime] | None
+    # The merge that can consolidate them now, (into, away); None: neither can be merged into the
+    # other in their states (`lifecycle.may_merge`).
+    merge: tuple[int, int] | None = None
 
 
 class Work:

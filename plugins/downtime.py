@@ -49,6 +49,8 @@ async def propose(ctx: Ctx, args: str) -> None:
 
     Ask for a tree-closing downtime. The wording after -- goes into the notice.
     The planning rules are checked at once and any that fail are shown as warnings.
+    A bug another downtime holds is refused. Asked outside the requests channel,
+    CiDuty is told there.
     """
     head, wording = a.split_wording(args)
     if wording is None:
@@ -108,12 +110,12 @@ async def _added_bug(pre: Preflight, args: str) -> None:
         downtime_id, bug = a.downtime_id(words[0]), a.bug_number(words[1])
     except (UsageError, IndexError):
         return  # the handler says what is wrong
-    await _look_up(pre, [bug], lambda d: d.may_add_bug(downtime_id))
+    await _look_up(pre, [bug], lambda d: d.may_add_bug(downtime_id, bug))
 
 
 @command(
     "downtime bug add",
-    role="ciduty, or the requester until it is announced",
+    role="ciduty, or the requester until it starts (after the announcement CiDuty approves it)",
     prepare=_added_bug,
     examples=["!downtime bug add 7 1234567 -- Move the build database"],
 )
@@ -122,6 +124,8 @@ async def bug_add(ctx: Ctx, args: str) -> None:
 
     Add a bug to a downtime, with the words the notice should use for it.
     --security (or a restricted bug) makes the notice describe it vaguely.
+    After the approval it waits for CiDuty's !downtime approve; once approved, an
+    announced downtime's updated notice goes to everyone told before.
     """
     head, wording = a.split_wording(args)
     words = head.split()
@@ -143,15 +147,22 @@ async def bug_add(ctx: Ctx, args: str) -> None:
     ctx.outcome("bug_added", outcome, bug=next(b for b in outcome.downtime.bugs if b.bug == bug))
 
 
-@command("downtime bug drop", role="ciduty, or the requester until it is announced", examples=["!downtime bug drop 7 1234567"])
+@command(
+    "downtime bug drop",
+    role="ciduty, or the requester until it starts (after the announcement CiDuty approves it)",
+    examples=["!downtime bug drop 7 1234567"],
+)
 async def bug_drop(ctx: Ctx, args: str) -> None:
     """downtime bug drop <id> <bug>
 
-    Take a bug out of a downtime.
+    Take a bug out of a downtime. The requester's drop from an announced downtime
+    waits for CiDuty's !downtime approve; then the updated notice goes out.
     """
     dt_token, bug_token = a.exactly(args.split(), 2, "id_bug")
     downtime_id, bug = a.downtime_id(dt_token), a.bug_number(bug_token)
-    ctx.outcome("bug_dropped", ctx.downtimes.drop_bug(downtime_id, bug), bug=bug)
+    outcome = ctx.downtimes.drop_bug(downtime_id, bug)
+    pending = any(b.bug == bug for b in outcome.downtime.bugs)
+    ctx.outcome("bug_dropped", outcome, bug=bug, pending=pending)
 
 
 @command("downtime approve", role="ciduty", examples=["!downtime approve 7"])
@@ -159,10 +170,13 @@ async def approve(ctx: Ctx, args: str) -> None:
     """downtime approve <id>
 
     CiDuty approves a proposal: its bugs get needs-treeclosure+ and the time in the
-    whiteboard, and the draft notice goes to the pre-approvers.
+    whiteboard, and the draft notice goes to the pre-approvers. Once approved or
+    announced, it approves the bugs and changes added since (a bug with nobody
+    assigned waits); an announced downtime's updated notice goes to everyone told before.
     """
     (token,) = a.exactly(args.split(), 1, "id")
-    ctx.outcome("approved", ctx.downtimes.approve(a.downtime_id(token)))
+    outcome = ctx.downtimes.approve(a.downtime_id(token))
+    ctx.outcome("changes_approved" if outcome.facts else "approved", outcome, **outcome.facts)
 
 
 @command("downtime reject", role="ciduty", examples=["!downtime reject 7 -- clashes with the 147 release"])
@@ -217,7 +231,8 @@ async def notice(ctx: Ctx, args: str) -> None:
     """
     (token,) = a.exactly(args.split(), 1, "id")
     d = ctx.queries.get(a.downtime_id(token))
-    ctx.say("notice.txt", d=d, bugs=told(d.bugs, full=False, fallback=d.summary))
+    # A bug waiting to join an announced downtime is not in its notice until CiDuty approves it.
+    ctx.say("notice.txt", d=d, bugs=told([b for b in d.bugs if b.pending != "add"], full=False, fallback=d.summary))
 
 
 @command("downtime announce", role="ciduty", examples=["!downtime announce 7", "!downtime announce 7 --force -- chemspill fix must land"])
@@ -271,13 +286,39 @@ async def extend(ctx: Ctx, args: str) -> None:
     ctx.outcome("extended", ctx.downtimes.extend(*a.id_and_duration(args)))
 
 
-@command("downtime cancel", role="ciduty", examples=["!downtime cancel 7 -- chemspill release"])
+@command(
+    "downtime cancel",
+    role="ciduty, or the requester until it is announced",
+    examples=["!downtime cancel 7 -- chemspill release"],
+)
 async def cancel(ctx: Ctx, args: str) -> None:
     """downtime cancel <id> -- <reason>
 
-    Cancel a downtime; every channel and list told before is told again.
+    Cancel a downtime; every channel and list told before is told again, with the reason.
+    The requester may withdraw their own until it is announced (CiDuty is told).
     """
-    ctx.outcome("cancelled", ctx.downtimes.cancel(*a.id_and_reason(args)))
+    outcome = ctx.downtimes.cancel(*a.id_and_reason(args))
+    ctx.outcome("withdrawn" if outcome.facts.get("withdrawn") else "cancelled", outcome)
+
+
+@command(
+    "downtime edit",
+    role="ciduty until it ends, or the requester while it is proposed",
+    examples=["!downtime edit 7 -- Upgrade the hg servers and their load balancer"],
+)
+async def edit(ctx: Ctx, args: str) -> None:
+    """downtime edit <id> -- <wording>
+
+    Change the notice wording. After the announcement the updated notice goes to
+    everyone told before; the history keeps the old wording and the new.
+    """
+    head, wording = a.split_wording(args)
+    (token,) = a.exactly(head.split(), 1, "id")
+    if wording is None:
+        raise UsageError("wording_missing")
+    if not wording:
+        raise UsageError("wording_empty")
+    ctx.outcome("edited", ctx.downtimes.edit(a.downtime_id(token), wording))
 
 
 @command("downtime start", role="ciduty", examples=["!downtime start 7"])
@@ -377,6 +418,9 @@ async def merge(ctx: Ctx, args: str) -> None:
     """downtime merge <id> <other-id>
 
     Consolidate: move the other downtime's bugs into this one and cancel the other.
+    This one may be proposed, approved or announced, the other proposed or approved;
+    into an approved or announced one the bugs are approved at once, and an announced
+    one's updated notice goes to everyone told before.
     """
     first, second = a.exactly(args.split(), 2, "two_ids")
     other = a.downtime_id(second)

@@ -367,6 +367,7 @@ def test_with_nominate_roles_only_those_roles_may_have_bugs_nominated(tmp_path, 
 
 def test_commands_do_not_ask_a_bugzilla_marked_unavailable_until_its_check_passes(bz, server):
     server.add_bug(501, "Move the build database", "eng@example.org")
+    server.add_bug(502, "Move the build database again", "eng@example.org")
     server.fail_with(503)
     assert not bz.check()  # marked unavailable
     server.clear_faults()
@@ -381,8 +382,9 @@ def test_commands_do_not_ask_a_bugzilla_marked_unavailable_until_its_check_passe
     assert command_requests("alice", "!downtime propose 2026-12-05 14:00 UTC for 2h bug 501 -- Move it") == []
     assert command_requests("alice", "!downtime bug add 1 501") == []
     assert bz.check()  # the health check passes: commands ask again
-    assert command_requests("alice", "!downtime propose 2026-12-06 14:00 UTC for 2h bug 501 -- Again") == [
-        "/rest/bug/501"]
+    # (another bug: one bug is worked on in one downtime)
+    assert command_requests("alice", "!downtime propose 2026-12-06 14:00 UTC for 2h bug 502 -- Again") == [
+        "/rest/bug/502"]
 
 
 def test_an_outcome_recorded_after_the_end_is_commented_on_that_bug_only_and_gives_its_flag_back(bz, server):

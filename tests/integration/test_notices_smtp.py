@@ -327,3 +327,33 @@ def test_an_outcome_recorded_after_the_end_is_mailed_as_a_correction_where_the_t
     assert correction.rcpt_tos == tree_open.rcpt_tos
     assert correction.message["In-Reply-To"] == announcement["Message-ID"]
     assert "Bug 123456: Upgrade hg.mozilla.org: landed (after the end)" in correction.message.get_content()
+
+
+def test_an_approved_late_change_sends_an_updated_notice_in_the_announcement_s_thread_with_a_higher_sequence(
+    chat: Chat, server: SmtpServer,
+) -> None:
+    plan_downtime(chat)
+    chat.say("alice", "!downtime bug add 1 654321 -- Move the build database")
+    assert by_subject(server, "Re: Tree-closing downtime #1: updated notice") == []  # waits for CiDuty
+    chat.say("carol", "!downtime approve 1")
+
+    (announcement,) = by_subject(server, "Tree-closing downtime #1")
+    (received,) = [r for r in server.received if r.message["Subject"] == "Re: Tree-closing downtime #1: updated notice"]
+    update = received.message
+    assert received.rcpt_tos == ("dev-planning@example.org", "dev-tree-management@example.org", "all@example.org")
+    assert update["In-Reply-To"] == announcement["Message-ID"]
+    assert announcement["Message-ID"] in update["References"]
+    assert "Bug 654321: Move the build database" in update.get_body(("plain",)).get_content()
+    _, before = event_of(announcement)
+    method, after = event_of(update)
+    assert method == "REQUEST"
+    assert after["UID"] == before["UID"]
+    assert int(after["SEQUENCE"]) > int(before["SEQUENCE"])
+
+
+def test_the_cancellation_mail_carries_the_reason(chat: Chat, server: SmtpServer) -> None:
+    plan_downtime(chat)
+    chat.say("carol", "!downtime cancel 1 -- hardware not delivered")
+
+    (cancelled,) = [r for r in server.received if r.message["Subject"] == "Re: Tree-closing downtime #1: CANCELLED"]
+    assert "Reason: hardware not delivered" in cancelled.message.get_body(("plain",)).get_content()

@@ -152,7 +152,7 @@ def test_help_lists_the_commands_and_explains_one_with_an_example(chat: Chat) ->
     out = chat.say("alice", "!downtime help")
     assert out == [
         "#ci Commands: !downtime propose, list, show, bug add, bug drop, approve, reject, preapprove, object, confirm, notice, "
-        "announce, reschedule, extend, cancel, start, done, end, verify, queue, suggest, merge, systems, history, help; "
+        "announce, reschedule, extend, cancel, edit, start, done, end, verify, queue, suggest, merge, systems, history, help; "
         "also !trees, !trees close, !trees open, !trees restore, !trees confirm, !canipush, !help. Usage and an example: "
         "!downtime help <subcommand>"
     ]
@@ -160,7 +160,8 @@ def test_help_lists_the_commands_and_explains_one_with_an_example(chat: Chat) ->
     assert out == [
         "#ci !downtime approve <id>",
         "#ci CiDuty approves a proposal: its bugs get needs-treeclosure+ and the time in the whiteboard, and the draft "
-        "notice goes to the pre-approvers.",
+        "notice goes to the pre-approvers. Once approved or announced, it approves the bugs and changes added since "
+        "(a bug with nobody assigned waits); an announced downtime's updated notice goes to everyone told before.",
         "#ci Who: ciduty (admins may do everything).",
         "#ci Example: !downtime approve 7",
     ]

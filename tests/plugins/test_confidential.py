@@ -133,6 +133,7 @@ def test_the_requester_is_told_privately_when_the_public_wording_names_a_restric
 
 
 def test_a_security_bug_named_in_the_wording_warns_the_requester_once(bz: Chat) -> None:
+    bz.say("alice", "!downtime bug drop 1 654321")  # one bug is worked on in one downtime
     out = bz.say("bob", "!downtime propose 2026-12-06 14:00 UTC for 2h -- Finish 654321 and 777777")
     assert [line for line in out if line.startswith("@")] == []
     out = bz.say("bob", f"!downtime bug add 2 654321 --security -- {WORDING}")

@@ -28,20 +28,23 @@ def finished(chat: Chat) -> None:
 def test_the_requester_adds_and_drops_bugs_until_the_downtime_is_approved(chat: Chat) -> None:
     chat.say("alice", PROPOSE)
     chat.say("carol", "!downtime approve 1")
-    assert chat.say("alice", "!downtime bug add 1 654321 -- Move the build database")[0] == "#ci Bug 654321 is in downtime #1."
+    assert chat.say("alice", "!downtime bug add 1 654321 -- Move the build database")[0] == (
+        "#ci Bug 654321 is in downtime #1: it waits for CiDuty's !downtime approve 1.")
     assert chat.say("alice", "!downtime bug drop 1 654321")[0].startswith("#ci Bug 654321")
 
 
-def test_the_bugs_of_an_announced_downtime_are_added_and_dropped_by_ciduty_only(chat: Chat) -> None:
+def test_the_requester_s_bug_changes_to_an_announced_downtime_wait_for_ciduty_and_ciduty_s_own_drop_is_made(chat: Chat) -> None:
     announced(chat)
-    assert chat.say("alice", "!downtime bug add 1 654321 -- Move the build database") == [
-        "#ci only CiDuty may add a bug to downtime #1 now that it is announced"
+    assert chat.say("alice", "!downtime bug add 1 654321 -- Move the build database")[0] == (
+        "#ci Bug 654321 is in downtime #1: a change to the announced notice, waiting for CiDuty's !downtime approve 1."
+    )
+    assert chat.say("alice", "!downtime bug drop 1 123456")[0] == (
+        "#ci Bug 123456 leaves downtime #1 once CiDuty approves (!downtime approve 1): the announced notice names it."
+    )
+    assert chat.say("bob", "!downtime bug drop 1 123456") == [
+        "#ci only CiDuty or the requester may drop a bug from downtime #1"
     ]
-    assert chat.say("alice", "!downtime bug drop 1 123456") == [
-        "#ci only CiDuty may drop a bug from downtime #1 now that it is announced"
-    ]
-    assert chat.say("carol", "!downtime bug add 1 654321 -- Move the build database")[0] == "#ci Bug 654321 is in downtime #1."
-    assert chat.say("carol", "!downtime bug drop 1 654321")[0].startswith("#ci Bug 654321")
+    assert chat.say("carol", "!downtime bug drop 1 654321")[0] == "#ci Bug 654321 is no longer in downtime #1."
 
 
 def test_someone_else_never_adds_bugs(chat: Chat) -> None:

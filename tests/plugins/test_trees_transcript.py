@@ -13,8 +13,8 @@ APPROVAL = "Release candidate: a= needed"
 
 
 def announce(chat: Chat, when: str = "2026-12-05 14:00 UTC", length: str = "2h", extra: str = "",
-             wording: str = "Upgrade hg.mozilla.org") -> int:
-    out = chat.say("alice", f"!downtime propose {when} for {length} bug 123456{extra} -- {wording}")
+             wording: str = "Upgrade hg.mozilla.org", bug: int = 123456) -> int:
+    out = chat.say("alice", f"!downtime propose {when} for {length} bug {bug}{extra} -- {wording}")
     number = int(out[0].split("#")[2].split()[0])
     chat.say("carol", f"!downtime approve {number}")
     chat.say("pat", f"!downtime preapprove {number}")
@@ -100,12 +100,13 @@ def test_two_downtimes_stacked_end_in_either_order_with_the_original_states(chat
     set_tree(chat, "mozilla-beta", "approval required", APPROVAL)
     before = tree_lines(chat)
     first = announce(chat, extra=" trees autoland,mozilla-beta")
-    second = announce(chat, when="2026-12-05 15:00 UTC", extra=" trees mozilla-beta,try", wording="Reboot ftp.mozilla.org")
+    second = announce(chat, when="2026-12-05 15:00 UTC", extra=" trees mozilla-beta,try", wording="Reboot ftp.mozilla.org",
+                      bug=654321)
     chat.clock.set(dt.datetime(2026, 12, 5, 13, 55, tzinfo=UTC))
     chat.say("carol", f"!downtime start {first}")
     chat.clock.set(dt.datetime(2026, 12, 5, 14, 55, tzinfo=UTC))
     chat.say("carol", f"!downtime start {second}")
-    assert f"#ci mozilla-beta: closed (Downtime #{second}: Reboot ftp.mozilla.org (bug 123456))" in tree_lines(chat)
+    assert f"#ci mozilla-beta: closed (Downtime #{second}: Reboot ftp.mozilla.org (bug 654321))" in tree_lines(chat)
 
     for number in (second, first) if order == "newest first" else (first, second):
         out = chat.say("carol", f"!downtime end {number}")

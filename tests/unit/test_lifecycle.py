@@ -120,13 +120,33 @@ def test_after_the_end_only_ciduty_records_outcomes() -> None:
 
 
 @pytest.mark.parametrize("action", ["add bug", "drop bug"])
-def test_the_bugs_of_an_announced_downtime_are_ciduty_s(action: str) -> None:
+def test_the_requester_may_change_the_bugs_until_the_start_and_not_after(action: str) -> None:
     assert lifecycle.check(action, State.APPROVED, NOBODY, downtime_id=1, is_requester=True) is State.APPROVED
+    # After the announcement their change waits for CiDuty's approval (Downtimes.add_bug/drop_bug).
+    assert lifecycle.check(action, State.ANNOUNCED, NOBODY, downtime_id=1, is_requester=True) is State.ANNOUNCED
     assert lifecycle.check(action, State.ANNOUNCED, CIDUTY, downtime_id=1) is State.ANNOUNCED
+    with pytest.raises(NotAllowedNow):
+        lifecycle.check(action, State.IN_PROGRESS, NOBODY, downtime_id=1, is_requester=True)
+
+
+def test_approve_approves_a_proposal_and_later_the_changes_without_moving_the_state() -> None:
+    assert lifecycle.check("approve", State.PROPOSED, CIDUTY, downtime_id=1) is State.APPROVED
+    assert lifecycle.check("approve", State.APPROVED, CIDUTY, downtime_id=1) is State.APPROVED
+    assert lifecycle.check("approve", State.ANNOUNCED, CIDUTY, downtime_id=1) is State.ANNOUNCED
+
+
+def test_the_requester_withdraws_until_the_announcement_then_only_ciduty_cancels() -> None:
+    assert lifecycle.check("cancel", State.APPROVED, NOBODY, downtime_id=1, is_requester=True) is State.CANCELLED
     with pytest.raises(Forbidden) as err:
-        lifecycle.check(action, State.ANNOUNCED, NOBODY, downtime_id=1, is_requester=True)
+        lifecycle.check("cancel", State.ANNOUNCED, NOBODY, downtime_id=1, is_requester=True)
     said = RENDER("refusal.txt", refusal=err.value.reason, **err.value.facts)
-    assert said.startswith("only CiDuty may ") and said.endswith(" downtime #1 now that it is announced")
+    assert said == "only CiDuty may cancel downtime #1 now that it is announced"
+
+
+def test_merging_takes_an_announced_downtime_in_but_never_merges_one_away() -> None:
+    assert lifecycle.may_merge(State.ANNOUNCED, State.APPROVED)
+    assert not lifecycle.may_merge(State.APPROVED, State.ANNOUNCED)
+    assert not lifecycle.may_merge(State.IN_PROGRESS, State.PROPOSED)
 
 
 def test_rescheduling_an_announced_downtime_sends_it_back_to_approved() -> None:

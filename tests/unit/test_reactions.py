@@ -79,12 +79,16 @@ LISTS = "dev-planning@example.org"
 RENDER = Renderer(links=NoticeSection())
 LEFT = LeftTree("try", "closed", "bustage", held_by=4)
 TABLE: dict[str, Case] = {
-    "proposed on irc: CiDuty on matrix hears of it; its bugs are nominated": Case(
-        lambda d: ev.Proposed(d.id, network="irc", bugs=(111,)),
+    "proposed in #ci on irc: CiDuty on matrix hears of it; its bugs are nominated": Case(
+        lambda d: ev.Proposed(d.id, network="irc", bugs=(111,), room="#ci"),
         chat("Proposed proposed_ping.txt", ("#ci",), CIDUTY, ("matrix",)) + job("bugzilla", "nominate-bugs"),
     ),
+    "proposed in #developers or privately: CiDuty hears of it in #ci on every network": Case(
+        lambda d: ev.Proposed(d.id, network="irc", bugs=(), room=""),
+        chat("Proposed proposed_ping.txt", ("#ci",), CIDUTY),
+    ),
     "proposed without Bugzilla: the requester nominates by hand": Case(
-        lambda d: ev.Proposed(d.id, network="irc", bugs=(111,)),
+        lambda d: ev.Proposed(d.id, network="irc", bugs=(111,), room="#ci"),
         chat("Proposed proposed_ping.txt", ("#ci",), CIDUTY, ("matrix",)),
         manual=["set needs-treeclosure? on bug 111 by hand"], settings=OFF,
     ),
@@ -107,6 +111,35 @@ TABLE: dict[str, Case] = {
         lambda d: ev.BugAdded(d.id, bug=111, updated=True, looked_up=True), [], notes=["was already in downtime"],
     ),
     "a bug dropped": Case(lambda d: ev.BugDropped(d.id, bug=111), []),
+    "an approved bug dropped: its flag back to ?, its tag out": Case(
+        lambda d: ev.BugDropped(d.id, bug=111, was_approved=True, at=NOW), job("bugzilla", "retag-bugs"),
+    ),
+    "a drop waiting for CiDuty: CiDuty is asked in the requests channel": Case(
+        lambda d: ev.BugDropped(d.id, bug=111, pending=True, at=NOW, by="alice"),
+        chat("BugDropped change_waiting_chat.txt", ("#ci",), CIDUTY),
+    ),
+    "a bug added after the approval by the requester: CiDuty is asked": Case(
+        lambda d: ev.BugAdded(d.id, bug=222, updated=False, looked_up=True, pending=True, asks_ciduty=True,
+                              by="alice", at=NOW),
+        job("bugzilla", "nominate-bugs") + chat("BugAdded change_waiting_chat.txt", ("#ci",), CIDUTY),
+    ),
+    "changes approved: flags and tags, drops taken back, the unassigned left waiting": Case(
+        lambda d: ev.ChangesApproved(d.id, revision=0, approved=(222,), dropped=(111,), unassigned=(333,), at=NOW),
+        job("bugzilla", "approve-bugs") + job("bugzilla", "retag-bugs"),
+        notes=["bug 333 has nobody assigned and still waits"],
+    ),
+    "changes approved without Bugzilla: by hand": Case(
+        lambda d: ev.ChangesApproved(d.id, revision=0, approved=(222,), dropped=(111,), unassigned=(), at=NOW), [],
+        manual=["set needs-treeclosure+ and add [tree-closure 2026-12-05 14:00 UTC] to the whiteboard of bug 222",
+                "remove the [tree-closure …] whiteboard tag of bug 111"], settings=OFF,
+    ),
+    "the notice updated: both channels and the lists, in the announcement's thread": Case(
+        lambda d: ev.NoticeUpdated(d.id, revision=0, update=1, added=(222,)),
+        chat("NoticeUpdated updated_chat.txt") + mail("NoticeUpdated updated_message.txt", LISTS),
+    ),
+    "the wording edited: nobody else (the notice update says it)": Case(
+        lambda d: ev.WordingEdited(d.id, by="carol"), [],
+    ),
     "approved: flags and whiteboards in Bugzilla, the draft to assignees, requester, pre-approvers": Case(
         lambda d: ev.Approved(d.id, revision=0, bugs=(111,)),
         job("bugzilla", "approve-bugs") + mail("Approved draft_message.txt", "a@m.c, alice@example.org, relman@example.org")
@@ -185,6 +218,10 @@ TABLE: dict[str, Case] = {
     "cancelled before any announcement: the requester only": Case(
         lambda d: ev.Cancelled(d.id, by="carol", reason="chemspill", before=State.PROPOSED),
         chat("Cancelled requester_told.txt", ("@alice",), (), ("irc",)), announced=False,
+    ),
+    "withdrawn by the requester before the announcement: CiDuty in the requests channel": Case(
+        lambda d: ev.Cancelled(d.id, by="alice", reason="not needed", before=State.APPROVED, by_requester=True),
+        job("bugzilla", "retag-bugs") + chat("Cancelled withdrawn_chat.txt", ("#ci",), CIDUTY), announced=False,
     ),
     "merged away: as cancelled, and the actor hears where it went": Case(
         lambda d: ev.Cancelled(d.id, by="carol", reason="merged", before=State.APPROVED, merged_into=9),

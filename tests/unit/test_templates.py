@@ -144,6 +144,16 @@ CONTEXT = {
     "planned_start": dt.datetime(2026, 12, 5, 14, 0, tzinfo=UTC),
     "planned_end": dt.datetime(2026, 12, 5, 16, 0, tzinfo=UTC),
     "no_outcome": (222,),
+    "room": "#developers",
+    "network": "irc",
+    "approved": [111],
+    "dropped": [222],
+    "unassigned": [333],
+    "updated": True,
+    "added": [111],
+    "old_wording": "Upgrade the hg servers",
+    "reworded": [111],
+    "change": "add",
 }
 CHANGE = TreeChange(id=3, at=dt.datetime(2026, 12, 5, 14, 0, tzinfo=UTC), who="carol", status="closed",
                     reason="Downtime #7: x", tags="planned", state="active", remote_id=9)
@@ -193,7 +203,7 @@ OVERRIDES = {
 @pytest.mark.parametrize("name", RENDER.names())
 def test_every_template_renders(name: str) -> None:
     d = downtime()
-    outcome = Outcome(d, warnings=list(CONTEXT["failures"]), offers=[Consolidation(8, ("hg.mozilla.org",), None)])
+    outcome = Outcome(d, warnings=list(CONTEXT["failures"]), offers=[Consolidation(8, ("hg.mozilla.org",), None, (8, 7))])
     context = {**CONTEXT, "change": CHANGE, "changes": [CHANGE], "outcome": outcome, **OVERRIDES.get(name, {})}
     text = RENDER(name, d=d, **context)
     assert text.strip()
