@@ -74,7 +74,7 @@ def parse_start(text: str, now: datetime) -> datetime:
 
     Forms: `2026-12-05 14:00 UTC`, `2026-12-05T14:00Z`, `2026-12-05T14:00+01:00`,
     `2026-12-05 06:00 America/Los_Angeles`, `today|tomorrow 14:00 <zone>`,
-    `sat|saturday 08:00 <zone>` (also `2pm`, `2:30pm`) and `in 2h` (1m to 366d from now).
+    `sat|saturday 08:00 <zone>` (also `2pm`, `2:30pm`) and `in 2h` (1m to 366d from now, to the minute).
     Days are counted in the given zone; a weekday means the next such day strictly after today
     there ("sat" typed on a Saturday is a week later). A time in the past is returned as it is:
     whether it is acceptable is the caller's call.
@@ -83,8 +83,11 @@ def parse_start(text: str, now: datetime) -> datetime:
     clean = " ".join(text.split())
     try:
         if m := _IN_RE.fullmatch(clean):
-            return now.astimezone(UTC) + _duration(
+            # To the minute, as every other form: "in 4d" typed twice within a minute is one
+            # time (a reschedule to it again changes nothing), and no reply shows seconds.
+            start = now.astimezone(UTC) + _duration(
                 m["duration"], timedelta(minutes=1), timedelta(days=366), prefix="in ")
+            return start.replace(second=0, microsecond=0)
         if not (m := _START_RE.fullmatch(clean)):
             raise TimeParseError(f"can't read {_quote(clean)} as a start time; {_START_EXAMPLES}")
         clock = _clock(m)

@@ -613,3 +613,9 @@ def test_a_shown_local_time_reads_back_as_the_same_instant_unless_it_happens_twi
     except TimeParseError as err:
         assert "happens twice" in str(err)
         assert parse_start(f"{local:%Y-%m-%d %H:%M %z}", NOW) == instant
+
+
+def test_in_durations_are_read_to_the_minute_so_the_same_words_a_moment_later_name_the_same_time() -> None:
+    first = parse_start("in 4d", NOW + timedelta(seconds=12, microseconds=5))
+    again = parse_start("in 4d", NOW + timedelta(seconds=41))
+    assert first == again == NOW + timedelta(days=4)
