@@ -1,7 +1,9 @@
 """End to end: a whole downtime piped through `python bot.py --console` as a subprocess."""
 from __future__ import annotations
 
+import datetime as dt
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -101,3 +103,146 @@ def test_a_list_is_answered_while_another_senders_proposal_waits_on_a_slow_bugzi
     shown = next(i for i, line in enumerate(said) if line.startswith("#ci downtimebot: #1 [proposed]"))
     # bob is not held up by alice's look-up; alice's own lines stay in order.
     assert listed < proposed < shown, said
+
+
+# A whole downtime with what goes wrong in real ones: the requester rewords it, a pre-approver
+# objects and the objection outlives a reschedule, a worker confirms, a bug comes late and waits
+# for CiDuty, CiDuty starts early, and one bug has no outcome at the end.
+PROCESS = """\
+#ci alice: !downtime propose in 3d for 2 hours bug 123456 -- Upgrade hg.mozilla.org
+#ci alice: !downtime edit 1 -- Upgrade hg.mozilla.org to Mercurial 6.8
+#ci ciduty: !downtime approve 1
+#ci relman: !downtime object 1 -- release day
+#ci ciduty: !downtime announce 1
+#ci ciduty: !downtime reschedule 1 in 4d
+#ci ciduty: !downtime announce 1
+#ci relman: !downtime preapprove 1
+#ci alice: !downtime confirm 1
+#ci ciduty: !downtime announce 1
+#ci alice: !downtime bug add 1 654321 -- Move the build database
+#ci ciduty: !downtime approve 1
+#ci ciduty: !downtime start 1
+#ci ciduty: !downtime start 1 --force
+#ci ciduty: !downtime done 1 123456 landed
+#ci ciduty: !downtime end 1
+#developers sheriff: !downtime verify 1
+"""
+T = "DATE hh:mm UTC (hh:mm America/Los_Angeles, hh:mm Europe/Berlin)"
+BY_HAND = "#ci downtimebot: To do by hand: Bugzilla is not configured:"
+PROCESS_TRANSCRIPT = [
+    f"#ci downtimebot: Downtime #1 proposed by alice: {T} for 2h. CiDuty reviews it: !downtime approve 1",
+    f"{BY_HAND} set needs-treeclosure? on bug 123456 by hand",
+    "#ci downtimebot: Downtime #1 has the new wording.",
+    "#ci downtimebot: Downtime #1 approved ([tree-closure DATE hh:mm UTC]). The draft notice goes to the "
+    "pre-approvers; announce it with !downtime announce 1",
+    f"{BY_HAND} set needs-treeclosure+ and add [tree-closure DATE hh:mm UTC] to the whiteboard of bug 123456 by hand",
+    "#ci downtimebot: To do by hand: mail is not configured: the draft notice was printed, not sent",
+    f"#ci downtimebot: alice: The draft notice of downtime #1 ({T} for 2h (until hh:mm UTC)) went out: the people "
+    "working in it, please check its wording and confirm it with !downtime confirm 1 (see !downtime notice 1)",
+    "#ci downtimebot: Downtime #1: objection by relman recorded; CiDuty is told.",
+    "#ci downtimebot: ciduty: Pre-approver relman objects to downtime #1: release day",
+    "#ci downtimebot: cannot announce downtime #1: relman objects: release day "
+    "(to announce anyway: !downtime announce 1 --force -- <reason>)",
+    f"#ci downtimebot: Downtime #1 rescheduled to {T} for 2h.",
+    "#ci downtimebot: Note: the objection of relman still stands: announcing needs their !downtime preapprove 1, "
+    "or --force with a reason",
+    "#ci downtimebot: Note: the draft went again, for the new time, to the people working in downtime #1 and the "
+    "pre-approvers",
+    f"{BY_HAND} put [tree-closure DATE hh:mm UTC] in the whiteboard of bug 123456 and comment that the downtime "
+    "was rescheduled, by hand",
+    "#ci downtimebot: To do by hand: mail is not configured: the draft notice was printed, not sent",
+    f"#ci downtimebot: alice: The draft notice of downtime #1 ({T} for 2h (until hh:mm UTC)) went out again for its "
+    "new time: the people working in it, please check its wording and confirm it with !downtime confirm 1 "
+    "(see !downtime notice 1)",
+    "#ci downtimebot: cannot announce downtime #1: relman objects: release day "
+    "(to announce anyway: !downtime announce 1 --force -- <reason>)",
+    "#ci downtimebot: Downtime #1: pre-approved by relman.",
+    "#ci downtimebot: Note: your objection to downtime #1 is withdrawn; CiDuty is told",
+    "#ci downtimebot: ciduty: Pre-approver relman withdrew their objection to downtime #1 (release day)",
+    "#ci downtimebot: Downtime #1: draft confirmed by alice.",
+    f"#ci downtimebot: Downtime #1 announced for {T}.",
+    f"#developers downtimebot: Downtime #1 announced: trees (autoland, mozilla-central, mozilla-beta, try) close {T} "
+    "for 2h (until hh:mm UTC). Upgrade hg.mozilla.org to Mercurial 6.8 (bug 123456). Details: !downtime notice 1; "
+    "!canipush <branch>",
+    f"#ci downtimebot: Downtime #1 announced: trees (autoland, mozilla-central, mozilla-beta, try) close {T} "
+    "for 2h (until hh:mm UTC). Upgrade hg.mozilla.org to Mercurial 6.8 (bug 123456). Details: !downtime notice 1; "
+    "!canipush <branch>",
+    "#ci downtimebot: Bug 654321 is in downtime #1: a change to the announced notice, waiting for CiDuty's "
+    "!downtime approve 1.",
+    f"{BY_HAND} set needs-treeclosure? on bug 654321 by hand",
+    "#ci downtimebot: ciduty: alice asks to add bug 654321 to announced downtime #1: approve it with "
+    "!downtime approve 1",
+    "#ci downtimebot: Downtime #1: bug 654321 approved; the updated notice goes to everyone told before.",
+    f"{BY_HAND} set needs-treeclosure+ and add [tree-closure DATE hh:mm UTC] to the whiteboard of bug 654321 by hand",
+    f"#developers downtimebot: Downtime #1 ({T} for 2h (until hh:mm UTC)) is updated: bug 654321 added. "
+    "Details: !downtime notice 1",
+    f"#ci downtimebot: Downtime #1 ({T} for 2h (until hh:mm UTC)) is updated: bug 654321 added. "
+    "Details: !downtime notice 1",
+    "#ci downtimebot: downtime #1 is announced for DATE hh:mm UTC, more than an hour from now: use "
+    "!downtime start 1 --force to start it early",
+    "#ci downtimebot: Downtime #1 started; sheriffs notified.",
+    "#ci downtimebot: Note: closed autoland, mozilla-central, mozilla-beta, try (tree change 1)",
+    f"#ci downtimebot: Note: started before the planned start ({T}): the expected end moves from {T} to {T}",
+    "#developers downtimebot: sheriff: Downtime #1 starts now: closing autoland, mozilla-central, mozilla-beta, try "
+    f"until about {T}. Upgrade hg.mozilla.org to Mercurial 6.8",
+    f"#ci downtimebot: ciduty: Downtime #1 started by ciduty; trees closed until about {T} (started early: the "
+    f"planned end was {T}). When the work is done: !downtime done 1 <bug> <outcome>, then !downtime end 1.",
+    "#ci downtimebot: Bug 123456 in downtime #1: landed.",
+    "#ci downtimebot: Downtime #1 ended: TREE OPEN sent; sheriffs, please verify.",
+    "#ci downtimebot: Note: restored autoland, mozilla-beta, mozilla-central, try",
+    "#ci downtimebot: Note: no outcome recorded: 654321 (counted as not done; a later "
+    "!downtime done 1 <bug> <outcome> sends a correction)",
+    f"{BY_HAND} comment the outcome on bug 123456, 654321 by hand",
+    f"#developers downtimebot: sheriff: TREE OPEN: downtime #1 is over ({T}). Done: 123456; not done: 654321 "
+    "(no outcome recorded: 654321). The trees are open again. Sheriffs: please check the trees and say "
+    "!downtime verify 1.",
+    f"#ci downtimebot: TREE OPEN: downtime #1 is over ({T}). Done: 123456; not done: 654321 "
+    "(no outcome recorded: 654321). The trees are open again. Sheriffs: please check the trees and say "
+    "!downtime verify 1.",
+    "#developers downtimebot: Downtime #1 verified by sheriff. Thanks!",
+]
+
+
+def _timeless(line: str) -> str:
+    """The line with its dates and clock times blanked: the run's times follow the wall clock."""
+    return re.sub(r"\b\d{2}:\d{2}\b", "hh:mm", re.sub(r"\d{4}-\d{2}-\d{2}", "DATE", line))
+
+
+def test_a_downtime_with_an_objection_a_reschedule_an_edit_a_late_bug_an_early_start_and_a_missing_outcome(
+    tmp_path: Path,
+) -> None:
+    # Every hour of every day is low-impact and within CiDuty's hours: the run's warnings do not
+    # depend on when the tests run.
+    result = run_bot(tmp_path, PROCESS, DOWNTIMEBOT_POLICY_LOW_IMPACT="mon-sun 00:00-24:00 UTC",
+                     DOWNTIMEBOT_POLICY_CIDUTY_HOURS="daily 00:00-24:00 UTC")
+    assert result.returncode == 0, result.stderr
+    said = [_timeless(line) for line in result.stdout.splitlines() if re.match(r"[#@]\S+ downtimebot: ", line)]
+    assert said == PROCESS_TRANSCRIPT
+
+    mails = [m.split("----- end of mail -----")[0] for m in result.stdout.split("----- mail -----")[1:]]
+    subjects = [_timeless(next(l for l in m.splitlines() if l.startswith("Subject: "))) for m in mails]
+    assert subjects == [
+        "Subject: [DRAFT] Tree-closing downtime #1: DATE hh:mm UTC for review",  # approved
+        "Subject: [DRAFT] Tree-closing downtime #1: DATE hh:mm UTC for review",  # again for the new time
+        "Subject: Tree-closing downtime #1: DATE hh:mm UTC for 2h",
+        "Subject: Re: Tree-closing downtime #1: updated notice",
+        "Subject: Re: Tree-closing downtime #1: TREE OPEN",
+    ]
+    assert "moved to a new time" in mails[1] and "Upgrade hg.mozilla.org to Mercurial 6.8" in mails[1]
+    assert "  * added: bug 654321" in mails[3] and "Bug 654321: Move the build database" in mails[3]
+    assert "No outcome recorded: 654321." in mails[4]
+
+    db = sqlite3.connect(tmp_path / "bot.db")
+    state, revision, updates, started, end = db.execute(
+        "select state, revision, notice_updates, started_at, end_at from downtimes").fetchone()
+    assert (state, revision, updates) == ("finished", 2, 1)  # rescheduled, started early; one updated notice
+    # Started days early: the expected end is the actual start plus the planned 2 hours.
+    assert dt.datetime.fromisoformat(end) - dt.datetime.fromisoformat(started) == dt.timedelta(hours=2)
+    assert db.execute("select bug, status, pending from downtime_bugs order by bug").fetchall() == [
+        (123456, "landed", ""), (654321, "not-done", "")]
+    actions = [a for (a,) in db.execute("select action from audit_events where downtime_id = 1 order by id")]
+    assert actions == ["propose", "edit", "approve", "object", "reschedule", "preapprove", "confirm", "announce",
+                       "add bug", "approve", "start", "trees close", "done", "end", "trees restore", "verify"]
+    (detail,) = db.execute("select detail from audit_events where action = 'start'").fetchone()
+    assert detail.startswith("forced early start: expected end moved from ")
+    assert db.execute("select count(*) from outbox where status != 'sent'").fetchone() == (0,)
