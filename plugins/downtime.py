@@ -211,7 +211,7 @@ async def object_(ctx: Ctx, args: str) -> None:
     ctx.outcome("objected", ctx.downtimes.verdict(downtime_id, "objected", reason))
 
 
-@command("downtime confirm", role="the people working in the downtime", examples=["!downtime confirm 7"])
+@command("downtime confirm", role="the people working in the downtime", admins_too=False, examples=["!downtime confirm 7"])
 async def confirm(ctx: Ctx, args: str) -> None:
     """downtime confirm <id>
 

@@ -54,7 +54,7 @@ def _family(ctx: Ctx, top: str) -> None:
 def _command(ctx: Ctx, cmd: Command) -> None:
     ctx.say(
         "help_command.txt", usage=cmd.usage, text=_said(ctx, " ".join(cmd.help.split())),
-        role=cmd.role, examples=[_said(ctx, e) for e in cmd.examples[:2]],
+        role=cmd.role, admins_too=cmd.admins_too, examples=[_said(ctx, e) for e in cmd.examples[:2]],
     )
 
 

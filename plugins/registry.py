@@ -52,6 +52,7 @@ class Command:
     cacheable: bool = False  # its answer depends only on the arguments and the database
     read_only: bool = False  # it never commits a change (cacheable implies it)
     prepare: Prepare | None = None  # its outside look-ups, run before the lock
+    admins_too: bool = True  # admins may use it whatever `role` says (not: a worker's confirmation)
 
 
 def command(
@@ -62,6 +63,7 @@ def command(
     cacheable: bool = False,
     read_only: bool = False,
     prepare: Prepare | None = None,
+    admins_too: bool = True,
 ) -> Callable[[H], H]:
     """Declare a chat command. Only records; the dispatcher collects.
 
@@ -79,7 +81,7 @@ def command(
         usage, _, rest = doc.partition("\n")
         func.__command__ = Command(  # type: ignore[attr-defined]
             name, func, usage.strip(), rest.strip(), tuple(examples), role, cacheable, read_only or cacheable,
-            prepare,
+            prepare, admins_too,
         )
         return func
 

@@ -252,3 +252,9 @@ def test_the_assignee_of_a_security_bug_is_neither_named_nor_mentioned_in_public
     assert chat.say("sec", "!downtime confirm 1")[0] == "#ci Downtime #1: draft confirmed by sec."
     assert "#ci Draft confirmed by: the assignee of bug 888888; not yet: alice" in chat.say("carol", "!downtime show 1")
     chat.close()
+
+
+def test_the_help_of_confirm_does_not_promise_it_to_admins_who_are_not_working_in_the_downtime(chat: Chat) -> None:
+    out = chat.say("bob", "!downtime help confirm")
+    assert "#ci Who: the people working in the downtime." in out
+    assert "#ci Who: ciduty (admins may do everything)." in chat.say("bob", "!downtime help approve")

@@ -129,6 +129,7 @@ CONTEXT = {
     "others": ["trees", "canipush"],
     "examples": ["!downtime show 7"],
     "role": "ciduty",
+    "admins_too": True,
     "host": "hg.mozilla.org",
     "matches": [("hg.mozilla.org", "source")],
     "tag": "[tree-closure 2026-12-05 14:00 UTC]",
