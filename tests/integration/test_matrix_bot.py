@@ -322,7 +322,7 @@ def test_a_whole_downtime_driven_from_matrix_by_engineer_ciduty_and_sheriff(syna
             assert ping["m.mentions"] == {"user_ids": [scene.sheriff]}
             started = (await p.carol.wait_for(from_bot(scene, containing("started by")), p.ci)).source["content"]
             # CiDuty is named in the text, so the pill is put where the name is.
-            assert started["body"].startswith(f"Downtime #1 started by {scene.ciduty}; trees closed.")
+            assert started["body"].startswith(f"Downtime #1 started by {scene.ciduty}; trees closed until about ")
             assert started["m.mentions"] == {"user_ids": [scene.ciduty]}
             assert f'<a href="https://matrix.to/#/{scene.ciduty}">' in started["formatted_body"]
 

@@ -122,7 +122,7 @@ def test_a_new_time_resets_pre_approvals_and_confirmations_not_objections_and_ma
     assert ("#ci Note: the draft went again, for the new time, to the people working in downtime #1 and the "
             "pre-approvers") in out
     assert ("#ci alice, bob: The draft notice of downtime #1 (2026-12-06 14:00 UTC (06:00 America/Los_Angeles) for 2h "
-            "(until 16:00 UTC)) went out again for its new time: the people working in it, please check its wording "
+            "(until 16:00 UTC (08:00 America/Los_Angeles))) went out again for its new time: the people working in it, please check its wording "
             "and confirm it with !downtime confirm 1 (see !downtime notice 1); not in chat, told by mail only: "
             "dora@example.org") in out
     (draft,) = chat.mailer.sent[drafts:]
@@ -195,7 +195,7 @@ def test_announce_warns_of_nobody_once_everyone_has_answered(chat: Chat) -> None
 def test_the_draft_asks_the_people_working_in_the_downtime_to_confirm_in_chat_and_by_mail(chat: Chat) -> None:
     out = approved(chat)
     assert ("#ci alice, bob: The draft notice of downtime #1 (2026-12-05 14:00 UTC (06:00 America/Los_Angeles) for 2h "
-            "(until 16:00 UTC)) went out: the people working in it, please check its wording and confirm it with "
+            "(until 16:00 UTC (08:00 America/Los_Angeles))) went out: the people working in it, please check its wording and confirm it with "
             "!downtime confirm 1 (see !downtime notice 1); not in chat, told by mail only: dora@example.org") in out
     draft = chat.mailer.sent[-1]
     assert draft.to == ("bob@example.org", "dora@example.org", "alice@example.org", "release@example.org")

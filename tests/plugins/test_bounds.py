@@ -98,14 +98,14 @@ def test_one_unknown_tree_is_still_named_alone(chat: Chat) -> None:
 )
 def test_a_start_beyond_the_horizon_is_refused_in_one_line(chat: Chat, line: str) -> None:
     out = chat.say("alice", line)
-    assert out == ["#ci a downtime starts at most 365d ahead (until 2027-12-01 10:00 UTC): pick an earlier start"]
+    assert out == ["#ci a downtime starts at most 365d ahead (until 2027-12-01 10:00 UTC (02:00 America/Los_Angeles)): pick an earlier start"]
 
 
 @pytest.mark.parametrize("args", ["9999-12-31 20:00 UTC", "9999-12-31 20:00 UTC for 7d", "2030-01-01 00:00 UTC"])
 def test_rescheduling_beyond_the_horizon_is_refused_in_one_line(chat: Chat, args: str) -> None:
     chat.say("alice", PROPOSE)
     out = chat.say("carol", f"!downtime reschedule 1 {args}")
-    assert out == ["#ci a downtime starts at most 365d ahead (until 2027-12-01 10:00 UTC): pick an earlier start"]
+    assert out == ["#ci a downtime starts at most 365d ahead (until 2027-12-01 10:00 UTC (02:00 America/Los_Angeles)): pick an earlier start"]
 
 
 @pytest.fixture
@@ -117,7 +117,7 @@ def near_horizon(tmp_path: Path) -> Iterator[Chat]:
 
 def test_the_horizon_is_configured_in_policy(near_horizon: Chat) -> None:
     out = near_horizon.say("alice", "!downtime propose 2027-01-05 14:00 UTC for 2h -- Upgrade")
-    assert out == ["#ci a downtime starts at most 30d ahead (until 2026-12-31 10:00 UTC): pick an earlier start"]
+    assert out == ["#ci a downtime starts at most 30d ahead (until 2026-12-31 10:00 UTC (02:00 America/Los_Angeles)): pick an earlier start"]
 
 
 def test_suggest_for_a_week_long_downtime_lays_out_the_windows_once(chat: Chat, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -187,4 +187,4 @@ def test_a_bugzilla_summary_is_stored_without_bidi_or_zero_width_characters(tmp_
 def test_invisible_characters_in_a_command_line_are_dropped_before_it_is_read(chat: Chat) -> None:
     out = chat.say("alice", "!downtime propose 2026-12-05 14:00 UTC for 2h trees auto\u200bland -- Up\u202egrade")
     assert out[0].startswith("#ci Downtime #1 proposed by alice")
-    assert chat.say("bob", "!downtime show 1\u200b")[0].endswith("for 2h (until 16:00 UTC): Upgrade")
+    assert chat.say("bob", "!downtime show 1\u200b")[0].endswith("for 2h (until 16:00 UTC (08:00 America/Los_Angeles)): Upgrade")

@@ -344,7 +344,7 @@ def test_a_proposal_made_outside_the_requests_channel_is_relayed_there(chat: Cha
 def test_the_cancellation_mail_and_chat_carry_the_reason(bz: Chat) -> None:
     announced(bz)
     out = bz.say("carol", "!downtime cancel 1 -- hardware not delivered")
-    assert "#developers Downtime #1 (2026-12-05 14:00 UTC) is CANCELLED: hardware not delivered" in out
+    assert "#developers Downtime #1 (2026-12-05 14:00 UTC (06:00 America/Los_Angeles)) is CANCELLED: hardware not delivered" in out
     mail = bz.mailer.sent[-1]
     assert mail.subject == "Re: Tree-closing downtime #1: CANCELLED"
     assert "Reason: hardware not delivered" in mail.body
@@ -357,7 +357,7 @@ def test_a_downtime_merged_away_after_its_announcement_tells_everyone_why_in_cha
     bz.say("carol", "!downtime announce 2 --force -- tests")
     bz.say("carol", "!downtime reschedule 2 2026-12-05 19:00 UTC")  # back to approved: it was announced
     out = bz.say("carol", "!downtime merge 1 2")
-    assert "#developers Downtime #2 (2026-12-05 19:00 UTC) is CANCELLED: merged into downtime #1" in out
+    assert "#developers Downtime #2 (2026-12-05 19:00 UTC (11:00 America/Los_Angeles)) is CANCELLED: merged into downtime #1" in out
     mail = bz.mailer.sent[-1]
     assert mail.subject == "Re: Tree-closing downtime #2: CANCELLED"
     assert "Reason: merged into downtime #1" in mail.body

@@ -34,7 +34,7 @@ def announced(chat: Chat) -> None:
 def test_a_proposal_that_breaks_soft_rules_warns_everyone_in_the_channel(chat: Chat) -> None:
     out = chat.say("alice", "!downtime propose 2026-12-01 15:00 UTC for 1h -- Reboot nagios.mozilla.org")
     assert out[0].startswith("#ci Downtime #1 proposed by alice")
-    assert "#ci Warning (notice): only 5h notice before 2026-12-01 15:00 UTC; the process asks for at least 24h" in out
+    assert "#ci Warning (notice): only 5h notice before 2026-12-01 15:00 UTC (07:00 America/Los_Angeles); the process asks for at least 24h" in out
     assert any(line.startswith("#ci Warning (low impact): outside the low-impact times") for line in out)
 
 
@@ -55,7 +55,7 @@ def test_announce_refuses_a_hard_rule_unless_forced_and_the_reason_is_logged(cha
     chat.say("carol", "!downtime approve 1")
     out = chat.say("carol", "!downtime announce 1")
     assert out == [
-        "#ci cannot announce downtime #1: only 10h notice before 2026-12-01 20:00 UTC; the process asks for at least 24h "
+        "#ci cannot announce downtime #1: only 10h notice before 2026-12-01 20:00 UTC (12:00 America/Los_Angeles); the process asks for at least 24h "
         "(to announce anyway: !downtime announce 1 --force -- <reason>)"
     ]
     out = chat.say("carol", "!downtime announce 1 --force -- chemspill fix must land")
@@ -96,7 +96,7 @@ def test_starting_more_than_an_hour_early_needs_force(chat: Chat) -> None:
     chat.clock.set(dt.datetime(2026, 12, 5, 12, 0, tzinfo=UTC))
     out = chat.say("carol", "!downtime start 1")
     assert out == [
-        "#ci downtime #1 is announced for 2026-12-05 14:00 UTC, more than an hour from now: "
+        "#ci downtime #1 is announced for 2026-12-05 14:00 UTC (06:00 America/Los_Angeles), more than an hour from now: "
         "use !downtime start 1 --force to start it early"
     ]
     assert chat.say("carol", "!downtime start 1 --force")[0] == "#ci Downtime #1 started; sheriffs notified."
@@ -106,7 +106,7 @@ def test_cancelling_an_announced_downtime_tells_every_channel_and_list_again(cha
     announced(chat)
     out = chat.say("carol", "!downtime cancel 1 -- chemspill release")
     assert out[0] == "#ci Downtime #1 cancelled."
-    assert "#developers Downtime #1 (2026-12-05 14:00 UTC) is CANCELLED: chemspill release" in out
+    assert "#developers Downtime #1 (2026-12-05 14:00 UTC (06:00 America/Los_Angeles)) is CANCELLED: chemspill release" in out
     assert chat.mailer.sent[-1].subject == "Re: Tree-closing downtime #1: CANCELLED"
     assert chat.mailer.sent[-1].in_reply_to == chat.mailer.sent[-2].message_id
 
@@ -173,7 +173,7 @@ BAD_INPUT = [
     ("alice", "!downtime show 1 2", "unexpected '2' (usage: !downtime show <id>)"),
     ("alice", "!downtime show 99", "there is no downtime #99 (see !downtime list)"),
     ("alice", "!downtime show abc", "'abc' is not a downtime id (a number such as 7) (usage: !downtime show <id>)"),
-    ("alice", "!downtime propose 2020-01-01 10:00 UTC for 1h -- old", "2020-01-01 10:00 UTC is in the past (it is now 2026-12-01 10:00 UTC)"),
+    ("alice", "!downtime propose 2020-01-01 10:00 UTC for 1h -- old", "2020-01-01 10:00 UTC (02:00 America/Los_Angeles) is in the past (it is now 2026-12-01 10:00 UTC (02:00 America/Los_Angeles))"),
     ("alice", "!downtime propose 2026-12-05 14:00 for 1h -- x", "no time zone in '2026-12-05 14:00'"),
     ("alice", "!downtime propose 2026-12-05 14:00 Mars/Olympus for 1h -- x", "Mars/Olympus"),
     ("alice", "!downtime propose 2026-12-05 14:00 UTC for 0m -- x", "(usage: !downtime propose"),

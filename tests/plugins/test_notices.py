@@ -61,8 +61,8 @@ def test_the_1h_and_start_reminders_ping_ciduty_and_the_sheriffs_in_both_channel
 
     out = at(announced, START)
     assert out == [
-        "#developers carol, sam: Downtime #1 is due to start now (14:00 UTC): CiDuty, run !downtime start 1.",
-        "#ci carol, sam: Downtime #1 is due to start now (14:00 UTC): CiDuty, run !downtime start 1.",
+        "#developers carol, sam: Downtime #1 is due to start now (14:00 UTC (06:00 America/Los_Angeles)): CiDuty, run !downtime start 1.",
+        "#ci carol, sam: Downtime #1 is due to start now (14:00 UTC (06:00 America/Los_Angeles)): CiDuty, run !downtime start 1.",
     ]
 
 
@@ -78,10 +78,10 @@ def test_the_end_reminder_asks_for_end_or_extend_and_overruns_repeat_every_30_mi
     announced.clock.set(START)
     announced.say("carol", "!downtime start 1")
     out = at(announced, START + dt.timedelta(hours=2))
-    assert out == ["#ci carol: Downtime #1 was planned to end now (16:00 UTC): !downtime end 1 or !downtime extend 1 <duration>."]
+    assert out == ["#ci carol: Downtime #1 was planned to end now (16:00 UTC (08:00 America/Los_Angeles)): !downtime end 1 or !downtime extend 1 <duration>."]
 
     out = at(announced, START + dt.timedelta(hours=2, minutes=30))
-    assert out == ["#ci carol: Downtime #1 is overrunning its planned end (16:00 UTC): !downtime end 1 or "
+    assert out == ["#ci carol: Downtime #1 is overrunning its planned end (16:00 UTC (08:00 America/Los_Angeles)): !downtime end 1 or "
                    "!downtime extend 1 <duration>."]
     assert at(announced, START + dt.timedelta(hours=2, minutes=45)) == []
     assert len(at(announced, START + dt.timedelta(hours=3))) == 1
@@ -94,7 +94,7 @@ def test_an_extension_moves_the_end_reminder_and_repeats_nothing(announced: Chat
     announced.say("carol", "!downtime extend 1 1h")
 
     assert at(announced, START + dt.timedelta(hours=2)) == []
-    assert at(announced, START + dt.timedelta(hours=3))[0].startswith("#ci carol: Downtime #1 was planned to end now (17:00 UTC)")
+    assert at(announced, START + dt.timedelta(hours=3))[0].startswith("#ci carol: Downtime #1 was planned to end now (17:00 UTC (09:00 America/Los_Angeles))")
 
 
 def test_a_cancelled_downtime_gets_no_reminder(announced: Chat) -> None:

@@ -71,7 +71,7 @@ def test_a_forced_early_start_moves_the_expected_end_and_the_reply_says_so(chat:
         line for line in out if line.startswith("#ci carol: Downtime #1 started by carol"))
     show = chat.say("bob", "!downtime show 1")
     assert show[0].startswith("#ci #1 [in progress] 2026-12-05 10:00 UTC (02:00 America/Los_Angeles) for 2h "
-                              "(until 12:00 UTC)")
+                              "(until 12:00 UTC (04:00 America/Los_Angeles))")
     assert any("until about 12:00 UTC" in line for line in chat.say("bob", "!canipush"))
     history = chat.say("bob", "!downtime history 1")
     assert any("start announced → in_progress: forced early start: expected end moved from 2026-12-05 16:00 UTC "
@@ -88,11 +88,11 @@ def test_after_an_early_start_the_end_reminder_comes_at_the_new_end_and_nothing_
 
     assert reminders(chat, 11, 59) == []
     assert reminders(chat, 12, 0) == [
-        "#ci carol: Downtime #1 was planned to end now (12:00 UTC): !downtime end 1 or !downtime extend 1 <duration>."]
+        "#ci carol: Downtime #1 was planned to end now (12:00 UTC (04:00 America/Los_Angeles)): !downtime end 1 or !downtime extend 1 <duration>."]
     assert [line.split(":")[1] for line in reminders(chat, 12, 30)] == [" Downtime #1 is overrunning its planned end (12"]
     # The announced plan's 1h (13:00), start (14:00) and end (16:00) reminders never come: only overruns.
     later = reminders(chat, 13, 0) + reminders(chat, 14, 0) + reminders(chat, 16, 0)
-    assert later and all("is overrunning its planned end (12:00 UTC)" in line for line in later)
+    assert later and all("is overrunning its planned end (12:00 UTC (04:00 America/Los_Angeles))" in line for line in later)
 
 
 def test_a_start_within_the_hour_keeps_the_planned_times(chat: Chat) -> None:

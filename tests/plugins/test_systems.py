@@ -52,7 +52,7 @@ def test_a_proposal_working_on_the_same_host_is_offered_for_consolidation(chat: 
 def test_a_proposal_overlapping_another_in_time_is_offered_for_consolidation(chat: Chat) -> None:
     chat.say("alice", "!downtime propose 2026-12-05 14:00 UTC for 2h -- Upgrade hg.mozilla.org")
     out = chat.say("ivan", "!downtime propose 2026-12-05 15:00 UTC for 2h -- Move the nagios.mozilla.org VM")
-    assert ("#ci Note: downtime #1 overlaps it in time (2026-12-05 14:00–16:00 UTC): consolidate RelEng and IT "
+    assert ("#ci Note: downtime #1 overlaps it in time (from 2026-12-05 14:00 UTC (06:00 America/Los_Angeles) until 16:00 UTC (08:00 America/Los_Angeles)): consolidate RelEng and IT "
             "downtimes with !downtime merge 1 2") in out
 
 

@@ -46,7 +46,7 @@ def test_a_long_answer_on_a_paced_network_goes_privately_with_a_pointer_in_the_c
     chat.transports["irc"].max_channel_lines = 4
     chat.say("alice", "!downtime propose 2026-12-05 14:00 UTC for 2h bug 123456 -- Upgrade hg.mozilla.org")
     out = chat.say("bob", "!downtime notice 1")
-    assert out[0] == "@bob Tree-closing downtime #1: 2026-12-05 14:00 UTC (06:00 America/Los_Angeles) for 2h (until 16:00 UTC)"
+    assert out[0] == "@bob Tree-closing downtime #1: 2026-12-05 14:00 UTC (06:00 America/Los_Angeles) for 2h (until 16:00 UTC (08:00 America/Los_Angeles))"
     pointer = [line for line in out if line.startswith("#ci ")]
     assert pointer == [f"#ci bob: the answer has {len(out) - 1} lines; sent to you privately."]
 

@@ -69,7 +69,7 @@ def test_a_started_downtime_closes_its_trees_in_treestatus_once_and_ciduty_hears
     assert ts.say("bob", "!trees")[:3] == [
         "#ci From Treestatus:", f"#ci autoland: closed ({REASON})", f"#ci mozilla-central: closed ({REASON})"]
     assert ts.say("bob", "!trees")[-1] == (
-        f"#ci Tree change 1 by carol at 2026-12-05 13:55 UTC: autoland, mozilla-beta, mozilla-central, try closed "
+        f"#ci Tree change 1 by carol at 2026-12-05 13:55 UTC (05:55 America/Los_Angeles): autoland, mozilla-beta, mozilla-central, try closed "
         f"({REASON}); Treestatus change 1")
 
 

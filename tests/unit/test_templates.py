@@ -232,3 +232,18 @@ def test_the_tree_open_mail_lists_what_did_and_did_not_get_done() -> None:
 
 def test_a_late_reminder_says_it_is_late() -> None:
     assert "(late:" in RENDER("reminder.txt", d=downtime(), kind="start", late=True, auto_start=False)
+
+
+# Templates that show a time in UTC only, and why: the whiteboard tag is Bugzilla's own text,
+# subjects stay short, a Bugzilla comment is read by people on Bugzilla's own time display, and
+# the history is an audit log (one zone, sortable).
+UTC_ONLY = {"replies/approved.txt", "history.txt", "bug_comment.txt"}
+
+
+@pytest.mark.parametrize("name", RENDER.names())
+def test_every_reply_shows_its_times_in_utc_and_the_display_zones(name: str) -> None:
+    """A time formatted by hand (strftime) shows UTC only; `when` adds the display zones."""
+    if name in UTC_ONLY or name.endswith("_subject.txt"):
+        return
+    source = (RENDER.env.loader.get_source(RENDER.env, name)[0])  # type: ignore[union-attr]
+    assert "strftime" not in source, f"{name} shows a time in UTC only: use when(t)"
