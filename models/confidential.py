@@ -53,7 +53,7 @@ PUBLIC = Audience()
 def audience_of(actor: Actor) -> Audience:
     """Who reads the answer to `actor`: a private answer goes to "@<account>" (or "~<nick>" when not identified)."""
     return Audience(
-        private=actor.reply_target.startswith(("@", "~")), account=actor.account, network=actor.network,
+        private=actor.in_private, account=actor.account, network=actor.network,
         ciduty=bool({Role.CIDUTY, Role.ADMIN} & actor.roles),
     )
 

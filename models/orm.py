@@ -128,6 +128,11 @@ class Downtime(Base):
         return self.revision + self.notice_updates
 
 
+def nobody_assigned(assignee: str) -> bool:
+    """Nobody is assigned: empty, or a ``nobody@…`` placeholder (nobody@mozilla.org)."""
+    return assignee.strip().lower().partition("@")[0] in ("", "nobody")
+
+
 class DowntimeBug(Base):
     __tablename__ = "downtime_bugs"
 
@@ -149,8 +154,7 @@ class DowntimeBug(Base):
 
     @property
     def unassigned(self) -> bool:
-        """Nobody is assigned: empty, or a ``nobody@…`` placeholder (nobody@mozilla.org)."""
-        return self.assignee.strip().lower().partition("@")[0] in ("", "nobody")
+        return nobody_assigned(self.assignee)
 
     __table_args__ = (
         UniqueConstraint("downtime_id", "bug"),

@@ -188,18 +188,6 @@ class Queries:
         ).all()
         return {bug: downtime_id for bug, downtime_id in rows}
 
-    def held_bugs(self, bugs: Sequence[int]) -> set[int]:
-        """Which of these bugs an active downtime already holds."""
-        if not bugs:
-            return set()
-        return set(
-            self.session.scalars(
-                select(DowntimeBug.bug)
-                .join(Downtime)
-                .where(DowntimeBug.bug.in_(bugs), Downtime.state.in_(ACTIVE_STATES))
-            )
-        )
-
     def next_downtime(self) -> Downtime | None:
         """The running downtime (even one running over its end), else the next announced one."""
         running = self.session.scalars(

@@ -275,11 +275,8 @@ def bug_dropped(t: Telling, e: ev.BugDropped) -> None:
         _ask_ciduty(t, d, "drop", e.bug, e.by, e.at)
     if e.pending or not e.was_approved:
         return
-    if t.settings.bugzilla_enabled:
-        comment = t.render("bug_comment.txt", d=d, event="dropped")
-        t.job(f"dt{d.id}:bz-dropped:{e.bug}:{e.at:%Y%m%dT%H%M%S}" if e.at else f"dt{d.id}:bz-dropped:{e.bug}", jobs.RetagBugs((e.bug,), "", comment, renominate=True))
-    else:
-        t.manual("retag", bugs=[e.bug], tag="", why="dropped")
+    when = f":{e.at:%Y%m%dT%H%M%S}" if e.at else ""
+    _retag(t, d, d.revision, "dropped", "", bugs=[e.bug], key=f"dt{d.id}:bz-dropped:{e.bug}{when}")
 
 
 def _ask_ciduty(t: Telling, d: Downtime, change: str, bug: int, by: str, at: dt.datetime | None) -> None:
@@ -296,19 +293,10 @@ def changes_approved(t: Telling, e: ev.ChangesApproved) -> None:
     d = t.downtime
     at = f"{e.at:%Y%m%dT%H%M%S}"
     if e.approved:
-        tag = whiteboard_tag(d.start_at)
-        if t.settings.bugzilla_enabled:
-            key = f"dt{d.id}:r{e.revision}:bz-approve:{at}:{'-'.join(map(str, e.approved))}"
-            t.job(key, jobs.ApproveBugs(e.approved, tag))
-        else:
-            t.manual("approve", bugs=e.approved, tag=tag)
+        _approve_in_bugzilla(t, d, e.approved, f"dt{d.id}:r{e.revision}:bz-approve:{at}:{'-'.join(map(str, e.approved))}")
     if e.dropped:
-        if t.settings.bugzilla_enabled:
-            comment = t.render("bug_comment.txt", d=d, event="dropped")
-            key = f"dt{d.id}:r{e.revision}:bz-dropped:{at}:{'-'.join(map(str, e.dropped))}"
-            t.job(key, jobs.RetagBugs(e.dropped, "", comment, renominate=True))
-        else:
-            t.manual("retag", bugs=e.dropped, tag="", why="dropped")
+        key = f"dt{d.id}:r{e.revision}:bz-dropped:{at}:{'-'.join(map(str, e.dropped))}"
+        _retag(t, d, e.revision, "dropped", "", bugs=e.dropped, key=key)
     if e.unassigned:
         t.note("left_waiting", bugs=e.unassigned, id=d.id)
 
@@ -343,11 +331,17 @@ def nothing_more(t: Telling, e: ev.Event) -> None:
 @reaction(ev.Approved)
 def approved(t: Telling, e: ev.Approved) -> None:
     d = t.downtime
-    if t.settings.bugzilla_enabled:
-        t.job(f"dt{d.id}:r{e.revision}:bz-approve", jobs.ApproveBugs(e.bugs, whiteboard_tag(d.start_at)))
-    else:
-        t.manual("approve", bugs=e.bugs, tag=whiteboard_tag(d.start_at))
+    _approve_in_bugzilla(t, d, e.bugs, f"dt{d.id}:r{e.revision}:bz-approve")
     _draft(t, d, e)
+
+
+def _approve_in_bugzilla(t: Telling, d: Downtime, bugs: Sequence[int], key: str) -> None:
+    """The flag's "+" and the whiteboard tag of the downtime's time, or say what to do by hand."""
+    tag = whiteboard_tag(d.start_at)
+    if t.settings.bugzilla_enabled:
+        t.job(key, jobs.ApproveBugs(tuple(bugs), tag))
+    else:
+        t.manual("approve", bugs=bugs, tag=tag)
 
 
 def _draft(t: Telling, d: Downtime, e: ev.Approved | ev.Rescheduled) -> None:
@@ -442,14 +436,17 @@ def rescheduled(t: Telling, e: ev.Rescheduled) -> None:
         _draft(t, d, e)
 
 
-def _retag(t: Telling, d: Downtime, revision: int, why: str, tag: str, *, bugs: Sequence[int] | None = None) -> None:
-    """Retag the bugs of `d` (or only `bugs`) in Bugzilla, or say what to do by hand."""
+def _retag(t: Telling, d: Downtime, revision: int, why: str, tag: str, *, bugs: Sequence[int] | None = None,
+           key: str | None = None) -> None:
+    """Retag the bugs of `d` (or only `bugs`) in Bugzilla, or say what to do by hand. A bug that
+    leaves the downtime (cancelled, dropped) is nominated again ("?") for another one."""
     bugs = tuple(b.bug for b in d.bugs) if bugs is None else tuple(bugs)
     if not bugs:
         return
     if t.settings.bugzilla_enabled:
         comment = t.render("bug_comment.txt", d=d, event=why)
-        t.job(f"dt{d.id}:r{revision}:bz-{why}", jobs.RetagBugs(bugs, tag, comment, renominate=why == "cancelled"))
+        renominate = why in ("cancelled", "dropped")
+        t.job(key or f"dt{d.id}:r{revision}:bz-{why}", jobs.RetagBugs(bugs, tag, comment, renominate=renominate))
     else:
         t.manual("retag", bugs=bugs, tag=tag, why=why)
 

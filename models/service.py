@@ -114,7 +114,7 @@ class Downtimes:
         for bug in bugs:
             downtime.bugs.append(DowntimeBug(bug=bug, wording="", added_by=self.actor.who))
         self.work.audit(downtime.id, "propose", "", State.PROPOSED.value, wording)
-        room = "" if self.actor.reply_target.startswith(("@", "~")) else self.actor.reply_target
+        room = "" if self.actor.in_private else self.actor.reply_target
         self.work.record(events.Proposed(downtime.id, network=self.actor.network, bugs=tuple(bugs), room=room))
         return Outcome(downtime, warnings=self.queries.rules(downtime), offers=self.queries.consolidations(downtime))
 
@@ -234,18 +234,27 @@ class Downtimes:
         if not downtime.bugs:
             self.work.may("approve", downtime)
             raise DomainError("no_bugs", id=downtime.id)
-        unassigned = [b.bug for b in downtime.bugs if self.settings.bugzilla_enabled and b.unassigned]
+        unassigned = self._unassigned(downtime.bugs)
         if unassigned:
             self.work.may("approve", downtime)
             raise DomainError("bugs_unassigned", bugs=unassigned[:SHOWN], count=len(unassigned))
         self.work.transition("approve", downtime)
-        for bug in downtime.bugs:
-            if bug.status == BugStatus.NOMINATED:
-                bug.status = BugStatus.APPROVED.value
+        self._approve_rows([b for b in downtime.bugs if b.status == BugStatus.NOMINATED])
         self.work.record(
             events.Approved(downtime.id, revision=downtime.revision, bugs=tuple(b.bug for b in downtime.bugs))
         )
         return Outcome(downtime, warnings=self.queries.rules(downtime))
+
+    def _unassigned(self, rows: Sequence[DowntimeBug]) -> list[int]:
+        """The bugs of `rows` with nobody assigned (known only when Bugzilla is asked): refused approval."""
+        return [b.bug for b in rows if self.settings.bugzilla_enabled and b.unassigned]
+
+    @staticmethod
+    def _approve_rows(rows: Sequence[DowntimeBug]) -> list[int]:
+        """Mark `rows` approved (a pending "add" joins the notice); their bug numbers."""
+        for b in rows:
+            b.status, b.pending = BugStatus.APPROVED.value, ""
+        return [b.bug for b in rows]
 
     def _approve_changes(self, downtime: Downtime) -> Outcome:
         self.work.may("approve", downtime)
@@ -253,7 +262,7 @@ class Downtimes:
         drops = [b for b in downtime.bugs if b.pending == "drop"]
         if not adds and not drops:
             raise DomainError("nothing_to_approve", id=downtime.id, state=downtime.state)
-        unassigned = [b.bug for b in adds if self.settings.bugzilla_enabled and b.unassigned]
+        unassigned = self._unassigned(adds)
         ready = [b for b in adds if b.bug not in unassigned]
         if not ready and not drops:
             raise DomainError("bugs_unassigned", bugs=unassigned[:SHOWN], count=len(unassigned))
@@ -267,8 +276,7 @@ class Downtimes:
             ) if part
         )
         self.work.transition("approve", downtime, detail)
-        for b in ready:
-            b.status, b.pending = BugStatus.APPROVED.value, ""
+        self._approve_rows(ready)
         for b in drops:
             downtime.bugs.remove(b)
         self.work.record(
@@ -481,11 +489,8 @@ class Downtimes:
         approved: list[int] = []
         if state in (State.APPROVED, State.ANNOUNCED) and moved:
             rows = [b for b in into.bugs if b.bug in moved]
-            unassigned = [b.bug for b in rows if self.settings.bugzilla_enabled and b.unassigned]
-            for b in rows:
-                if b.bug not in unassigned:
-                    b.status, b.pending = BugStatus.APPROVED.value, ""
-                    approved.append(b.bug)
+            unassigned = self._unassigned(rows)
+            approved = self._approve_rows([b for b in rows if b.bug not in unassigned])
             self.work.record(
                 events.ChangesApproved(
                     into.id, revision=into.revision, approved=tuple(approved), dropped=(),

@@ -37,6 +37,11 @@ class Actor:
     def who(self) -> str:
         return self.account or self.nick
 
+    @property
+    def in_private(self) -> bool:
+        """Whether they spoke privately: answered at "@<account>" (or "~<nick>" when not identified)."""
+        return self.reply_target.startswith(("@", "~"))
+
 
 def bot_actor(nick: str) -> Actor:
     """The bot itself, when it acts on its own ([policy] auto_start, jobs): audited under its nick."""

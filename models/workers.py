@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
+from models.orm import nobody_assigned
 from models.work import Settings
 
 CONFIRMED = "confirmed"
@@ -37,10 +38,6 @@ class Worker(NamedTuple):
         return () if self.hidden else self.accounts
 
 
-def _unassigned(assignee: str) -> bool:
-    return assignee.strip().lower().partition("@")[0] in ("", "nobody")
-
-
 def crew(downtime: Any, settings: Settings) -> list[Worker]:
     """The people working in `downtime`: the requester first, then each bug's assignee once."""
     routing = settings.mail
@@ -50,7 +47,7 @@ def crew(downtime: Any, settings: Settings) -> list[Worker]:
     assigned: dict[str, list[Any]] = {}
     for bug in downtime.bugs:
         address = bug.assignee.strip()
-        if "@" in address and not _unassigned(address):
+        if "@" in address and not nobody_assigned(address):
             assigned.setdefault(address.casefold(), []).append(bug)
     for folded, bugs in assigned.items():
         if any(w.mail.casefold() == folded for w in found):

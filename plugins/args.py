@@ -23,18 +23,24 @@ def split_wording(args: str) -> tuple[str, str | None]:
     return args.strip(), None
 
 
+def number(text: str, most_digits: int = 9) -> int | None:
+    """`text` read as a whole number, or None: ASCII digits only (str.isdigit() also accepts "¹"
+    and "٣", which int() refuses or reads as another number), at most `most_digits` of them."""
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= most_digits else None
+
+
 def downtime_id(token: str) -> int:
-    text = token.lstrip("#")
-    if not (text.isascii() and text.isdigit()) or len(text) > 9 or int(text) == 0:
+    found = number(token.lstrip("#"))
+    if not found:
         raise UsageError("not_a_downtime_id", token=token[:20])
-    return int(text)
+    return found
 
 
 def bug_number(token: str) -> int:
-    text = token.lower().removeprefix("bug").lstrip("#")
-    if not (text.isascii() and text.isdigit()) or len(text) > 9 or int(text) == 0:
+    found = number(token.lower().removeprefix("bug").lstrip("#"))
+    if not found:
         raise UsageError("not_a_bug_number", token=token[:20])
-    return int(text)
+    return found
 
 
 def bug_numbers(text: str) -> list[int]:

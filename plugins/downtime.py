@@ -80,9 +80,10 @@ async def list_(ctx: Ctx, args: str) -> None:
         which = words.pop(0).lower()
     page = 1
     if words:
-        if not (words[0].isascii() and words[0].isdigit()) or len(words[0]) > 6 or int(words[0]) < 1:
+        page = a.number(words[0], 6) or 0
+        if page < 1:
             raise UsageError("not_a_page", token=words[0][:20])
-        page = int(words.pop(0))
+        words.pop(0)
     a.exactly(words, 0, "")
     rows, pages = ctx.queries.listing(which, page)
     if page > pages:
@@ -396,7 +397,7 @@ async def queue(ctx: Ctx, args: str) -> None:
     """
     a.exactly(args.split(), 0, "")
     bugs = ctx.looked_up().nominated
-    held = ctx.queries.held_bugs([b.id for b in bugs])
+    held = ctx.queries.holders([b.id for b in bugs])
     waiting = told_found([b for b in bugs if b.id not in held], ctx.audience.reads_confidential())
     ctx.say("queue.txt", bugs=waiting, flag=ctx.work.settings.bugzilla_flag)
 

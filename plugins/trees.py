@@ -117,9 +117,10 @@ async def trees_confirm(ctx: Ctx, args: str) -> None:
 
 def _change_id(args: str) -> int:
     (token,) = a.exactly(args.split(), 1, "change")
-    if not (token.isascii() and token.isdigit()) or len(token) > 9:
+    found = a.number(token)
+    if found is None:
         raise UsageError("not_a_change", token=token[:20])
-    return int(token)
+    return found
 
 
 # The names people give branches, each meaning the [push] branch it names when that is configured.
