@@ -11,21 +11,32 @@ before the token existed keep an empty one and so the ids they were announced wi
 from __future__ import annotations
 
 import secrets
+import weakref
 
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from models.orm import BotMeta
 
 KEY = "id_token"
+# The token never changes once it is in the database: it is read once per engine, not at every
+# proposal (an ORM read of its own, a third of a millisecond).
+_KNOWN: weakref.WeakKeyDictionary[Engine, str] = weakref.WeakKeyDictionary()
 
 
 def database_token(session: Session) -> str:
     """The token of the database `session` writes to (made and added on first use)."""
+    engine = session.get_bind().engine
+    known = _KNOWN.get(engine)
+    if known is not None:
+        return known
     row = session.get(BotMeta, KEY)
-    if row is None:
+    if row is None:  # made here: remembered only once it is read back committed
         row = BotMeta(key=KEY, value=secrets.token_hex(6))
         session.add(row)
         session.flush()
+        return row.value
+    _KNOWN[engine] = row.value
     return row.value
 
 

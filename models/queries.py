@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import and_, bindparam, func, not_, or_, select
 from sqlalchemy.orm import Session, selectinload
@@ -28,7 +29,9 @@ DRAFTED = frozenset({State.APPROVED.value, State.ANNOUNCED.value})
 # Prebuilt statements on the path of every proposal (see models/prebuilt.py).
 _DOWNTIMES = table_of(Downtime)
 _ACTIVE = _DOWNTIMES.c.state.in_(ACTIVE_STATES)
-_NEARBY = select(_DOWNTIMES.c.id, _DOWNTIMES.c.start_at, _DOWNTIMES.c.end_at, _DOWNTIMES.c.summary).where(
+_NEARBY = select(
+    _DOWNTIMES.c.id, _DOWNTIMES.c.start_at, _DOWNTIMES.c.end_at, _DOWNTIMES.c.summary, _DOWNTIMES.c.state
+).where(
     _DOWNTIMES.c.start_at >= bindparam("low"), _DOWNTIMES.c.start_at < bindparam("high"), _ACTIVE
 )
 _OTHERS = select(
@@ -115,16 +118,21 @@ class Queries:
     def confirmations(self, downtime: DowntimeDetail | Downtime) -> tuple[list[str], list[str]] | None:
         """Who of the people working in the downtime confirmed its draft, and who has not yet;
         None before there is a draft (proposed, rejected, or cancelled before the approval)."""
+        if downtime.state not in DRAFTED and not any(
+            v.active and v.verdict == workers.CONFIRMED for v in downtime.verdicts
+        ):
+            return None  # no draft out, and nobody confirmed one: the workers need not be worked out
         confirmed, waiting = workers.confirmations(downtime, self.settings)
-        if downtime.state in DRAFTED or confirmed:
-            return [w.name for w in confirmed], [w.name for w in waiting]
-        return None
+        return [w.name for w in confirmed], [w.name for w in waiting]
 
     def nearby(self, start: dt.datetime, end: dt.datetime, *, exclude: int | None = None) -> list[planning.Slot]:
         """Active downtimes that could overlap or be near [start, end) (indexed range)."""
+        return [planning.Slot(i, s, e, t) for i, s, e, t, _ in self._nearby(start, end) if i != exclude]
+
+    def _nearby(self, start: dt.datetime, end: dt.datetime) -> Any:
+        """The rows (id, start, end, summary, state) `nearby` reads."""
         gap = self.settings.policy.min_gap
-        rows = run(self.session, _NEARBY, {"low": start - gap - planning.MAX_DURATION, "high": end + gap})
-        return [planning.Slot(i, s, e, t) for i, s, e, t in rows if i != exclude]
+        return run(self.session, _NEARBY, {"low": start - gap - planning.MAX_DURATION, "high": end + gap})
 
     def suggest(self, duration: dt.timedelta) -> list[dt.datetime]:
         horizon = dt.timedelta(days=90)
@@ -132,19 +140,19 @@ class Queries:
         return planning.suggest(duration, now=self.now, policy=self.settings.policy, others=others, horizon=horizon)
 
     def rules(self, downtime: Downtime) -> list[planning.RuleFailure]:
-        others = self.nearby(downtime.start_at, downtime.end_at, exclude=downtime.id)
+        rows = [row for row in self._nearby(downtime.start_at, downtime.end_at) if row[0] != downtime.id]
+        others = [planning.Slot(i, s, e, t) for i, s, e, t, _ in rows]
         failures = planning.check(
             downtime.start_at, downtime.end_at, now=self.now, policy=self.settings.policy, others=others
         )
-        return [self._mergeable(downtime, f) if f.rule == "near" else f for f in failures]
+        states = {i: State(state) for i, _, _, _, state in rows}
+        return [self._mergeable(downtime, f, states) if f.rule == "near" else f for f in failures]
 
-    def _mergeable(self, downtime: Downtime, near: planning.RuleFailure) -> planning.RuleFailure:
+    @staticmethod
+    def _mergeable(downtime: Downtime, near: planning.RuleFailure, states: dict[int, State]) -> planning.RuleFailure:
         """The "near" warning suggests a merge only when one of the two can be merged into the other."""
-        states = self.session.execute(
-            select(Downtime.id, Downtime.state).where(Downtime.id.in_(near.other_ids))
-        ).all()
         mine = State(downtime.state)
-        if any(_merge_of(downtime.id, mine, i, State(s)) for i, s in states):
+        if any(_merge_of(downtime.id, mine, i, states[i]) for i in near.other_ids if i in states):
             return near
         return dataclasses.replace(near, mergeable=False)
 

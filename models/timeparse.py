@@ -136,9 +136,7 @@ def format_time(t: datetime, zones: Sequence[str], *, now: datetime | None = Non
     _require_aware(t)
     utc = t.astimezone(UTC)
     shown = []
-    for zone in dict.fromkeys(validate_zone(name) for name in zones):
-        if zone.key in _UTC_KEYS:
-            continue
+    for zone in _display_zones(tuple(zones)):
         local = utc.astimezone(zone)
         # The weekday comes from _WEEKDAYS, not %a, which follows the process's locale.
         weekday = _WEEKDAYS[local.weekday()][:3].title()
@@ -163,6 +161,13 @@ def validate_zone(name: str) -> ZoneInfo:
             f"unknown time zone {_quote(name)}{hint}: use an IANA name such as "
             "'Europe/Berlin' or 'America/Los_Angeles', 'UTC', or an offset such as '+01:00'")
     return ZoneInfo(key)
+
+
+@functools.cache
+def _display_zones(names: tuple[str, ...]) -> tuple[ZoneInfo, ...]:
+    """The display zones once each, UTC left out: resolved once per list of names, not for
+    every time a reply shows (a list of ten downtimes shows twenty)."""
+    return tuple(zone for zone in dict.fromkeys(validate_zone(name) for name in names) if zone.key not in _UTC_KEYS)
 
 
 @functools.cache
