@@ -42,6 +42,7 @@ if TYPE_CHECKING:  # the outside systems' clients are imported only when configu
     from adapters.irc import IrcConfig
     from adapters.matrix import MatrixConfig
     from adapters.tree_jobs import TreeJobs
+    from adapters.web.server import WebServer
 
 log = logging.getLogger("downtimebot")
 HERE = Path(__file__).resolve().parent
@@ -219,7 +220,23 @@ class Bot:
         self.reminders = ReminderScheduler(
             self.sessions, self.clock, self.reactions, nick=config.bot.nick, on_queued=self._poke_workers
         )
+        self.web: WebServer | None = self._web_server(config) if config.web.enabled else None
         self._tasks: list[asyncio.Task[None]] = []
+
+    def _web_server(self, config: configuration.Config) -> WebServer:
+        """The status page, feeds, API and operations endpoints ([web]); aiohttp is imported only then."""
+        from adapters.mail import mail_domain
+        from adapters.web.server import WebServer  # noqa: F811
+        from adapters.web.site import Site
+        from models.public import Visibility
+
+        site = Site(
+            sessions=self.sessions, clock=self.clock, visibility=Visibility(frozenset(config.web.public_states)),
+            generation=self.commits, policy=config.policy, trees=config.trees.names,
+            tree_backend=config.trees.backend, zones=config.bot.display_timezones, base_url=config.web.base_url,
+            mail_domain=mail_domain(config.mail.sender),
+        )
+        return WebServer(site, config.web.host, config.web.port)
 
     def _rate_limiter(self, config: configuration.Config) -> RateLimiter | None:
         """[bot] rate_limit per sender; the console is not limited (whoever types there runs the bot)."""
@@ -256,6 +273,8 @@ class Bot:
         if self.bugzilla is not None:
             # In the background: a Bugzilla that is down must not hold up the chat.
             self._tasks.append(asyncio.create_task(self._check_bugzilla(), name="bugzilla-check"))
+        if self.web is not None:
+            await self.web.start()
         log.info("downtime-bot running: transports %s, database %s", ", ".join(self.transports),
                  display_url(self.config.bot.database))
 
@@ -282,6 +301,8 @@ class Bot:
                 break
 
     async def stop(self) -> None:
+        if self.web is not None:
+            await self.web.stop()
         self.reminders.stop()
         for worker in self.workers:
             worker.stop()
@@ -472,6 +493,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if "DOWNTIMEBOT_LOG_LEVEL" not in os.environ:
+        # Where the status page is, even in console mode (whose log shows warnings only).
+        logging.getLogger("downtimebot.web").setLevel(logging.INFO)
     protect(secret_values(config, os.environ))
     if options.check_config:
         problems = check_config(config, os.environ)

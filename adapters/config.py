@@ -176,6 +176,32 @@ class NoticeSection:
     end_to_end_url: str = "https://treeherder.mozilla.org/perfherder/"
 
 
+# The states whose downtimes the web page shows to anyone (see models/public.py for the rule).
+PUBLIC_STATES_DEFAULT = ("announced", "in_progress", "finished", "cancelled")
+STATE_NAMES = ("proposed", "approved", "rejected", "announced", "in_progress", "finished", "cancelled")
+
+
+@dataclass(frozen=True)
+class WebSection:
+    """[web]: the read-only status page, feeds, API and operations endpoints (adapters/web/)."""
+
+    listen: str = "127.0.0.1:8080"  # host:port; empty turns the web server off; port 0 picks a free one
+    base_url: str = ""  # e.g. https://downtimes.example.org: links in chat, mail and feeds
+    public_states: tuple[str, ...] = PUBLIC_STATES_DEFAULT
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.listen)
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+
 @dataclass(frozen=True)
 class IrcSection:
     """[irc]: one IRC network. ``*_env`` keys hold the name of an environment variable, never
@@ -234,6 +260,7 @@ class Config:
     notice: NoticeSection = NoticeSection()
     irc: IrcSection = IrcSection()
     matrix: MatrixSection = MatrixSection()
+    web: WebSection = WebSection()
     push: Mapping[str, dt.timedelta] = field(default_factory=dict)
     systems: Mapping[str, str] = field(default_factory=dict)
     path: str = ""
@@ -533,14 +560,38 @@ def _build(
         for branch, value in (raw.get("push") or DEFAULT_PUSH).items()
     }
     systems = dict(raw.get("systems") or DEFAULT_SYSTEMS)
+    web = _web(raw.get("web", {}))
     return Config(
         bot=bot, channels=channels, roles=roles, policy=policy, bugzilla=bugzilla, mail=mail, trees=trees,
         notice=notice,
         irc=_irc(raw.get("irc", {}), bot.nick, in_use="irc" in transports),
         matrix=_matrix(raw.get("matrix", {}), in_use="matrix" in transports),
-        push=push, systems=systems, path=path, people=people,
+        web=web, push=push, systems=systems, path=path, people=people,
         mail_accounts=mail_accounts,
     )
+
+
+def _web(values: Mapping[str, str]) -> WebSection:
+    w = WebSection()
+    listen = values.get("listen", w.listen).strip()
+    if listen:
+        host, colon, port = listen.rpartition(":")
+        if not colon or not host or not port.isascii() or not port.isdigit() or int(port) > 65535:
+            raise ConfigError(
+                f"[web] listen = {listen!r}: expected <host>:<port> such as 127.0.0.1:8080 (port 0: any free port), "
+                "or nothing to turn the web server off"
+            )
+    base_url = values.get("base_url", "").strip().rstrip("/")
+    if base_url:
+        parts = urllib.parse.urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment \
+                or any(c.isspace() or ord(c) < 32 for c in base_url):
+            raise ConfigError(f"[web] base_url = {base_url!r}: expected an http(s) address such as https://downtimes.example.org")
+    states = tuple(s.replace(" ", "_").lower() for s in _list(values.get("public_states", ",".join(w.public_states))))
+    unknown = [s for s in states if s not in STATE_NAMES]
+    if unknown:
+        raise ConfigError(f"[web] public_states: unknown state {unknown[0]!r}; expected any of {', '.join(STATE_NAMES)}")
+    return WebSection(listen=listen, base_url=base_url, public_states=states)
 
 
 def _irc(values: Mapping[str, str], bot_nick: str, *, in_use: bool) -> IrcSection:

@@ -38,7 +38,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from adapters.outbox import Permanent, Retry
 from models import jobs
 from models.events import MailFailed
-from models.instance import id_suffix
+from models.instance import event_uid, id_suffix
 from models.orm import Downtime, OutboxMessage
 from models.ports import Clock, Mail, Mailer, MailError, MailRejected, MailUnavailable, one_line
 from models.reactions import Reactions
@@ -316,6 +316,11 @@ class PrintMailer:
 
 
 
+def mail_domain(sender: str) -> str:
+    """The domain of the bot's Message-IDs and calendar UIDs: its sender address's."""
+    return parseaddr(sender)[1].rpartition("@")[2] or "downtimebot.localhost"
+
+
 class MailDelivery:
     """The deliver function of the "mail" OutboxWorker: builds the mail of an outbox row
     (Message-ID from the row's key, the thread it answers, the calendar invitation with the
@@ -342,7 +347,7 @@ class MailDelivery:
         self.clock = clock
         self.reactions = reactions
         self.sender = sender
-        self.domain = parseaddr(sender)[1].rpartition("@")[2] or "downtimebot.localhost"
+        self.domain = mail_domain(sender)
         self.report_after = report_after
         self.on_queued = on_queued
 
@@ -384,7 +389,7 @@ class MailDelivery:
         from adapters.calendar import downtime_invitation  # icalendar only when a mail needs it
 
         return downtime_invitation(
-            uid=f"downtime-{d.id}{id_suffix(d.id_token)}@{self.domain}",
+            uid=event_uid(d.id, d.id_token, self.domain),
             sequence=invitation.sequence,
             start=d.start_at,
             end=d.end_at,

@@ -43,3 +43,8 @@ def database_token(session: Session) -> str:
 def id_suffix(token: str) -> str:
     """What Message-IDs and UIDs append for a downtime's token ("" for the old ones)."""
     return f".{token}" if token else ""
+
+
+def event_uid(downtime_id: int, token: str, domain: str) -> str:
+    """The UID of a downtime's calendar entry, the same in the mailed invitations and the feed."""
+    return f"downtime-{downtime_id}{id_suffix(token)}@{domain}"

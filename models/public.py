@@ -1,0 +1,324 @@
+"""What anyone may read about the downtimes: the public rule, and the read model that the web
+page, the feeds and the API (adapters/web/) are made from. Nothing here changes a row.
+
+**Which downtimes are public** (`Visibility`, from ``[web] public_states``): a downtime once
+announced stays public whatever happens to it next (a reschedule sends it back to approved until
+it is announced again; a cancellation keeps it, marked cancelled), since everyone was told of it.
+A downtime never announced is public when its state is listed, except a cancelled one, which is
+public only when the states it could have been cancelled from before an announcement (proposed
+or approved) are listed too. So with the default (announced, in_progress, finished, cancelled)
+nothing is public before CiDuty announces it, and a proposal cancelled before its announcement
+never is.
+
+**What is public about one**: its wording, times (planned and actual), state, trees, systems,
+its bugs as a channel is told them (models/confidential.py: a security bug's words and assignee
+left out), outcomes, and the history of what happened to it in public (`PUBLIC_ACTIONS`: the
+review before the announcement, pre-approvals, objections and confirmations are not). Who
+requested it, who reviewed it and the pending outside jobs are not shown.
+
+Every read is bounded: lists are paged or limited, and the time ranges read through the
+``start_at`` index with the longest possible downtime as the lower bound (as models/queries.py).
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, false, func, or_, select
+from sqlalchemy.orm import Session
+
+from models import confidential, planning
+from models.confidential import ToldBug
+from models.lifecycle import State
+from models.orm import AuditEvent, Downtime, DowntimeBug, Tree, TreeChange, TreeChangeItem
+
+# The audit actions told on the page (models/work.py `audit`). The review before the
+# announcement (approve, reject, preapprove, object, confirm) stays among the people doing it.
+PUBLIC_ACTIONS = frozenset({
+    "propose", "announce", "reschedule", "extend", "edit", "add bug", "drop bug", "cancel", "merge",
+    "merge away", "start", "done", "end", "verify", "trees close", "trees open", "trees confirm",
+    "trees restore",
+})
+# Actions told without their detail (the proposal's first wording may never have been announced).
+WITHOUT_DETAIL = frozenset({"propose"})
+BEFORE_ANNOUNCEMENT = frozenset({State.PROPOSED.value, State.APPROVED.value})
+MAX_PAGE_SIZE = 100
+
+
+@dataclass(frozen=True)
+class Visibility:
+    """Which downtimes are public, from ``[web] public_states`` (see the module's docstring)."""
+
+    states: frozenset[str]
+
+    @property
+    def _listed(self) -> list[str]:
+        """The listed states that make a never-announced downtime public by themselves."""
+        listed = [s for s in self.states if s != State.CANCELLED.value]
+        if State.CANCELLED.value in self.states and self.states & BEFORE_ANNOUNCEMENT:
+            listed.append(State.CANCELLED.value)
+        return sorted(listed)
+
+    def clause(self) -> ColumnElement[bool]:
+        """The SQL condition: the downtime row is public."""
+        listed = self._listed
+        return or_(Downtime.was_announced.is_(True), Downtime.state.in_(listed) if listed else false())
+
+    def shows(self, state: str, was_announced: bool) -> bool:
+        return was_announced or state in self._listed
+
+
+@dataclass(frozen=True)
+class PublicEntry:
+    """One line of a downtime's public history."""
+
+    at: dt.datetime
+    who: str
+    action: str
+    from_state: str
+    to_state: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class PublicDowntime:
+    id: int
+    state: str
+    summary: str
+    start_at: dt.datetime  # as planned (a forced early start moves it)
+    end_at: dt.datetime
+    started_at: dt.datetime | None
+    ended_at: dt.datetime | None
+    verified_at: dt.datetime | None
+    announced_at: dt.datetime | None
+    updated_at: dt.datetime
+    created_at: dt.datetime
+    trees: tuple[str, ...]  # empty: every configured tree
+    systems: tuple[str, ...]
+    was_announced: bool
+    sequence: int  # the calendar SEQUENCE of the invitations mailed so far
+    id_token: str  # models/instance.py: the UID of its calendar entry carries it
+    bugs: tuple[ToldBug, ...] = ()  # only when read one at a time (`PublicReader.get`)
+    history: tuple[PublicEntry, ...] = ()  # likewise
+
+    @property
+    def duration(self) -> dt.timedelta:
+        return self.end_at - self.start_at
+
+    @property
+    def tree_names(self) -> list[str]:
+        return list(self.trees)
+
+    @property
+    def system_names(self) -> list[str]:
+        return list(self.systems)
+
+    @property
+    def cancelled(self) -> bool:
+        return self.state == State.CANCELLED.value
+
+    def shown_end(self, now: dt.datetime) -> dt.datetime:
+        """Where it ends as far as is known: its actual end, else its planned end (a running one
+        past its planned end: now)."""
+        if self.ended_at is not None:
+            return self.ended_at
+        if self.state == State.IN_PROGRESS.value:
+            return max(self.end_at, now)
+        return self.end_at
+
+
+@dataclass(frozen=True)
+class PublicTree:
+    name: str
+    status: str  # open | closed | approval required | motd | unknown (kept in Treestatus, not here)
+    reason: str
+    downtime_id: int | None  # the public downtime whose change set it, if any
+    since: dt.datetime | None
+
+
+_COLUMNS = (
+    Downtime.id, Downtime.state, Downtime.summary, Downtime.start_at, Downtime.end_at, Downtime.started_at,
+    Downtime.ended_at, Downtime.verified_at, Downtime.announced_at, Downtime.updated_at, Downtime.created_at,
+    Downtime.trees, Downtime.systems, Downtime.was_announced, Downtime.revision, Downtime.notice_updates,
+    Downtime.id_token,
+)
+
+
+def _public(row: Any, **more: Any) -> PublicDowntime:
+    return PublicDowntime(
+        id=row.id, state=row.state, summary=row.summary, start_at=row.start_at, end_at=row.end_at,
+        started_at=row.started_at, ended_at=row.ended_at, verified_at=row.verified_at,
+        announced_at=row.announced_at, updated_at=row.updated_at, created_at=row.created_at,
+        trees=tuple(t for t in row.trees.split(",") if t), systems=tuple(s for s in row.systems.split(",") if s),
+        was_announced=bool(row.was_announced), sequence=row.revision + row.notice_updates, id_token=row.id_token,
+        **more,
+    )
+
+
+class PublicReader:
+    """The public read model over one (short) session."""
+
+    def __init__(self, session: Session, visibility: Visibility, *, now: dt.datetime):
+        self.session = session
+        self.visibility = visibility
+        self.now = now
+        self._public = visibility.clause()
+
+    def _rows(self, *where: Any, order: Sequence[Any] = (Downtime.start_at, Downtime.id), limit: int | None = None,
+              offset: int = 0) -> list[PublicDowntime]:
+        query = select(*_COLUMNS).where(self._public, *where).order_by(*order).offset(offset)
+        if limit is not None:
+            query = query.limit(limit)
+        return [_public(row) for row in self.session.execute(query)]
+
+    def get(self, downtime_id: int) -> PublicDowntime | None:
+        """One public downtime with its bugs (as a channel is told them) and public history;
+        None when there is none or it is not public (the same answer for both)."""
+        found = self._rows(Downtime.id == downtime_id)
+        if not found:
+            return None
+        bugs = self.session.scalars(
+            select(DowntimeBug).where(DowntimeBug.downtime_id == downtime_id, DowntimeBug.pending != "add")
+            .order_by(DowntimeBug.bug)
+        ).all()
+        history = self.session.scalars(
+            select(AuditEvent).where(AuditEvent.downtime_id == downtime_id, AuditEvent.action.in_(PUBLIC_ACTIONS))
+            .order_by(AuditEvent.id)
+        ).all()
+        return dataclasses.replace(
+            found[0],
+            bugs=tuple(confidential.told(bugs, full=False)),
+            history=tuple(
+                PublicEntry(e.at, e.account, e.action, e.from_state, e.to_state,
+                            "" if e.action in WITHOUT_DETAIL else e.detail)
+                for e in history
+            ),
+        )
+
+    def listing(
+        self, *, states: Iterable[str] = (), since: dt.datetime | None = None, until: dt.datetime | None = None,
+        page: int = 1, size: int = 50,
+    ) -> tuple[list[PublicDowntime], int]:
+        """A page of public downtimes, newest start first, and how many there are in all.
+        `since`/`until`: only those overlapping [since, until)."""
+        where: list[Any] = []
+        wanted = list(states)
+        if wanted:
+            where.append(Downtime.state.in_(wanted))
+        where += self._overlapping(since, until)
+        total = self.session.scalar(select(func.count(Downtime.id)).where(self._public, *where)) or 0
+        size = max(1, min(size, MAX_PAGE_SIZE))
+        rows = self._rows(*where, order=(Downtime.start_at.desc(), Downtime.id.desc()), limit=size,
+                          offset=(page - 1) * size)
+        return rows, total
+
+    @staticmethod
+    def _overlapping(since: dt.datetime | None, until: dt.datetime | None) -> list[Any]:
+        where: list[Any] = []
+        if since is not None:
+            # A running downtime can overrun its planned end: it overlaps every later range.
+            where.append(or_(Downtime.end_at > since, Downtime.state == State.IN_PROGRESS.value))
+            where.append(or_(Downtime.start_at >= since - planning.MAX_DURATION,
+                             Downtime.state == State.IN_PROGRESS.value))
+        if until is not None:
+            where.append(Downtime.start_at < until)
+        return where
+
+    def between(self, since: dt.datetime, until: dt.datetime) -> list[PublicDowntime]:
+        """Every public downtime overlapping [since, until), by start (the timeline, the calendar feed)."""
+        return self._rows(*self._overlapping(since, until))
+
+    def running(self) -> list[PublicDowntime]:
+        """The public downtimes in progress, by start."""
+        return self._rows(Downtime.state == State.IN_PROGRESS.value,
+                          Downtime.start_at >= self.now - planning.MAX_DURATION * 2)
+
+    def upcoming(self, limit: int = 50) -> list[PublicDowntime]:
+        """The public downtimes still to start (announced, or rescheduled after an announcement and
+        not yet announced again), by start."""
+        return self._rows(
+            Downtime.state.in_([State.ANNOUNCED.value, State.APPROVED.value, State.PROPOSED.value]),
+            Downtime.end_at >= self.now, Downtime.start_at >= self.now - planning.MAX_DURATION, limit=limit,
+        )
+
+    def finished(self, limit: int = 10) -> list[PublicDowntime]:
+        """The last public downtimes that finished, the latest first."""
+        return self._rows(
+            Downtime.state == State.FINISHED.value, order=(Downtime.start_at.desc(), Downtime.id.desc()), limit=limit
+        )
+
+    def changed_at(self) -> dt.datetime | None:
+        """When a public downtime or a tree last changed (Last-Modified of the lists and feeds)."""
+        downtimes = self.session.scalar(select(func.max(Downtime.updated_at)).where(self._public))
+        trees = self.session.scalar(select(func.max(Tree.updated_at)))
+        changes = self.session.scalar(select(func.max(TreeChange.at)))
+        known = [_aware(t) for t in (downtimes, trees, changes) if t is not None]
+        return max(known) if known else None
+
+    def trees(self, names: Sequence[str], *, kept_here: bool) -> list[PublicTree]:
+        """Each configured tree's state, reason and the public downtime whose change set it.
+
+        `kept_here`: the bot keeps the trees ([trees] backend = builtin); otherwise Treestatus
+        does, and only the trees that the bot's own changes still hold are known here."""
+        holders: dict[str, tuple[int | None, dt.datetime, str, str]] = {}
+        changes = self.session.execute(
+            select(TreeChangeItem.tree, TreeChange.downtime_id, TreeChange.at, TreeChangeItem.current_status,
+                   TreeChangeItem.current_reason)
+            .join(TreeChange).where(TreeChange.state.in_(["active", "pending", "requested", "restoring"]))
+            .order_by(TreeChange.id)
+        ).all()
+        public_ids = self._public_ids({c.downtime_id for c in changes if c.downtime_id is not None})
+        for tree, downtime_id, at, status, reason in changes:  # the newest change of a tree wins
+            holders[tree] = (downtime_id if downtime_id in public_ids else None, _aware(at), status, reason)
+        kept = {t.name: t for t in self.session.scalars(select(Tree))} if kept_here else {}
+        found = []
+        for name in names:
+            held = holders.get(name)
+            tree = kept.get(name)
+            if tree is not None:
+                found.append(PublicTree(name, tree.status, tree.reason, held[0] if held else None, tree.updated_at))
+            elif held is not None:
+                found.append(PublicTree(name, held[2], held[3], held[0], held[1]))
+            else:
+                found.append(PublicTree(name, "open" if kept_here else "unknown", "", None, None))
+        return found
+
+    def _public_ids(self, ids: set[int]) -> set[int]:
+        if not ids:
+            return set()
+        return set(self.session.scalars(select(Downtime.id).where(Downtime.id.in_(sorted(ids)), self._public)))
+
+
+def _aware(t: dt.datetime) -> dt.datetime:
+    """Aggregates (max) come back without the column type: naive UTC from SQLite."""
+    return t if t.tzinfo is not None else t.replace(tzinfo=dt.timezone.utc)
+
+
+def window_spans(
+    windows: Sequence[planning.Window], since: dt.datetime, until: dt.datetime
+) -> list[tuple[dt.datetime, dt.datetime]]:
+    """The weekly windows' occurrences within [since, until), merged where they touch (the
+    timeline's shading of the low-impact times and CiDuty's hours)."""
+    spans = sorted(
+        (max(s, since), min(e, until)) for w in windows for s, e in w.occurrences(since, until) if e > since and s < until
+    )
+    merged: list[tuple[dt.datetime, dt.datetime]] = []
+    for s, e in spans:
+        if merged and s <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], e))
+        else:
+            merged.append((s, e))
+    return merged
+
+
+def blackout_spans(
+    blackouts: Sequence[planning.Blackout], since: dt.datetime, until: dt.datetime
+) -> list[tuple[dt.datetime, dt.datetime, str]]:
+    """The blackouts overlapping [since, until), clipped to it, with their labels."""
+    return [
+        (max(b.start, since), min(b.end, until), b.label)
+        for b in blackouts if b.start < until and b.end > since
+    ]
