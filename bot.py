@@ -169,6 +169,7 @@ class Bot:
         self.reactions = Reactions(self.settings, self.render)
         # The Prometheus metrics exist with the web server only (they are read at /metrics).
         self.version: VersionInfo | None = None
+        self.operations: Operations | None = None  # what the operations endpoints read ([web] on)
         self.metrics: Metrics | None = self._metrics(transports) if config.web.enabled else None
         on_delivery = self.metrics.delivery if self.metrics is not None else None
         self.workers: list[OutboxWorker] = []
@@ -263,7 +264,8 @@ class Bot:
             tree_backend=config.trees.backend, zones=config.bot.display_timezones, base_url=config.web.base_url,
             mail_domain=mail_domain(config.mail.sender),
         )
-        return WebServer(site, config.web.host, config.web.port, self._operations())
+        self.operations = self._operations()
+        return WebServer(site, config.web.host, config.web.port, self.operations)
 
     def _metrics(self, transports: Mapping[str, Transport]) -> Metrics:
         from adapters.metrics import Metrics  # noqa: F811  (prometheus_client only with the web server)

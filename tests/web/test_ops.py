@@ -142,6 +142,22 @@ def test_heartbeat_is_500_while_the_reminder_scheduler_is_not_running(web: WebCh
     assert reply.json()["checks"]["scheduler"] == "error"
 
 
+def test_a_database_that_cannot_be_read_turns_the_heartbeat_500_without_a_traceback(web: WebChat) -> None:
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import sessionmaker
+
+    start_reminders(web)
+    assert web.bot.operations is not None
+    web.bot.operations.sessions = sessionmaker(create_engine("sqlite:////no/such/folder/bot.db"))
+    reply = web.get("/__heartbeat__")
+    assert reply.status == 500
+    body = reply.json()
+    assert body["checks"]["database"] == "error" and body["checks"]["outbox"] == "warning"
+    assert body["details"]["database"]["messages"] == ["cannot read the database (OperationalError)"]
+    assert "Traceback" not in reply.text and "/no/such/folder" not in reply.text
+    assert web.get("/metrics").status == 200  # the counters still answer
+
+
 def queue(web: WebChat, kind: str, age: dt.timedelta) -> None:
     with web.bot.sessions() as session, session.begin():
         session.add(OutboxMessage(
@@ -181,6 +197,28 @@ def test_an_smtp_server_that_failed_last_time_is_a_warning_not_an_error(tmp_path
         body = reply.json()
         assert body["status"] == "warning" and body["checks"]["smtp"] == "warning"
         assert "Connection refused" in body["details"]["smtp"]["messages"][0]
+    finally:
+        harness.close()
+
+
+def test_bugzilla_marked_unavailable_is_a_warning_that_asks_bugzilla_nothing(tmp_path: Path, clock: FakeClock) -> None:
+    from models.ports import BugzillaUnavailable
+    from tests.fakes.bugzilla import FakeBugzilla
+
+    fake = FakeBugzilla()
+    config = make_config(tmp_path, bugzilla={"enabled": "on", "url": "http://bmo.invalid"})
+    harness = WebChat(config, clock, bugzilla=fake)
+    try:
+        start_reminders(harness)
+        assert harness.get("/__heartbeat__").json()["checks"]["bugzilla"] == "ok"
+        fake.failures.append(BugzillaUnavailable("HTTP 503"))
+        assert harness.bot.bugzilla is not None
+        harness.loop.run_until_complete(harness.bot.bugzilla.check())
+        asked = len(fake.calls)
+        reply = harness.get("/__heartbeat__")
+        assert reply.status == 200 and reply.json()["checks"]["bugzilla"] == "warning"
+        assert "HTTP 503" in reply.json()["details"]["bugzilla"]["messages"][0]
+        assert len(fake.calls) == asked  # judged from what the bot last saw
     finally:
         harness.close()
 
