@@ -22,7 +22,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from models.handled import already_handled, mark_handled
 from models.lifecycle import Role
 from models.outbox import Outbox
-from models.ports import BugLookup, Clock, CommandObserver, Incoming, Outgoing, Transport, TransportUnavailable, TreeState, Undeliverable
+from models.ports import (
+    BugLookup, Clock, CommandObserver, Incoming, Outgoing, Transport, TransportUnavailable, TreeState, Undeliverable,
+)
 from models.reactions import Reactions, Told
 from models.service import Downtimes
 from models.work import Actor, Settings, Work

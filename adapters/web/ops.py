@@ -162,7 +162,8 @@ def outbox_waiting(session: Session) -> dict[str, Waiting]:
     found: dict[str, Waiting] = {}
     for kind in OUTBOX_KINDS:
         where = (OutboxMessage.status == "pending", OutboxMessage.kind == kind)
-        oldest = session.scalar(select(OutboxMessage.created_at).where(*where).order_by(OutboxMessage.id).limit(1))
+        first = select(OutboxMessage.created_at).where(*where).order_by(OutboxMessage.id).limit(1)
+        oldest = session.scalar(first)
         count = session.scalar(select(func.count()).select_from(OutboxMessage).where(*where)) if oldest is not None else 0
         found[kind] = Waiting(int(count or 0), oldest)
     return found
