@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the real servers the integration tests start themselves (idempotent):
-# ngircd, InspIRCd + Anope (Debian packages), openssl, and Synapse in its own venv.
+# ngircd, InspIRCd + Anope (Debian packages), openssl, Debian's chromium and chromium-driver
+# (the browser test of the web page drives them through Selenium), and Synapse in its own venv.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
@@ -9,6 +10,9 @@ command -v ngircd >/dev/null || need+=(ngircd)
 command -v inspircd >/dev/null || need+=(inspircd)
 command -v anope >/dev/null || [ -x /usr/sbin/anope ] || need+=(anope)
 command -v openssl >/dev/null || need+=(openssl)
+# tests/integration/test_web_browser.py runs exactly these two paths (nothing is downloaded).
+[ -x /usr/bin/chromium ] || need+=(chromium)
+[ -x /usr/bin/chromedriver ] || need+=(chromium-driver)
 if [ ${#need[@]} -gt 0 ]; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
