@@ -54,7 +54,9 @@ class Renderer:
         return self.env.get_template(name).render(**context)
 
     def names(self) -> list[str]:
-        return sorted(n for n in self.env.list_templates() if not n.startswith("_"))
+        """The chat's and mail's templates (not the macros, nor templates/web/: the web pages'
+        templates are rendered by adapters/web/site.py, with their own globals)."""
+        return sorted(n for n in self.env.list_templates() if not n.startswith(("_", "web/")))
 
 
 def utc(t: dt.datetime) -> str:

@@ -70,7 +70,7 @@ def test_an_announced_downtime_is_a_bar_on_the_timeline_and_in_the_upcoming_list
     assert "Downtime #1: Upgrade hg.mozilla.org" in detail
     assert '<span class="state state-announced" id="state">announced</span>' in detail
     assert "every tree: autoland, mozilla-central, mozilla-beta, try" in detail
-    assert re.search(r'<tr data-bug="123456"><td>123456</td><td>approved</td>', detail)
+    assert re.search(r"<tr data-bug=\"123456\"><td>123456</td><td>approved</td><td>Upgrade hg.mozilla.org</td>", detail)
 
 
 def test_the_timeline_shades_the_low_impact_times_ciduty_hours_and_blackouts_with_their_labels(
