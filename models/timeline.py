@@ -5,8 +5,9 @@ Pure: given the time and what to draw, it says where everything goes, in the SVG
 - the low-impact windows shade a row's whole height, CiDuty's hours a strip at its foot;
 - a blackout is a hatched span with its label;
 - a downtime is a bar, split where it crosses midnight, in a lane of its own where downtimes
-  overlap (a cancelled one can overlap the one that replaced it); its first piece carries the
-  label "#<id> <headline>", the headline cut to the room left in the row;
+  overlap (a cancelled one can overlap the one that replaced it); its first piece (or the next
+  day's, when the first is too near midnight) carries the label "#<id> <headline>", the
+  headline cut to the room left in the row;
 - "now" is a line across today's row.
 """
 from __future__ import annotations
@@ -19,6 +20,8 @@ from models.public import PublicDowntime
 
 UTC = dt.timezone.utc
 DAY = dt.timedelta(days=1)
+# The least room (in characters) a label takes on a bar's first piece before moving to its next.
+MIN_LABEL_CHARS = 16
 
 
 @dataclass(frozen=True)
@@ -172,7 +175,10 @@ def build(
             continue
         boxes = tuple(Box(x, y(r) + 3 + lanes[d.id] * lane_height, max(w, 2.0), lane_height)
                       for r, x, w in pieces)
+        # The label goes on the first piece, or on the next day's when the first is too near midnight.
         first = boxes[0]
+        if len(boxes) > 1 and layout.width - first.x < MIN_LABEL_CHARS * layout.char_width:
+            first = boxes[1]
         room = layout.width - first.x - 4
         label = f"#{d.id} {cut(d.summary, int(room // layout.char_width) - len(str(d.id)) - 2)}".rstrip()
         bars.append(Bar(d, boxes, label, round(first.x + 3, 2), round(first.y + min(lane_height, 20) / 2 + 4, 2)))

@@ -55,6 +55,12 @@ def test_a_downtime_across_midnight_is_split_into_one_piece_per_day() -> None:
     assert second.y - first.y == LAYOUT.row_height
 
 
+def test_a_downtime_starting_just_before_midnight_is_labelled_on_the_next_days_row() -> None:
+    (bar,) = timeline.build(NOW, [downtime(7, at(5, 23.5), at(6, 2))]).bars
+    assert bar.label == "#7 Upgrade hg.mozilla.org"
+    assert bar.label_x == bar.pieces[1].x + 3 and bar.pieces[1].y < bar.label_y < bar.pieces[1].y + bar.pieces[1].height
+
+
 def test_only_the_days_shown_are_drawn_and_a_downtime_outside_them_is_left_out() -> None:
     drawn = timeline.build(NOW, [downtime(1, at(14, 22), at(15, 3)), downtime(2, at(20, 1), at(20, 2)),
                                  downtime(3, at(1, 1) - dt.timedelta(days=1), at(1, 2))])

@@ -258,3 +258,25 @@ def test_a_rescheduled_downtime_is_shown_as_to_be_announced_again(web: WebChat) 
     upcoming = section(web.get("/").text, "upcoming")
     assert "rescheduled, to be announced again" in upcoming
     assert '<time datetime="2026-12-06T14:00:00Z">' in upcoming
+
+
+def test_a_head_request_gets_the_headers_without_the_page(web: WebChat) -> None:
+    propose(web)
+    announce(web)
+    for path in PAGES:
+        got = web.get(path)
+        head = web.request("HEAD", path)
+        assert head.status == 200 and head.body == b"", path
+        assert head.headers["ETag"] == got.headers["ETag"], path
+
+
+def test_with_treestatus_keeping_the_trees_the_pages_say_so(tmp_path: Path, clock: FakeClock) -> None:
+    web = WebChat(make_config(tmp_path, trees={"backend": "advisory"}), clock)
+    try:
+        now = section(web.get("/").text, "now")
+        trees = web.get("/trees").text
+    finally:
+        web.close()
+    assert "Treestatus keeps the trees' state" in now and "The trees are open" not in now
+    assert "Treestatus keeps the trees' state" in trees
+    assert '<tr data-tree="autoland" class="tree-unknown"><td>autoland</td><td>unknown</td>' in trees
