@@ -131,6 +131,7 @@ def test_a_finished_downtime_is_among_the_finished_ones_with_its_outcomes(web: W
     history = re.findall(r"<td>(propose|add bug|announce|start|done|end)\b", detail)
     assert history[:3] == ["propose", "add bug", "announce"] and history[-1] == "end"
     assert "approve" not in re.findall(r"<td>([a-z ]+?)[ <(]", detail)  # the review is not public
+    assert "alice" not in detail and "carol" not in detail  # nor who requested and who reviewed it
 
 
 def test_a_security_bug_is_told_vaguely_on_the_pages(web: WebChat) -> None:
