@@ -119,18 +119,19 @@ def _downtime_id(text: str) -> int | None:
     return None
 
 
+# The pages read no query parameter: `params=()` keeps a query string out of the answer cache.
 def routes(site: Site) -> list[web.RouteDef]:
     async def index_page(request: web.Request) -> web.Response:
-        return await site.answer(request, lambda reader: index(site, reader), bucket=minute)
+        return await site.answer(request, lambda reader: index(site, reader), bucket=minute, params=())
 
     async def downtime_page(request: web.Request) -> web.Response:
         downtime_id = _downtime_id(request.match_info["id"])
         if downtime_id is None:
             return problem(request, 404, "Not found", f"'{request.match_info['id']}' is not a downtime id.")
-        return await site.answer(request, lambda reader: detail(site, reader, downtime_id), bucket=minute)
+        return await site.answer(request, lambda reader: detail(site, reader, downtime_id), bucket=minute, params=())
 
     async def trees_page(request: web.Request) -> web.Response:
-        return await site.answer(request, lambda reader: trees(site, reader))
+        return await site.answer(request, lambda reader: trees(site, reader), params=())
 
     return [
         web.get("/", index_page),

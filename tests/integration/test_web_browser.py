@@ -57,7 +57,8 @@ def _browser_missing() -> list[str]:
 def browser_installed() -> None:
     missing = _browser_missing()
     if missing:
-        message = f"the browser test needs {', '.join(missing)}: `make test` installs them (scripts/install-test-servers.sh)"
+        message = (f"the browser test needs {', '.join(missing)}: "
+                   "`make test` installs them (scripts/install-test-servers.sh)")
         if CI:
             pytest.fail(f"CI=true: {message}", pytrace=False)
         pytest.skip(message)
