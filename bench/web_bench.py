@@ -37,6 +37,7 @@ UTC = dt.timezone.utc
 NOW = dt.datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
 PATHS = ("/", "/api/v1/downtimes", "/calendar.ics")
 MSGIDS = itertools.count()
+PROPOSALS = itertools.count()
 
 
 # ---- the client (a process of its own) ----------------------------------------------------------
@@ -133,7 +134,7 @@ async def chat_round_trips(bot: object, count: int, ids: list[int], rng: random.
 
     lines = [
         f"!downtime show {rng.choice(ids)}" if n % 3 else "!downtime list" if n % 2 else
-        f"!downtime propose 2027-0{1 + n % 9}-{1 + n % 28:02d} 05:00 UTC for 2h -- bench {n}"
+        f"!downtime propose {free_time(n):%Y-%m-%d %H:%M} UTC for 1h -- bench {n}"
         for n in range(count)
     ]
     times = []
@@ -146,6 +147,12 @@ async def chat_round_trips(bot: object, count: int, ids: list[int], rng: random.
     return times
 
 
+def free_time(n: int) -> dt.datetime:
+    """A start of its own for the n-th proposal of a run (within [policy] max_horizon), so that
+    every proposal is made (commits) rather than refused for overlapping an earlier one."""
+    return NOW + dt.timedelta(days=3, hours=3 * next(PROPOSALS))
+
+
 async def cold(bot: object, url: str, path: str, runs: int) -> list[float]:
     """Each request after a commit: the answer is built again (measured in the bot's process)."""
     import aiohttp
@@ -155,8 +162,11 @@ async def cold(bot: object, url: str, path: str, runs: int) -> list[float]:
     times = []
     async with aiohttp.ClientSession(url) as http:
         for n in range(runs):
-            line = f"!downtime propose 2028-0{1 + n % 9}-{1 + n % 28:02d} 05:00 UTC for 2h -- cold {n}"
+            line = f"!downtime propose {free_time(n):%Y-%m-%d %H:%M} UTC for 1h -- cold {n}"
+            generation = bot.commits()  # type: ignore[attr-defined]
             await bot.dispatcher.answer(Incoming("irc", "#ci", "carol", "carol", line, msgid=f"c{next(MSGIDS)}"))  # type: ignore[attr-defined]
+            if bot.commits() == generation:  # type: ignore[attr-defined]
+                raise SystemExit(f"not cold: {line!r} changed nothing")
             t0 = time.perf_counter()
             async with http.get(path) as response:
                 await response.read()

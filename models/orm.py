@@ -108,6 +108,8 @@ class Downtime(Base):
         # The list, the conflict check and the reminder plan all read a time range.
         Index("ix_downtimes_start_at", "start_at"),
         Index("ix_downtimes_state_start_at", "state", "start_at"),
+        # The web page's Last-Modified: the latest change of a public downtime (models/public.py).
+        Index("ix_downtimes_updated_at", "updated_at"),
     )
 
     @property

@@ -252,7 +252,11 @@ class PublicReader:
 
     def changed_at(self) -> dt.datetime | None:
         """When a public downtime or a tree last changed (Last-Modified of the lists and feeds)."""
-        downtimes = self.session.scalar(select(func.max(Downtime.updated_at)).where(self._public))
+        # Newest first through ix_downtimes_updated_at, stopping at the first public row (max()
+        # with a condition would read every row).
+        downtimes = self.session.scalar(
+            select(Downtime.updated_at).where(self._public).order_by(Downtime.updated_at.desc()).limit(1)
+        )
         trees = self.session.scalar(select(func.max(Tree.updated_at)))
         changes = self.session.scalar(select(func.max(TreeChange.at)))
         known = [_aware(t) for t in (downtimes, trees, changes) if t is not None]
