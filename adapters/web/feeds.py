@@ -150,10 +150,14 @@ def entry_title(e: PublicEvent) -> str:
     return f"Downtime #{e.downtime.id} {DID.get(e.action, e.action)}: {headline(e.downtime.summary)}"
 
 
+def said(e: PublicEvent) -> str:
+    """What happened, with the history's detail: "Downtime #7 extended: end 16:00 → 17:00 UTC"."""
+    return f"Downtime #{e.downtime.id} {DID.get(e.action, e.action)}" + (f": {e.detail}" if e.detail else ".")
+
+
 def entry_text(site: Site, e: PublicEvent, bugs: Sequence[ToldBug]) -> str:
-    """What happened (the history's detail), then the downtime as it is now."""
-    said = f"Downtime #{e.downtime.id} {DID.get(e.action, e.action)}" + (f": {e.detail}" if e.detail else ".")
-    return f"{said}\n\n{describe(site, e.downtime, bugs)}"
+    """What happened, then the downtime as it is now."""
+    return f"{said(e)}\n\n{describe(site, e.downtime, bugs)}"
 
 
 def atom_answer(site: Site, reader: PublicReader) -> Answer:
