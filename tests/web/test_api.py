@@ -144,6 +144,18 @@ def test_one_downtime_has_its_public_history(web: WebChat) -> None:
     assert history[0]["detail"] == ""  # the first wording may never have been announced
 
 
+def test_an_objection_overridden_by_a_forced_announcement_stays_private(web: WebChat) -> None:
+    propose(web)
+    web.say("carol", "!downtime approve 1")
+    web.say("pat", "!downtime object 1 -- the release is that day")
+    web.say("carol", "!downtime announce 1 --force -- chemspill fix must land")
+    answer = web.get("/api/v1/downtimes/1")
+    announced = [h for h in answer.json()["result"]["history"] if h["action"] == "announce"]
+    assert announced == [{"at": "2026-12-01T10:00:00Z", "action": "announce", "from": "approved", "to": "announced",
+                          "detail": ""}]
+    assert b"the release is that day" not in answer.body + web.get("/feed.atom").body
+
+
 def test_missing_non_public_and_malformed_ids_are_the_same_404(web: WebChat) -> None:
     propose(web)  # 1: proposed
     propose(web, "2026-12-06 14:00 UTC", bug=200)
