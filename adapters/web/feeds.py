@@ -52,8 +52,8 @@ DID = {
     "merge": "merged with another downtime",
     "merge away": "cancelled (merged)",
 }
-# Characters XML 1.0 cannot carry at all (the wording is cleaned of them already; a Bugzilla
-# summary might not be): left out rather than making the feed unreadable.
+# Characters neither XML 1.0 nor iCalendar text can carry (the wording is cleaned of them
+# already; a Bugzilla summary might not be): left out rather than making a feed unreadable.
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
@@ -94,13 +94,15 @@ def describe(site: Site, d: PublicDowntime, bugs: Sequence[ToldBug]) -> str:
         lines += [f"- Bug {b.bug} [{b.status}]: {bug_text(b)}" + (f" ({b.note})" if b.note else "") for b in bugs]
     if site.base_url:
         lines += ["", site.link(f"/downtimes/{d.id}")]
-    return "\n".join(lines)
+    return _NOT_XML.sub("", "\n".join(lines))
 
 
 # ----- /calendar.ics ------------------------------------------------------------------------
 
 
 def calendar_answer(site: Site, reader: PublicReader) -> Answer:
+    """The calendar feed. icalendar writes about 3,000 events a second: the answer cache builds it
+    once per change (and day), every other fetch is a lookup."""
     from adapters.calendar import FeedEvent, downtime_feed  # icalendar only when the feed is asked for
 
     downtimes = reader.between(reader.now - CALENDAR_PAST, reader.now + CALENDAR_FUTURE)
@@ -111,7 +113,7 @@ def calendar_answer(site: Site, reader: PublicReader) -> Answer:
             sequence=d.calendar_sequence,
             start=d.start_at,
             end=d.end_at,
-            summary=f"Tree-closing downtime #{d.id}: {headline(d.summary)}",
+            summary=_NOT_XML.sub("", f"Tree-closing downtime #{d.id}: {headline(d.summary)}"),
             description=describe(site, d, bugs.get(d.id, ())),
             # Announced as the invitations said it; public without an announcement: not final yet.
             status="CANCELLED" if d.cancelled else "CONFIRMED" if d.was_announced else "TENTATIVE",
