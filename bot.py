@@ -16,7 +16,7 @@ import signal
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from adapters import config as configuration
 from adapters.clock import SystemClock
@@ -131,6 +131,21 @@ def treestatus_from(config: configuration.Config, client: TreeService | None) ->
     return writer, TreestatusClient(t.treestatus_url, token, timeout=5, retries=1)
 
 
+def page_address(config: configuration.Config) -> Callable[[Any], str]:
+    """A downtime's public page for chat and mail: ``<base_url>/downtimes/<id>`` when [web]
+    base_url is set and the downtime is public (models/public.py), else ""."""
+    from models.public import Visibility
+
+    base = config.web.base_url
+    visibility = Visibility(frozenset(config.web.public_states))
+
+    def page(downtime: Any) -> str:
+        shown = visibility.shows(downtime.state, bool(getattr(downtime, "was_announced", False)))
+        return f"{base}/downtimes/{downtime.id}" if base and config.web.enabled and shown else ""
+
+    return page
+
+
 class Bot:
     """Everything wired together; `start` it, `stop` it."""
 
@@ -162,6 +177,7 @@ class Bot:
             trees=config.trees.names,
             links=config.notice,
             flag=config.bugzilla.flag,
+            page_of=page_address(config),
         )
         self.settings = settings_from(config, list(transports))
         self.reactions = Reactions(self.settings, self.render)

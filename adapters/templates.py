@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,10 @@ class Renderer:
         links: Any = None,
         flag: str = "needs-treeclosure",
         directory: Path = TEMPLATES,
+        page_of: Callable[[Any], str] = lambda downtime: "",
     ):
+        """`page_of`: the address of a downtime's public web page ("" when it has none: no
+        [web] base_url, or the downtime is not public)."""
         self.env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(directory),
             undefined=jinja2.StrictUndefined,
@@ -44,6 +47,7 @@ class Renderer:
             prefix=prefix,
             trees=list(trees),
             links=links,
+            page_of=page_of,
         )
 
     def __call__(self, name: str, **context: Any) -> str:

@@ -81,6 +81,7 @@ class DowntimeDetail:
     ended_at: dt.datetime | None
     verified_by: str | None
     tree_change_id: int | None
+    was_announced: bool
     bugs: tuple[BugLine, ...]  # by bug number
     verdicts: tuple[VerdictLine, ...]  # oldest first
     pending: tuple[PendingJob, ...]  # the Bugzilla, tree and mail jobs not yet done, oldest first
@@ -126,7 +127,7 @@ def _gathered(table: Table, order: ColumnElement[Any], *columns: ColumnElement[A
 
 _DETAIL = select(
     _D.c.id, _D.c.state, _D.c.summary, _D.c.start_at, _D.c.end_at, _D.c.requester, _D.c.requester_network, _D.c.created_at, _D.c.trees,
-    _D.c.systems, _D.c.started_at, _D.c.ended_at, _D.c.verified_by, _D.c.tree_change_id,
+    _D.c.systems, _D.c.started_at, _D.c.ended_at, _D.c.verified_by, _D.c.tree_change_id, _D.c.was_announced,
     _gathered(
         _B, _B.c.bug, _B.c.bug, _B.c.status, _B.c.security, _B.c.assignee, _B.c.wording, _B.c.summary, _B.c.note,
         _B.c.pending, where=[_B.c.downtime_id == _D.c.id],
@@ -155,6 +156,7 @@ def load_detail(session: Session, downtime_id: int) -> DowntimeDetail:
         raise DomainError("no_downtime", id=downtime_id)
     columns = row._asdict()
     bugs, verdicts, pending = (_lines(columns.pop(name)) for name in ("bugs", "verdicts", "pending"))
+    columns["was_announced"] = bool(columns["was_announced"])
     return DowntimeDetail(
         **columns,
         bugs=tuple(BugLine(b, s, bool(sec), *rest) for b, s, sec, *rest in bugs),

@@ -6,8 +6,10 @@ minute; the calendar feed holds the last 90 days). `AnswerCache` keeps each answ
 request (path and query), the database's commit count (`adapters.db.CommitCounter`: the bot is
 the database's only writer, so an unchanged count means unchanged rows) and the endpoint's time
 bucket (`minute`, `day`, or none). A commit makes every older entry unreachable; the cache holds
-at most `size` entries and drops the least recently used. So a page fetched 100 times a second is
-built once per change, and every other fetch costs a dictionary lookup.
+at most `size` entries and `max_bytes` bytes, and drops the least recently used. So a page
+fetched 100 times a second is built once per change, and every other fetch costs a dictionary
+lookup. An endpoint names the query parameters it reads (`Site.answer(params=…)`): others (a
+`?nocache=<random>`) neither reach a new entry nor start a build.
 
 Two fetches that miss at once share one build (`AnswerCache.build`), so a burst of requests after
 a change starts one build, not one per request.
@@ -94,9 +96,11 @@ def respond(request: web.Request, answer: Answer) -> web.Response:
 class AnswerCache:
     """Answers by (request, commit count, time bucket); see the module's docstring."""
 
-    def __init__(self, generation: Callable[[], int], size: int = 512):
+    def __init__(self, generation: Callable[[], int], size: int = 512, max_bytes: int = 32 * 1024 * 1024):
         self.generation = generation
         self.size = size
+        self.max_bytes = max_bytes
+        self.bytes = 0
         self._answers: OrderedDict[Hashable, Answer] = OrderedDict()
         self._building: dict[Hashable, asyncio.Future[Answer]] = {}
         self.hits = 0
@@ -128,10 +132,11 @@ class AnswerCache:
         finally:
             del self._building[key]
         future.set_result(answer)
-        if answer.status == 200:
+        if answer.status == 200 and len(answer.body) <= self.max_bytes // 4:
             self._answers[key] = answer
-            while len(self._answers) > self.size:
-                self._answers.popitem(last=False)
+            self.bytes += len(answer.body)
+            while len(self._answers) > self.size or self.bytes > self.max_bytes:
+                self.bytes -= len(self._answers.popitem(last=False)[1].body)
         return answer
 
     def __len__(self) -> int:

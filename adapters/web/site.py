@@ -90,12 +90,19 @@ class Site:
 
     async def answer(
         self, request: web.Request, build: Callable[[PublicReader], Answer],
-        *, bucket: Callable[[dt.datetime], object] | None = None,
+        *, bucket: Callable[[dt.datetime], object] | None = None, params: Sequence[str] | None = None,
     ) -> web.Response:
         """The response to `request`: cached while the database and the time bucket are unchanged,
         else built by `build` in a worker thread; 304 when the client holds it already; a
-        `NotFound` or `BadParameter` that `build` raises is a 404 or a 400 problem."""
-        key = self.cache.key(request.path_qs, bucket(self.clock.now()) if bucket else None)
+        `NotFound` or `BadParameter` that `build` raises is a 404 or a 400 problem.
+
+        `params`: the query parameters the answer depends on (the others are not part of the
+        cache key); None: the whole query string."""
+        if params is None:
+            asked: object = request.query_string
+        else:
+            asked = tuple((name, tuple(request.query.getall(name, ()))) for name in params)
+        key = self.cache.key((request.path, asked), bucket(self.clock.now()) if bucket else None)
 
         async def make() -> Answer:
             async with self._builders:

@@ -409,3 +409,39 @@ def test_nominate_roles_names_roles_and_refuses_unknown_ones(tmp_path) -> None: 
     assert config.bugzilla.nominate_roles == (Role.CIDUTY, Role.SHERIFF)
     with pytest.raises(ConfigError, match=r"\[bugzilla\] nominate_roles: unknown role 'engineers'"):
         make_config(tmp_path, bugzilla={"nominate_roles": "engineers"})
+
+
+def test_the_web_section_defaults_to_the_loopback_page_with_announced_downtimes_public() -> None:
+    web = configuration.load(configuration.DEFAULT_CONFIG, environ={}).web
+    assert (web.listen, web.host, web.port, web.base_url) == ("127.0.0.1:8080", "127.0.0.1", 8080, "")
+    assert web.public_states == ("announced", "in_progress", "finished", "cancelled")
+    assert web.enabled
+
+
+def test_the_web_section_reads_listen_base_url_and_states(tmp_path: Path) -> None:
+    ini = tmp_path / "c.ini"
+    ini.write_text("[web]\nlisten = [::1]:9000\nbase_url = https://downtimes.example.org/\npublic_states = approved, In Progress\n")
+    web = configuration.load(ini, environ={}).web
+    assert (web.host, web.port, web.base_url) == ("::1", 9000, "https://downtimes.example.org")
+    assert web.public_states == ("approved", "in_progress")
+    off = configuration.load(ini, environ={"DOWNTIMEBOT_WEB_LISTEN": ""}).web
+    assert not off.enabled
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("listen", "8080", "[web] listen = '8080': expected <host>:<port>"),
+        ("listen", "localhost:http", "[web] listen = 'localhost:http': expected <host>:<port>"),
+        ("listen", "localhost:70000", "[web] listen = 'localhost:70000'"),
+        ("base_url", "downtimes.example.org", "[web] base_url = 'downtimes.example.org': expected an http(s) address"),
+        ("base_url", "javascript:alert(1)", "[web] base_url = 'javascript:alert(1)'"),
+        ("public_states", "announced, secret", "[web] public_states: unknown state 'secret'"),
+    ],
+)
+def test_a_bad_web_value_names_the_key(tmp_path: Path, key: str, value: str, message: str) -> None:
+    ini = tmp_path / "c.ini"
+    ini.write_text(f"[web]\n{key} = {value}\n")
+    with pytest.raises(ConfigError) as err:
+        configuration.load(ini, environ={})
+    assert message in str(err.value)

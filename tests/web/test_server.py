@@ -71,3 +71,25 @@ def test_empty_listen_turns_the_web_server_off(tmp_path: Path, clock: FakeClock)
         assert harness.bot.web is None
     finally:
         harness.close()
+
+
+def test_the_answer_cache_keeps_to_its_byte_budget_and_shares_one_build() -> None:
+    from adapters.web.answers import Answer, AnswerCache
+
+    builds = []
+    cache = AnswerCache(lambda: 0, size=100, max_bytes=4000)
+
+    async def fill() -> None:
+        async def make(n: int) -> Answer:
+            builds.append(n)
+            await asyncio.sleep(0)
+            return Answer(b"x" * 900, "text/plain")
+
+        for n in range(10):
+            await cache.build(n, lambda n=n: make(n))  # type: ignore[misc]
+        shared = await asyncio.gather(*(cache.build("same", lambda: make(99)) for _ in range(5)))
+        assert len({id(a) for a in shared}) == 1
+
+    asyncio.run(fill())
+    assert cache.bytes <= 4000 and len(cache) == 4
+    assert builds.count(99) == 1  # five requests at once, one build

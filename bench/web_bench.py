@@ -1,0 +1,224 @@
+"""The web server under load, with 10,000 and 100,000 downtimes, and the chat beside it.
+
+    .venv/bin/python bench/web_bench.py [--sizes 10000,100000] [--requests 2000] [--chat 400]
+
+For each size, a real bot core (fake chat transport, SQLite file in WAL mode) with its web
+server on a loopback port, in one asyncio loop as in the running bot. A second process (this
+script with --client) makes the HTTP requests, so that the client's work is not the bot's:
+
+- `/`, `/api/v1/downtimes`, `/calendar.ics`: p50/p99 of sequential requests on one keep-alive
+  connection, and requests per second with 8 connections at once;
+- the same three after every change ("cold": each request follows a commit, so the answer is
+  built again rather than taken from the answer cache), measured in the bot's process;
+- the chat round trip (a command through the dispatcher to the transport, as
+  bench/dispatcher_bench.py) p50/p99, alone and while `/` is fetched 100 times a second.
+
+The downtimes: all but 200 in the past ten years (finished or cancelled after their
+announcement, so public), 200 in the next year (announced). Prints figures; asserts nothing.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import itertools
+import json
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+UTC = dt.timezone.utc
+NOW = dt.datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
+PATHS = ("/", "/api/v1/downtimes", "/calendar.ics")
+MSGIDS = itertools.count()
+
+
+# ---- the client (a process of its own) ----------------------------------------------------------
+
+
+async def _client(url: str, mode: str, path: str, amount: float, seconds: float) -> dict[str, object]:
+    import aiohttp
+
+    connector = aiohttp.TCPConnector(limit=16)
+    async with aiohttp.ClientSession(url, connector=connector) as http:
+        async def get() -> float:
+            t0 = time.perf_counter()
+            async with http.get(path) as response:
+                await response.read()
+                if response.status != 200:
+                    raise SystemExit(f"{path}: HTTP {response.status}")
+            return (time.perf_counter() - t0) * 1000
+
+        await get()  # the connection, and the answer in the cache
+        if mode == "latency":
+            return {"ms": [await get() for _ in range(int(amount))]}
+        if mode == "throughput":
+            done = 0
+            deadline = time.perf_counter() + seconds
+
+            async def worker() -> None:
+                nonlocal done
+                while time.perf_counter() < deadline:
+                    await get()
+                    done += 1
+
+            t0 = time.perf_counter()
+            await asyncio.gather(*(worker() for _ in range(int(amount))))
+            return {"rps": done / (time.perf_counter() - t0)}
+        # rate: `amount` requests a second, on schedule (open loop), for `seconds`
+        interval = 1 / amount
+        start = time.perf_counter()
+        tasks = []
+        for n in range(int(amount * seconds)):
+            delay = start + n * interval - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(get()))
+        times = await asyncio.gather(*tasks)
+        return {"ms": list(times), "rate": len(times) / (time.perf_counter() - start)}
+
+
+# ---- the bot ------------------------------------------------------------------------------------
+
+
+def fill(bot: object, count: int, upcoming: int = 200) -> None:
+    from sqlalchemy import insert
+
+    from models.orm import Downtime
+
+    rng = random.Random(7)
+    rows = []
+    for i in range(count):
+        future = i >= count - upcoming
+        offset = dt.timedelta(minutes=rng.randrange(60, 365 * 24 * 60)) if future else -dt.timedelta(
+            minutes=rng.randrange(60, 10 * 365 * 24 * 60))
+        start = (NOW + offset).replace(second=0, microsecond=0)
+        rows.append(dict(
+            state="announced" if future else rng.choice(["finished", "finished", "finished", "cancelled"]),
+            summary=f"Maintenance {i} of hg.mozilla.org", start_at=start,
+            end_at=start + dt.timedelta(hours=rng.choice([1, 2, 4])), requester="alice", requester_network="irc",
+            trees="", systems="", created_at=start, updated_at=start, announced_at=start, revision=0,
+            was_announced=True,
+        ))
+    with bot.sessions() as session, session.begin():  # type: ignore[attr-defined]
+        for chunk in range(0, len(rows), 5000):
+            session.execute(insert(Downtime), rows[chunk : chunk + 5000])
+
+
+def pct(times: list[float], q: float) -> float:
+    ordered = sorted(times)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
+
+
+async def client(url: str, mode: str, path: str, amount: float, seconds: float = 0.0) -> dict[str, object]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, __file__, "--client", url, mode, path, str(amount), str(seconds),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await process.communicate()
+    if process.returncode:
+        raise SystemExit(f"the client failed on {path}")
+    return dict(json.loads(out))
+
+
+async def chat_round_trips(bot: object, count: int, ids: list[int], rng: random.Random) -> list[float]:
+    """`count` commands, one every 20 ms (a busy channel), each timed from the line to the reply."""
+    from models.ports import Incoming
+
+    lines = [
+        f"!downtime show {rng.choice(ids)}" if n % 3 else "!downtime list" if n % 2 else
+        f"!downtime propose 2027-0{1 + n % 9}-{1 + n % 28:02d} 05:00 UTC for 2h -- bench {n}"
+        for n in range(count)
+    ]
+    times = []
+    for line in lines:
+        message = Incoming("irc", "#ci", "carol", "carol", line, msgid=f"w{next(MSGIDS)}")
+        t0 = time.perf_counter()
+        await bot.dispatcher.answer(message)  # type: ignore[attr-defined]
+        times.append((time.perf_counter() - t0) * 1000)
+        await asyncio.sleep(0.02)
+    return times
+
+
+async def cold(bot: object, url: str, path: str, runs: int) -> list[float]:
+    """Each request after a commit: the answer is built again (measured in the bot's process)."""
+    import aiohttp
+
+    from models.ports import Incoming
+
+    times = []
+    async with aiohttp.ClientSession(url) as http:
+        for n in range(runs):
+            line = f"!downtime propose 2028-0{1 + n % 9}-{1 + n % 28:02d} 05:00 UTC for 2h -- cold {n}"
+            await bot.dispatcher.answer(Incoming("irc", "#ci", "carol", "carol", line, msgid=f"c{next(MSGIDS)}"))  # type: ignore[attr-defined]
+            t0 = time.perf_counter()
+            async with http.get(path) as response:
+                await response.read()
+            times.append((time.perf_counter() - t0) * 1000)
+    return times
+
+
+async def run_size(size: int, requests: int, chat: int) -> None:
+    from adapters import config as configuration
+    from bot import Bot
+    from tests.fakes import FakeClock, FakeMailer, FakeTransport
+
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = {
+            "bot": {"database": f"sqlite:///{tmp}/bench.db"}, "roles": {"ciduty": "carol"},
+            "web": {"listen": "127.0.0.1:0"},
+        }
+        config = configuration._build(raw, "bench")
+        bot = Bot(config, transports={"irc": FakeTransport("irc")}, clock=FakeClock(NOW), mailer=FakeMailer())
+        fill(bot, size)
+        assert bot.web is not None
+        url = (await bot.web.start()).rstrip("/")
+        checkpoints = asyncio.create_task(bot.checkpointer.run())
+        rng = random.Random(1)
+        ids = list(range(1, size + 1))
+        await chat_round_trips(bot, 30, ids, rng)  # warm up: statements compiled, templates loaded
+        for path in PATHS:
+            latency = await client(url, "latency", path, requests)
+            rps = await client(url, "throughput", path, 8, 5.0)
+            built = await cold(bot, url, path, 20)
+            ms = list(latency["ms"])  # type: ignore[call-overload]
+            print(f"| {size:,} | `{path}` | {statistics.median(ms):.2f} / {pct(ms, 0.99):.2f} | "
+                  f"{rps['rps']:,.0f} | {statistics.median(built):.1f} / {max(built):.1f} |")
+        alone = await chat_round_trips(bot, chat, ids, rng)
+        load = asyncio.create_task(client(url, "rate", "/", 100, chat * 0.025 + 5))
+        await asyncio.sleep(1.0)
+        loaded = await chat_round_trips(bot, chat, ids, rng)
+        fetched = await load
+        page_ms = list(fetched["ms"])  # type: ignore[call-overload]
+        print(f"| {size:,} | chat round trip alone | {statistics.median(alone):.2f} / {pct(alone, 0.99):.2f} | | |")
+        print(f"| {size:,} | chat round trip, `/` at {fetched['rate']:.0f}/s | {statistics.median(loaded):.2f} / "
+              f"{pct(loaded, 0.99):.2f} | | (the page meanwhile: {statistics.median(page_ms):.2f} / "
+              f"{pct(page_ms, 0.99):.2f} ms) |")
+        checkpoints.cancel()
+        await bot.stop()
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--client":
+        url, mode, path, amount, seconds = sys.argv[2:7]
+        print(json.dumps(asyncio.run(_client(url, mode, path, float(amount), float(seconds)))))
+        return
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", default="10000,100000")
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--chat", type=int, default=400)
+    args = parser.parse_args()
+    print("| downtimes | request | p50 / p99 ms | req/s (8 at once) | cold p50 / max ms |")
+    print("|---:|---|---:|---:|---:|")
+    for size in (int(s) for s in args.sizes.split(",")):
+        asyncio.run(run_size(size, args.requests, args.chat))
+
+
+if __name__ == "__main__":
+    main()
