@@ -48,6 +48,7 @@ UTC = dt.timezone.utc
 PAGE_SIZE = 50
 MAX_PAGE = 1_000_000
 MAX_VALUE = 200  # characters of a query value read at all
+LISTING = ("state", "from", "to", "page", "page_size")  # the parameters of /api/v1/downtimes
 STATES = tuple(s.value for s in State)
 # Ids and numbers: ASCII digits, no longer than SQLite's integers hold.
 _NUMBER = re.compile(r"[0-9]{1,18}")
@@ -64,22 +65,22 @@ _STATUSPAGE = {State.IN_PROGRESS.value: "in_progress", State.FINISHED.value: "co
 def routes(site: Site) -> list[web.RouteDef]:
     async def downtimes(request: web.Request) -> web.Response:
         query = request.query
-        return await site.answer(request, lambda reader: listing_answer(site, reader, query))
+        return await site.answer(request, lambda reader: listing_answer(site, reader, query), params=LISTING)
 
     async def downtime(request: web.Request) -> web.Response:
         number = request.match_info["id"]
-        return await site.answer(request, lambda reader: downtime_answer(site, reader, number))
+        return await site.answer(request, lambda reader: downtime_answer(site, reader, number), params=())
 
     async def trees(request: web.Request) -> web.Response:
-        return await site.answer(request, lambda reader: trees_answer(site, reader))
+        return await site.answer(request, lambda reader: trees_answer(site, reader), params=())
 
     async def upcoming(request: web.Request) -> web.Response:
         return await site.answer(request, lambda reader: maintenances_answer(site, reader, reader.upcoming()),
-                                 bucket=minute)
+                                 bucket=minute, params=())
 
     async def active(request: web.Request) -> web.Response:
         return await site.answer(request, lambda reader: maintenances_answer(site, reader, reader.running()),
-                                 bucket=minute)
+                                 bucket=minute, params=())
 
     return [
         web.get("/api/v1/downtimes", downtimes),

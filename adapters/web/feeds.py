@@ -59,10 +59,10 @@ _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 def routes(site: Site) -> list[web.RouteDef]:
     async def calendar(request: web.Request) -> web.Response:
-        return await site.answer(request, lambda reader: calendar_answer(site, reader), bucket=day)
+        return await site.answer(request, lambda reader: calendar_answer(site, reader), bucket=day, params=())
 
     async def atom(request: web.Request) -> web.Response:
-        return await site.answer(request, lambda reader: atom_answer(site, reader))
+        return await site.answer(request, lambda reader: atom_answer(site, reader), params=())
 
     return [web.get("/calendar.ics", calendar), web.get("/feed.atom", atom)]
 
