@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from icalendar import Calendar
 
-from adapters.web.feeds import FEED_ENTRIES, VAGUE
+from adapters.web.feeds import FEED_ENTRIES, VAGUE, EventCache
 from tests.conftest import make_config
 from tests.fakes import FakeClock
 from tests.web.conftest import WebChat
@@ -278,3 +278,16 @@ def test_an_empty_feed_is_still_a_valid_atom_feed(web: WebChat) -> None:
     root = feed(web)
     assert root.findall(f"{ATOM}entry") == []
     assert text(root, "id").startswith("tag:") and text(root, "updated") and text(root, "title")
+
+
+def test_the_event_cache_writes_each_event_once_and_keeps_the_latest_few() -> None:
+    made: list[str] = []
+
+    def make(key: str) -> bytes:
+        made.append(key)
+        return key.encode()
+
+    cache = EventCache(size=2)
+    assert [cache.get(k, lambda k=k: make(k)) for k in ("a", "b", "a", "c", "b")] == [b"a", b"b", b"a", b"c", b"b"]
+    assert made == ["a", "b", "c", "b"]  # "b" was the least recently used when "c" came
+    assert len(cache) == 2
