@@ -32,7 +32,7 @@ from models.ports import BugTracker, Clock, Mailer, Transport, TreeService
 from models.reactions import Reactions
 from models.work import MailRouting, Settings
 from plugins.context import NoBugzilla
-from plugins.dispatcher import Dispatcher
+from plugins.dispatcher import Dispatcher, all_commands
 from plugins.ratelimit import RateLimit, RateLimiter
 from plugins.senders import PerSender
 
@@ -41,7 +41,9 @@ if TYPE_CHECKING:  # the outside systems' clients are imported only when configu
     from adapters.bugzilla_jobs import BugzillaSync
     from adapters.irc import IrcConfig
     from adapters.matrix import MatrixConfig
+    from adapters.metrics import Metrics
     from adapters.tree_jobs import TreeJobs
+    from adapters.web.ops import Operations, VersionInfo
     from adapters.web.server import WebServer
 
 log = logging.getLogger("downtimebot")
@@ -181,38 +183,62 @@ class Bot:
         )
         self.settings = settings_from(config, list(transports))
         self.reactions = Reactions(self.settings, self.render)
+        # The Prometheus metrics exist with the web server only (they are read at /metrics).
+        self.version: VersionInfo | None = None
+        self.operations: Operations | None = None  # what the operations endpoints read ([web] on)
+        self.metrics: Metrics | None = self._metrics(transports) if config.web.enabled else None
+        on_delivery = self.metrics.delivery if self.metrics is not None else None
         self.workers: list[OutboxWorker] = []
         for name, t in transports.items():
-            worker = OutboxWorker(self.sessions, self.clock, kind="chat", network=name, deliver=chat_delivery(t))
+            worker = OutboxWorker(self.sessions, self.clock, kind="chat", network=name, deliver=chat_delivery(t),
+                                  on_delivery=on_delivery)
             t.on_connected = worker.poke  # back after an outage: deliver what waited, now
             self.workers.append(worker)
+        mailer = mailer or mailer_from(config, stdout or sys.stdout)
+        if self.metrics is not None and isinstance(mailer, SmtpMailer):
+            mailer.on_request = self.metrics.request("smtp")
         self.mail = MailDelivery(
-            mailer or mailer_from(config, stdout or sys.stdout), sessions=self.sessions, clock=self.clock,
+            mailer, sessions=self.sessions, clock=self.clock,
             reactions=self.reactions, sender=config.mail.sender, report_after=MAIL_REPORT_AFTER,
             on_queued=self._poke_chat,
         )
-        self.workers.append(OutboxWorker(self.sessions, self.clock, kind="mail", deliver=self.mail.deliver))
+        self.workers.append(OutboxWorker(self.sessions, self.clock, kind="mail", deliver=self.mail.deliver,
+                                         on_delivery=on_delivery))
         self.bugzilla: BugzillaSync | None = None
         if config.bugzilla.enabled:
+            from adapters.bugzilla import BugzillaClient  # noqa: F811
             from adapters.bugzilla_jobs import BugzillaSync  # noqa: F811  (imported above for typing only)
 
+            tracker = bugzilla or bugzilla_from(config)
+            if self.metrics is not None and isinstance(tracker, BugzillaClient):
+                tracker.observe(self.metrics.request("bugzilla"))
             self.bugzilla = BugzillaSync(
-                bugzilla or bugzilla_from(config), sessions=self.sessions, clock=self.clock,
+                tracker, sessions=self.sessions, clock=self.clock,
                 reactions=self.reactions, product=config.bugzilla.product,
                 report_after=config.bugzilla.report_after, on_queued=self._poke_chat,
             )
-            self.workers.append(OutboxWorker(self.sessions, self.clock, kind="bugzilla", deliver=self.bugzilla.deliver))
+            self.workers.append(OutboxWorker(self.sessions, self.clock, kind="bugzilla", deliver=self.bugzilla.deliver,
+                                             on_delivery=on_delivery))
         self.tree_jobs: TreeJobs | None = None
+        self._treestatus: list[TreeService] = []
         if config.trees.backend != "builtin":
             from adapters.tree_jobs import TreeJobs  # noqa: F811
 
             writer, reader = treestatus_from(config, treestatus)
+            self._treestatus = [c for c in (writer, reader) if c is not None]
+            if self.metrics is not None:
+                from adapters.treestatus import TreestatusClient
+
+                for client in self._treestatus:
+                    if isinstance(client, TreestatusClient):
+                        client.on_request = self.metrics.request("treestatus")
             self.tree_jobs = TreeJobs(
                 self.sessions, self.clock, self.reactions, client=writer, reader=reader,
                 on_queued=self._poke_chat, account=config.bot.nick,
             )
             # First, so that the notes it queues are delivered in the same pass.
-            self.workers.insert(0, OutboxWorker(self.sessions, self.clock, kind="trees", deliver=self.tree_jobs.deliver))
+            self.workers.insert(0, OutboxWorker(self.sessions, self.clock, kind="trees", deliver=self.tree_jobs.deliver,
+                                                on_delivery=on_delivery))
         self.dispatcher = Dispatcher(
             sessions=self.sessions,
             clock=self.clock,
@@ -230,11 +256,13 @@ class Bot:
             generation=self.commits,
             bugzilla=self.bugzilla.lookup if self.bugzilla else NoBugzilla(),
             rate_limiter=self._rate_limiter(config),
+            on_command=self.metrics.command if self.metrics is not None else None,
         )
         # Per-sender ordering: transports hand each line on without waiting for the one before.
         self.senders = PerSender(self.dispatcher.handle)
         self.reminders = ReminderScheduler(
-            self.sessions, self.clock, self.reactions, nick=config.bot.nick, on_queued=self._poke_workers
+            self.sessions, self.clock, self.reactions, nick=config.bot.nick, on_queued=self._poke_workers,
+            on_reminder=self.metrics.reminder if self.metrics is not None else None,
         )
         self.web: WebServer | None = self._web_server(config) if config.web.enabled else None
         self._tasks: list[asyncio.Task[None]] = []
@@ -252,7 +280,36 @@ class Bot:
             tree_backend=config.trees.backend, zones=config.bot.display_timezones, base_url=config.web.base_url,
             mail_domain=mail_domain(config.mail.sender),
         )
-        return WebServer(site, config.web.host, config.web.port)
+        self.operations = self._operations()
+        return WebServer(site, config.web.host, config.web.port, self.operations)
+
+    def _metrics(self, transports: Mapping[str, Transport]) -> Metrics:
+        from adapters.metrics import Metrics  # noqa: F811  (prometheus_client only with the web server)
+        from adapters.web.ops import VersionInfo  # noqa: F811
+
+        self.version = VersionInfo.read(HERE)
+        commands = [c.name for c in all_commands().values()]
+        return Metrics(version=self.version.version, commit=self.version.commit, commands=commands,
+                       networks=list(transports))
+
+    def _operations(self) -> Operations:
+        """What /__heartbeat__, /__version__ and /metrics read."""
+        from adapters.web.ops import Operations, VersionInfo  # noqa: F811
+
+        services: dict[str, Callable[[], str]] = {}
+        if self.bugzilla is not None:
+            status = self.bugzilla.status
+            services["bugzilla"] = lambda: "" if status.available else status.reason or "unavailable"
+        if self._treestatus:
+            clients = self._treestatus
+            services["treestatus"] = lambda: next((e for c in clients if (e := getattr(c, "last_error", ""))), "")
+        if self.config.mail.configured:
+            services["smtp"] = lambda: self.mail.last_error
+        return Operations(
+            sessions=self.sessions, clock=self.clock, transports=self.transports,
+            version=self.version or VersionInfo.read(HERE),
+            scheduler_running=lambda: self.reminders.running, services=services, metrics=self.metrics,
+        )
 
     def _rate_limiter(self, config: configuration.Config) -> RateLimiter | None:
         """[bot] rate_limit per sender; the console is not limited (whoever types there runs the bot)."""

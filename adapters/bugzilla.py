@@ -32,6 +32,7 @@ import bugzilla
 import requests
 
 from models.ports import (
+    DurationObserver,
     BugInfo, BugNotVisible, BugzillaError, BugzillaUnavailable, FlagDenied, InvalidApiKey,
 )
 
@@ -95,6 +96,7 @@ class _Session(requests.Session):
     def __init__(self, api_key: str | None, timeout: float) -> None:
         super().__init__()
         self._timeout = timeout
+        self.on_request: DurationObserver | None = None  # the metrics: seconds per HTTP request
         if api_key:
             self.headers[API_KEY_HEADER] = api_key
 
@@ -102,7 +104,13 @@ class _Session(requests.Session):
         self, method: str, url: str | bytes, *args: Any, **kwargs: Any
     ) -> requests.Response:
         kwargs["timeout"] = self._timeout
-        return super().request(method, url, *args, **kwargs)
+        if self.on_request is None:
+            return super().request(method, url, *args, **kwargs)
+        started = time.perf_counter()
+        try:
+            return super().request(method, url, *args, **kwargs)
+        finally:
+            self.on_request(time.perf_counter() - started)
 
     def rebuild_auth(self, prepared_request: requests.PreparedRequest,
                      response: requests.Response) -> None:
@@ -126,6 +134,10 @@ class BugzillaClient:
         self._session = _Session(api_key, timeout)
         self._bz: bugzilla.Bugzilla | None = None
         self._connect_lock = threading.Lock()
+
+    def observe(self, on_request: DurationObserver | None) -> None:
+        """Be told how many seconds each HTTP request to Bugzilla took (the metrics)."""
+        self._session.on_request = on_request
 
     def __repr__(self) -> str:  # never show the key
         return f"BugzillaClient({self.rest_url!r}, flag={self.flag!r})"

@@ -40,7 +40,7 @@ from models import jobs
 from models.events import MailFailed
 from models.instance import event_uid, id_suffix
 from models.orm import Downtime, OutboxMessage
-from models.ports import Clock, Mail, Mailer, MailError, MailRejected, MailUnavailable, one_line
+from models.ports import Clock, DurationObserver, Mail, Mailer, MailError, MailRejected, MailUnavailable, one_line
 from models.reactions import Reactions
 
 log = logging.getLogger(__name__)
@@ -168,6 +168,7 @@ class SmtpMailer:
         self._backoff = backoff
         self._sleep = sleep
         self._ssl_context = ssl_context
+        self.on_request: DurationObserver | None = None  # the metrics: seconds per SMTP session
         if config.username and config.security == "none":
             log.warning(
                 "[mail] security = none with a username: the password crosses the network in clear"
@@ -184,7 +185,7 @@ class SmtpMailer:
         attempts = self._retries + 1
         for attempt in range(1, attempts + 1):
             try:
-                self._deliver(message, recipients)
+                self._timed(message, recipients)
             except MailRejected as exc:
                 log.error("mail %s rejected: %s", mail.message_id, exc)
                 raise
@@ -203,6 +204,15 @@ class SmtpMailer:
             else:
                 log.info("mail %s sent to %d recipients", mail.message_id, len(recipients))
                 return
+
+    def _timed(self, message: EmailMessage, recipients: Iterable[str]) -> None:
+        if self.on_request is None:
+            return self._deliver(message, recipients)
+        started = time.perf_counter()
+        try:
+            return self._deliver(message, recipients)
+        finally:
+            self.on_request(time.perf_counter() - started)
 
     def _deliver(self, message: EmailMessage, recipients: Iterable[str]) -> None:
         config = self._config
@@ -350,6 +360,8 @@ class MailDelivery:
         self.domain = mail_domain(sender)
         self.report_after = report_after
         self.on_queued = on_queued
+        # Why the last delivery failed ("" once one went through): the heartbeat's smtp check.
+        self.last_error = ""
 
     def message_id(self, key: str, token: str = "") -> str:
         """<dt1.r0.announce.mail.<token>@domain>: the outbox key, made a dot-atom (RFC 5322 has no ':'
@@ -413,9 +425,11 @@ class MailDelivery:
             self._report(row, str(err), final=True)
             raise Permanent(str(err)) from err
         except MailError as err:
+            self.last_error = str(err)
             if row.attempts + 1 >= self.report_after:
                 self._report(row, str(err), final=False)
             raise Retry(str(err)) from err
+        self.last_error = ""
 
     def _report(self, row: OutboxMessage, reason: str, *, final: bool) -> None:
         try:

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.orm import OutboxMessage
-from models.ports import Clock, Outgoing, Transport, TransportUnavailable
+from models.ports import Clock, DeliveryObserver, Outgoing, Transport, TransportUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -61,12 +61,15 @@ class OutboxWorker:
         network: str = "",
         backoff_min: float = 1.0,
         backoff_max: float = 60.0,
+        on_delivery: DeliveryObserver | None = None,
     ):
         self.sessions = sessions
         self.clock = clock
         self.kind = kind
         self.network = network
         self.deliver = deliver
+        # Told of each delivery: (network, or kind for mail, bugzilla and trees; ok|retry|failed).
+        self.on_delivery = on_delivery
         self.wake = asyncio.Event()
         self.idle = asyncio.Event()
         self.backoff_min = backoff_min
@@ -114,14 +117,21 @@ class OutboxWorker:
                 except Retry as err:
                     log.info("outbox %s: row %s (%s) not delivered yet: %s", self.name, row.id, row.key, err)
                     self._finish(row.id, status="pending", error=str(err))
+                    self._observe("retry")
                     return False
                 except Permanent as err:
                     log.error("outbox %s: row %s (%s) failed for good: %s", self.name, row.id, row.key, err)
                     self._finish(row.id, status="failed", error=str(err))
+                    self._observe("failed")
                 else:
                     self._finish(row.id, status="sent")
+                    self._observe("ok")
                 last = row.id
         return True
+
+    def _observe(self, result: str) -> None:
+        if self.on_delivery is not None:
+            self.on_delivery(self.network or self.kind, result)
 
     async def run(self) -> None:
         while not self._stopping:

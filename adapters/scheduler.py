@@ -39,7 +39,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from models import reminders as plans
 from models.lifecycle import State
 from models.orm import AuditEvent, Downtime, OutboxMessage
-from models.ports import Clock
+from models.ports import Clock, DurationObserver
 from models.reactions import Reactions
 from models.service import Downtimes
 from models.work import Work, bot_actor
@@ -83,6 +83,7 @@ class ReminderScheduler:
         on_queued: Callable[[], None] = lambda: None,
         horizon: dt.timedelta = dt.timedelta(hours=12),
         replan_every: dt.timedelta = dt.timedelta(hours=1),
+        on_reminder: DurationObserver | None = None,
     ):
         if replan_every >= horizon:
             raise ValueError("replan_every must be shorter than the horizon, or reminders fall through the gap")
@@ -92,6 +93,8 @@ class ReminderScheduler:
         self.settings = reactions.settings
         self.nick = nick
         self.on_queued = on_queued
+        # Told, per reminder queued, how many seconds after its due time it was (the metrics).
+        self.on_reminder = on_reminder
         self.horizon = horizon
         self.replan_every = replan_every
         self.name = f"reminders-{next(_names)}"
@@ -317,6 +320,8 @@ class ReminderScheduler:
         for _, reminder in todo:
             self._handled.add(reminder.job_id)
             self.queued_at.setdefault(reminder.job_id, self.clock.now())
+            if self.on_reminder is not None:
+                self.on_reminder(max(0.0, (now - reminder.due).total_seconds()))
         if queued:
             log.info("queued %d reminder(s)%s", queued, " (late)" if late else "")
             self.on_queued()

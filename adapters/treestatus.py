@@ -37,7 +37,7 @@ from typing import Any
 
 import requests
 
-from models.ports import RestoreReport, TreestatusError, TreestatusUnavailable, TreeState
+from models.ports import DurationObserver, RestoreReport, TreestatusError, TreestatusUnavailable, TreeState
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,10 @@ class TreestatusClient:
         self.backoff = backoff
         self._sleep = sleep
         self._session = session or requests.Session()
+        # The metrics: seconds per HTTP request.
+        self.on_request: DurationObserver | None = None
+        # Why Treestatus did not answer the last time it was asked ("" when it did): the heartbeat.
+        self.last_error = ""
 
     def __repr__(self) -> str:  # keep the token out of reprs in tracebacks and logs
         return f"TreestatusClient({self.url!r})"
@@ -390,10 +394,14 @@ class TreestatusClient:
             if attempt:
                 self._pause(attempt - 1, retry_after)
             try:
-                return self._send(method, path, **kwargs)
+                result = self._send(method, path, **kwargs)
             except _Retryable as failure:
                 retry_after = failure.retry_after
                 log.warning("Treestatus %s %s failed (%s); attempt %d", method, path, failure, attempt + 1)
+                self.last_error = f"{method} {path}: {failure}"
+            else:
+                self.last_error = ""
+                return result
         raise TreestatusUnavailable(
             f"Treestatus did not answer {method} {path} after {self.retries + 1} attempts."
         )
@@ -410,12 +418,16 @@ class TreestatusClient:
             self._require_token()
         if self._token:
             headers["Authorization"] = f"Bearer {self._token}"
+        started = time.perf_counter()
         try:
             response = self._session.request(
                 method, self.url + path, headers=headers, timeout=self.timeout, **kwargs
             )
         except (requests.ConnectionError, requests.Timeout) as error:
             raise _Retryable(type(error).__name__) from None
+        finally:
+            if self.on_request is not None:
+                self.on_request(time.perf_counter() - started)
         if response.status_code in RETRY_STATUSES:
             raise _Retryable(f"HTTP {response.status_code}", _retry_after(response))
         if response.status_code >= 400:

@@ -362,3 +362,18 @@ class TreeService(Protocol):
               remember: bool = True) -> int | None: ...
 
     def restore(self, stack_id: int) -> RestoreReport: ...
+
+
+# ---- observers (the bot's metrics) -------------------------------------------------------
+#
+# Plain callables, so that the commands and adapters can be watched without importing what
+# watches them (adapters/metrics.py, built only with the web server). Each is optional (None:
+# nobody watches) and must be cheap: it runs on the event loop, or in the thread of a request.
+
+# (command, result, seconds): command is a registered command's name ("downtime propose") or
+# "unknown"; result is ok | refused | usage | error | ratelimited.
+CommandObserver = Callable[[str, str, float], None]
+# (network or kind, result): one outbox delivery; result is ok | retry | failed.
+DeliveryObserver = Callable[[str, str], None]
+# The seconds one request to an outside service took (or one reminder was late).
+DurationObserver = Callable[[float], None]

@@ -77,6 +77,8 @@ class CommandContext:
     prepared: Preflight | None = None
     replies: list[str] = field(default_factory=list)
     failed: bool = False
+    # Why it failed, when `run` knows: "usage" (bad arguments), "error" (a bug); else "".
+    failure: str = ""
     # The answer of a command that changed something: said once the reactions have run.
     _outcome: tuple[str, Outcome, dict[str, Any]] | None = None
 

@@ -12,6 +12,7 @@ import asyncio
 import datetime as dt
 import logging
 import math
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -21,7 +22,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from models.handled import already_handled, mark_handled
 from models.lifecycle import Role
 from models.outbox import Outbox
-from models.ports import BugLookup, Clock, Incoming, Outgoing, Transport, TransportUnavailable, TreeState, Undeliverable
+from models.ports import (
+    BugLookup, Clock, CommandObserver, Incoming, Outgoing, Transport, TransportUnavailable, TreeState, Undeliverable,
+)
 from models.reactions import Reactions, Told
 from models.service import Downtimes
 from models.work import Actor, Settings, Work
@@ -36,6 +39,16 @@ log = logging.getLogger(__name__)
 
 # (account, network) -> roles: an account holds roles only on the network it was identified on.
 RolesOf = Callable[[str | None, str], frozenset[Role]]
+
+
+@dataclass
+class _Noted:
+    """What one line came to, for `on_command`: a registered command's name (never the line's
+    own words) and one of ok | refused | usage | error | ratelimited."""
+
+    command: str = "unknown"
+    result: str = "ok"
+    counted: bool = False  # False: the line was not for the bot
 
 
 def all_commands() -> dict[str, Command]:
@@ -64,6 +77,8 @@ class Dispatcher:
     rate_limiter: RateLimiter | None = None
     # [bot] max_line: longer lines for the bot are refused before they are parsed.
     max_line: int = 2000
+    # Told of every line for the bot: its command, result and seconds (the metrics); None: nobody.
+    on_command: CommandObserver | None = None
 
     def __post_init__(self) -> None:
         # One command at a time: SQLite has one writer, and order matters to people.
@@ -80,16 +95,35 @@ class Dispatcher:
 
     async def answer(self, message: Incoming) -> list[str]:
         """Answer one chat line; returns the reply texts (for tests and benchmarks)."""
+        if self.on_command is None:
+            return await self._answer(message, _Noted())
+        started = time.perf_counter()
+        noted = _Noted()
+        try:
+            return await self._answer(message, noted)
+        except BaseException:
+            noted.result = "error"
+            raise
+        finally:
+            if noted.counted:
+                self.on_command(noted.command, noted.result, time.perf_counter() - started)
+
+    async def _answer(self, message: Incoming, noted: _Noted) -> list[str]:
         if len(self.commands) != self._tops_for:
             self._tops, self._tops_for = tops_of(self.commands), len(self.commands)
         too_long = len(message.text) > self.max_line
         parsed = None if too_long else parse_line(message.text, self.prefix, self.commands, self._tops)
         if (parsed is None and not too_long) or (too_long and not self._for_bot(message.text)):
             return []
+        noted.counted = True
+        if parsed is not None and parsed.command is not None:
+            noted.command = parsed.command.name
         # A sender over the limit is not answered, not even that a line is too long.
         if self.rate_limiter is not None and await self._over_limit(self.rate_limiter, message):
+            noted.result = "ratelimited"
             return []
         if parsed is None:
+            noted.result = "refused"
             return await self._too_long(message)
         key = None
         if self.answers is not None and parsed.command is not None and parsed.command.cacheable:
@@ -100,7 +134,7 @@ class Dispatcher:
         else:
             prepared = await self._prepare(message, parsed)  # outside look-ups: before the lock
             async with self._lock:
-                replies, queued = await self._run(message, parsed, prepared)
+                replies, queued = await self._run(message, parsed, prepared, noted)
             if self.answers is not None and key and not queued and self._last_ok:
                 self.answers.put(key, replies)
         if queued:
@@ -194,7 +228,10 @@ class Dispatcher:
             log.exception("the look-ups of %r failed; the command runs without them", parsed.command.name)
         return pre
 
-    async def _run(self, message: Incoming, parsed: Parsed, prepared: Preflight | None = None) -> tuple[list[str], bool]:
+    async def _run(
+        self, message: Incoming, parsed: Parsed, prepared: Preflight | None = None, noted: _Noted | None = None
+    ) -> tuple[list[str], bool]:
+        noted = noted or _Noted()
         now = self.clock.now()
         self._last_ok = False
         actor = self._actor(message)
@@ -205,6 +242,7 @@ class Dispatcher:
             # handled: it is looked up only if it changes something after all, before the commit.
             lookup = bool(message.msgid) and parsed.command is not None and not parsed.command.read_only
             if lookup and self._replayed(session, message):
+                noted.counted = False  # counted the first time
                 return [], False
             work = Work(session, now=now, settings=self.settings, actor=actor)
             ctx = CommandContext(
@@ -225,6 +263,7 @@ class Dispatcher:
             await run(ctx, parsed)
             self.handled += 1
             self._last_ok = not ctx.failed
+            noted.result = ctx.failure or ("refused" if ctx.failed else "ok")
             if ctx.failed or not work.changed:
                 self.refused += ctx.failed
                 session.rollback()
@@ -233,6 +272,7 @@ class Dispatcher:
                 return ctx.replies, False
             if message.msgid and not lookup and self._replayed(session, message):
                 session.rollback()
+                noted.counted = False
                 return [], False
             outbox = Outbox(session, now=now, networks=self.settings.networks)
             ctx.finish(self.reactions.react(work.events, outbox))
@@ -249,6 +289,7 @@ class Dispatcher:
                 ref = uuid.uuid4().hex[:8]
                 log.exception("commit failed (ref %s)", ref)
                 session.rollback()
+                noted.result = "error"
                 return [self.render("refusal.txt", refusal="not_saved", ref=ref).strip()], False
             log.info("%s@%s: %s", actor.who, actor.network, message.text[:200])
             return ctx.replies, True

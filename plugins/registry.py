@@ -203,6 +203,7 @@ async def run(ctx: Any, parsed: Parsed) -> None:
         await cmd.func(ctx, parsed.args.strip())
     except UsageError as err:
         ctx.fail()
+        ctx.failure = "usage"
         ctx.say("usage.txt", refusal=err.reason, usage=cmd.usage, **err.facts)
     except DomainError as err:
         ctx.refuse(err)
@@ -210,3 +211,4 @@ async def run(ctx: Any, parsed: Parsed) -> None:
         ref = uuid.uuid4().hex[:8]
         log.exception("command %r failed (ref %s)", cmd.name, ref)
         ctx.refuse(DomainError("internal_error", ref=ref))
+        ctx.failure = "error"
