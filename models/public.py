@@ -27,8 +27,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, false, func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, and_, exists, false, func, or_, select
+from sqlalchemy.orm import Session, aliased
 
 from models import confidential, planning
 from models.confidential import ToldBug
@@ -42,10 +42,19 @@ PUBLIC_ACTIONS = frozenset({
     "merge away", "start", "done", "end", "verify", "trees close", "trees open", "trees confirm",
     "trees restore",
 })
-# Actions told without their detail (the proposal's first wording may never have been announced).
-WITHOUT_DETAIL = frozenset({"propose"})
+# Actions told without their detail: the proposal's first wording may never have been announced,
+# and a forced announcement's detail names the objections overridden (the review is not public).
+WITHOUT_DETAIL = frozenset({"propose", "announce"})
 BEFORE_ANNOUNCEMENT = frozenset({State.PROPOSED.value, State.APPROVED.value})
 MAX_PAGE_SIZE = 100
+# The history events the feeds tell (the Atom feed's entries, Statuspage's incident updates):
+# announcements, changes, starts, ends and cancellations.
+TOLD_ACTIONS = frozenset({
+    "announce", "reschedule", "extend", "edit", "add bug", "drop bug", "start", "end", "cancel", "merge",
+    "merge away",
+})
+# Bugs read at once by `bugs_of` (SQLite takes at most 32766 bound values in one statement).
+_CHUNK = 500
 
 
 @dataclass(frozen=True)
@@ -120,6 +129,13 @@ class PublicDowntime:
     def cancelled(self) -> bool:
         return self.state == State.CANCELLED.value
 
+    @property
+    def calendar_sequence(self) -> int:
+        """The SEQUENCE of its calendar entry: the last mailed invitation's. A cancellation is
+        mailed one higher than the invitation before it (models/reactions.py `mail_lists`), so
+        that calendars apply it."""
+        return self.sequence + (1 if self.cancelled else 0)
+
     def shown_end(self, now: dt.datetime) -> dt.datetime:
         """Where it ends as far as is known: its actual end, else its planned end (a running one
         past its planned end: now)."""
@@ -128,6 +144,19 @@ class PublicDowntime:
         if self.state == State.IN_PROGRESS.value:
             return max(self.end_at, now)
         return self.end_at
+
+
+@dataclass(frozen=True)
+class PublicEvent:
+    """One event of a public downtime's history, as the feeds tell it (`PublicReader.recent_events`)."""
+
+    id: int  # the audit row's: stable, the Atom entry's id is made from it
+    at: dt.datetime
+    action: str
+    from_state: str
+    to_state: str
+    detail: str
+    downtime: PublicDowntime  # as it is now
 
 
 @dataclass(frozen=True)
@@ -197,6 +226,80 @@ class PublicReader:
                 for e in history
             ),
         )
+
+    def bugs_of(self, downtimes: Iterable[PublicDowntime]) -> dict[int, tuple[ToldBug, ...]]:
+        """The bugs of each of these (public) downtimes as the notice tells them: a security bug
+        vaguely, a bug with no words of its own by the downtime's wording; by downtime id and bug
+        number. The caller passes a bounded list (a page, a feed's worth)."""
+        wording = {d.id: d.summary for d in downtimes}
+        ids = sorted(wording)
+        found: dict[int, list[Any]] = {}
+        for at in range(0, len(ids), _CHUNK):
+            rows = self.session.execute(
+                select(DowntimeBug.downtime_id, DowntimeBug.bug, DowntimeBug.status, DowntimeBug.security,
+                       DowntimeBug.wording, DowntimeBug.summary, DowntimeBug.assignee, DowntimeBug.note)
+                .where(DowntimeBug.downtime_id.in_(ids[at:at + _CHUNK]), DowntimeBug.pending != "add")
+                .order_by(DowntimeBug.downtime_id, DowntimeBug.bug)
+            )
+            for row in rows:
+                found.setdefault(row.downtime_id, []).append(row)
+        return {i: tuple(confidential.told(bugs, full=False, fallback=wording[i])) for i, bugs in found.items()}
+
+    def recent_events(self, limit: int = 50, actions: Iterable[str] = TOLD_ACTIONS) -> list[PublicEvent]:
+        """The latest `actions` events of public downtimes, newest first, at most `limit`.
+
+        An announced downtime's events from before its first announcement are left out: nobody
+        was told of them then, and a feed telling them at the announcement would say old news
+        (a downtime public without an announcement, by ``[web] public_states``, tells them all).
+        Read newest first through the audit table's key: the read stops after `limit` rows."""
+        event = aliased(AuditEvent)
+        first_told = exists().where(
+            AuditEvent.downtime_id == event.downtime_id, AuditEvent.action == "announce", AuditEvent.id <= event.id
+        )
+        rows = self.session.execute(
+            select(event.id.label("event_id"), event.at.label("event_at"), event.action.label("event_action"),
+                   event.from_state.label("event_from"), event.to_state.label("event_to"),
+                   event.detail.label("event_detail"), *_COLUMNS)
+            .join(Downtime, Downtime.id == event.downtime_id)
+            .where(self._public, event.action.in_(sorted(set(actions))),
+                   or_(Downtime.was_announced.is_(False), first_told))
+            .order_by(event.id.desc())
+            .limit(max(0, limit))
+        )
+        return [
+            PublicEvent(r.event_id, _aware(r.event_at), r.event_action, r.event_from, r.event_to,
+                        "" if r.event_action in WITHOUT_DETAIL else r.event_detail, _public(r))
+            for r in rows
+        ]
+
+    def events_of(self, downtime_ids: Iterable[int], actions: Iterable[str] = TOLD_ACTIONS) -> dict[int, list[PublicEvent]]:
+        """The `actions` events of each of these public downtimes, oldest first, with the same
+        rule as `recent_events` (from the first announcement on); the caller passes a bounded
+        list of public ids (Statuspage's incident updates)."""
+        ids = sorted(set(downtime_ids))
+        found: dict[int, list[PublicEvent]] = {}
+        wanted = sorted(set(actions))
+        for at in range(0, len(ids), _CHUNK):
+            chunk = ids[at:at + _CHUNK]
+            downtimes = {d.id: d for d in self._rows(Downtime.id.in_(chunk))}
+            rows = self.session.execute(
+                select(AuditEvent.id, AuditEvent.downtime_id, AuditEvent.at, AuditEvent.action, AuditEvent.from_state,
+                       AuditEvent.to_state, AuditEvent.detail)
+                .where(AuditEvent.downtime_id.in_(list(downtimes)), AuditEvent.action.in_(wanted + ["announce"]))
+                .order_by(AuditEvent.downtime_id, AuditEvent.id)
+            )
+            told: set[int] = set()
+            for r in rows:
+                d = downtimes[r.downtime_id]
+                if r.action == "announce":
+                    told.add(d.id)
+                if d.was_announced and d.id not in told or r.action not in wanted:
+                    continue
+                found.setdefault(d.id, []).append(PublicEvent(
+                    r.id, _aware(r.at), r.action, r.from_state, r.to_state,
+                    "" if r.action in WITHOUT_DETAIL else r.detail, d,
+                ))
+        return found
 
     def listing(
         self, *, states: Iterable[str] = (), since: dt.datetime | None = None, until: dt.datetime | None = None,
