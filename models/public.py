@@ -85,7 +85,6 @@ class PublicEntry:
     """One line of a downtime's public history."""
 
     at: dt.datetime
-    who: str
     action: str
     from_state: str
     to_state: str
@@ -221,7 +220,7 @@ class PublicReader:
             found[0],
             bugs=tuple(confidential.told(bugs, full=False)),
             history=tuple(
-                PublicEntry(e.at, e.account, e.action, e.from_state, e.to_state,
+                PublicEntry(e.at, e.action, e.from_state, e.to_state,
                             "" if e.action in WITHOUT_DETAIL else e.detail)
                 for e in history
             ),
