@@ -39,7 +39,7 @@ from multidict import MultiMapping
 from adapters.web.answers import Answer, minute
 from adapters.web.feeds import headline, said
 from adapters.web.problems import BadParameter, NotFound
-from adapters.web.site import Site, rfc3339
+from adapters.web.site import Site, downtime_id_of, rfc3339
 from models.confidential import ToldBug
 from models.lifecycle import State
 from models.public import MAX_PAGE_SIZE, PublicDowntime, PublicEvent, PublicReader
@@ -210,7 +210,8 @@ def listing_answer(site: Site, reader: PublicReader, query: MultiMapping[str]) -
 
 
 def downtime_answer(site: Site, reader: PublicReader, number: str) -> Answer:
-    d = reader.get(int(number)) if _NUMBER.fullmatch(number) else None
+    downtime_id = downtime_id_of(number)
+    d = reader.get(downtime_id) if downtime_id is not None else None
     if d is None:
         raise NotFound(_NOT_FOUND)
     data = downtime_json(site, d, d.bugs)

@@ -26,7 +26,8 @@ from collections.abc import Callable, Hashable, Sequence
 from aiohttp import web
 
 from adapters.web.answers import Answer, day
-from adapters.web.site import Site, rfc3339
+from adapters.web.problems import NotFound, problem
+from adapters.web.site import Site, downtime_id_of, rfc3339
 from models.confidential import ToldBug
 from models.instance import event_uid, id_suffix
 from models.public import PublicDowntime, PublicEvent, PublicReader
@@ -98,7 +99,13 @@ def routes(site: Site) -> list[web.RouteDef]:
     async def atom(request: web.Request) -> web.Response:
         return await site.answer(request, lambda reader: atom_answer(site, reader), params=())
 
-    return [web.get("/calendar.ics", calendar), web.get("/feed.atom", atom)]
+    async def one(request: web.Request) -> web.Response:
+        downtime_id = downtime_id_of(request.match_info["id"])
+        if downtime_id is None:
+            return problem(request, 404, "Not found", f"'{request.match_info['id']}' is not a downtime id.")
+        return await site.answer(request, lambda reader: one_calendar_answer(site, reader, downtime_id), params=())
+
+    return [web.get("/calendar.ics", calendar), web.get("/feed.atom", atom), web.get("/downtimes/{id}.ics", one)]
 
 
 def headline(text: str) -> str:
@@ -134,29 +141,33 @@ def describe(site: Site, d: PublicDowntime, bugs: Sequence[ToldBug]) -> str:
 # ----- /calendar.ics ------------------------------------------------------------------------
 
 
+def calendar_event(site: Site, d: PublicDowntime, told: Sequence[ToldBug]) -> bytes:
+    """One downtime's VEVENT, as the feed and the one-downtime calendar carry it."""
+    from adapters.calendar import FeedEvent, feed_event  # icalendar only when a calendar is asked for
+
+    return feed_event(FeedEvent(
+        uid=event_uid(d.id, d.id_token, site.mail_domain),
+        sequence=d.calendar_sequence,
+        start=d.start_at,
+        end=d.end_at,
+        summary=_NOT_XML.sub("", f"Tree-closing downtime #{d.id}: {headline(d.summary)}"),
+        description=describe(site, d, told),
+        # Announced as the invitations said it; public without an announcement: not final yet.
+        status="CANCELLED" if d.cancelled else "CONFIRMED" if d.was_announced else "TENTATIVE",
+        stamp=d.updated_at,
+        created=d.created_at,
+        url=site.link(f"/downtimes/{d.id}") if site.base_url else None,
+    ))
+
+
 def calendar_answer(site: Site, reader: PublicReader, made: EventCache | None = None) -> Answer:
     """The calendar feed; each downtime's VEVENT from `made` when nothing it says has changed."""
-    from adapters.calendar import FeedEvent, downtime_feed, feed_event  # icalendar only when the feed is asked for
+    from adapters.calendar import downtime_feed  # icalendar only when the feed is asked for
 
     made = made if made is not None else EventCache()
     downtimes = reader.between(reader.now - CALENDAR_PAST, reader.now + CALENDAR_FUTURE)
     bugs = reader.bugs_of(downtimes)
-
-    def event(d: PublicDowntime, told: Sequence[ToldBug]) -> bytes:
-        return feed_event(FeedEvent(
-            uid=event_uid(d.id, d.id_token, site.mail_domain),
-            sequence=d.calendar_sequence,
-            start=d.start_at,
-            end=d.end_at,
-            summary=_NOT_XML.sub("", f"Tree-closing downtime #{d.id}: {headline(d.summary)}"),
-            description=describe(site, d, told),
-            # Announced as the invitations said it; public without an announcement: not final yet.
-            status="CANCELLED" if d.cancelled else "CONFIRMED" if d.was_announced else "TENTATIVE",
-            stamp=d.updated_at,
-            created=d.created_at,
-            url=site.link(f"/downtimes/{d.id}") if site.base_url else None,
-        ))
-
+    event = functools.partial(calendar_event, site)
     events = []
     for d in downtimes:
         told = bugs.get(d.id, ())
@@ -168,6 +179,23 @@ def calendar_answer(site: Site, reader: PublicReader, made: EventCache | None = 
         source=site.link("/calendar.ics") if site.base_url else None,
     )
     return Answer(body, "text/calendar; charset=utf-8", reader.changed_at())
+
+
+def one_calendar_answer(site: Site, reader: PublicReader, downtime_id: int) -> Answer:
+    """/downtimes/<id>.ics: one public downtime as a calendar to add (the same event as in the
+    feed, so adding both shows one entry)."""
+    from adapters.calendar import downtime_feed
+
+    d = reader.get(downtime_id)
+    if d is None:
+        raise NotFound(f"There is no public downtime #{downtime_id}.")
+    body = downtime_feed(
+        [calendar_event(site, d, reader.bugs_of([d]).get(d.id, ()))],
+        name=f"{site.name}: tree-closing downtime #{d.id}",
+        source=site.link(f"/downtimes/{d.id}.ics") if site.base_url else None,
+    )
+    return Answer(body, "text/calendar; charset=utf-8", d.updated_at,
+                  headers=(("Content-Disposition", f'inline; filename="downtime-{d.id}.ics"'),))
 
 
 # ----- /feed.atom ---------------------------------------------------------------------------

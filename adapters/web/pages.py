@@ -20,7 +20,7 @@ from aiohttp import web
 
 from adapters.web.answers import Answer, minute, text_answer
 from adapters.web.problems import NotFound, problem
-from adapters.web.site import Site
+from adapters.web.site import Site, downtime_id_of
 from models import timeline
 from models.lifecycle import State
 from models.public import PublicDowntime, PublicReader, PublicTree, blackout_spans, window_spans
@@ -29,8 +29,6 @@ DAYS = 14
 UPCOMING = 50
 FINISHED = 10
 HTML = "text/html"
-# Longest id accepted in a path: more digits than any SQLite integer cannot name a downtime.
-MAX_ID_DIGITS = 18
 
 
 def state_words(d: PublicDowntime) -> str:
@@ -112,20 +110,13 @@ def trees(site: Site, reader: PublicReader) -> Answer:
                  backend=site.tree_backend)
 
 
-def _downtime_id(text: str) -> int | None:
-    """A path's downtime id: ASCII digits only (as chat reads numbers), else None."""
-    if text.isascii() and text.isdigit() and len(text) <= MAX_ID_DIGITS:
-        return int(text)
-    return None
-
-
 # The pages read no query parameter: `params=()` keeps a query string out of the answer cache.
 def routes(site: Site) -> list[web.RouteDef]:
     async def index_page(request: web.Request) -> web.Response:
         return await site.answer(request, lambda reader: index(site, reader), bucket=minute, params=())
 
     async def downtime_page(request: web.Request) -> web.Response:
-        downtime_id = _downtime_id(request.match_info["id"])
+        downtime_id = downtime_id_of(request.match_info["id"])
         if downtime_id is None:
             return problem(request, 404, "Not found", f"'{request.match_info['id']}' is not a downtime id.")
         return await site.answer(request, lambda reader: detail(site, reader, downtime_id), bucket=minute, params=())

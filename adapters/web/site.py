@@ -33,6 +33,17 @@ TEMPLATES = Path(__file__).resolve().parent.parent.parent / "templates" / "web"
 BUILDERS = 2
 
 
+# Longest id accepted in a path: more digits than any SQLite integer cannot name a downtime.
+MAX_ID_DIGITS = 18
+
+
+def downtime_id_of(text: str) -> int | None:
+    """A path's downtime id: ASCII digits only (as chat reads numbers), else None (a 404)."""
+    if text.isascii() and text.isdigit() and len(text) <= MAX_ID_DIGITS:
+        return int(text)
+    return None
+
+
 def rfc3339(t: dt.datetime | None) -> str | None:
     """A time as RFC 3339 in UTC, to the second ("2026-12-05T14:00:00Z")."""
     if t is None:

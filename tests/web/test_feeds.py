@@ -291,3 +291,20 @@ def test_the_event_cache_writes_each_event_once_and_keeps_the_latest_few() -> No
     assert [cache.get(k, lambda k=k: make(k)) for k in ("a", "b", "a", "c", "b")] == [b"a", b"b", b"a", b"c", b"b"]
     assert made == ["a", "b", "c", "b"]  # "b" was the least recently used when "c" came
     assert len(cache) == 2
+
+
+def test_one_downtime_can_be_added_to_a_calendar_as_the_same_event_as_in_the_feed(web: WebChat) -> None:
+    web.say("alice", "!downtime propose 2026-12-05 14:00 UTC for 2h bug 123456 -- Upgrade hg.mozilla.org")
+    web.say("carol", "!downtime approve 1")
+    web.say("carol", "!downtime announce 1")
+    web.say("alice", "!downtime propose 2026-12-09 14:00 UTC for 2h bug 7 -- Not announced")
+    one = web.get("/downtimes/1.ics")
+    assert one.status == 200 and one.headers["Content-Type"].startswith("text/calendar")
+    [event] = Calendar.from_ical(one.body).walk("VEVENT")
+    [same] = [e for e in Calendar.from_ical(web.get("/calendar.ics").body).walk("VEVENT")]
+    assert (str(event["UID"]), int(event["SEQUENCE"])) == (str(same["UID"]), int(same["SEQUENCE"]))
+    assert "Upgrade hg.mozilla.org" in str(event["SUMMARY"])
+    assert 'href="/downtimes/1.ics"' in web.get("/downtimes/1").text
+    for missing in ("/downtimes/2.ics", "/downtimes/99.ics", "/downtimes/x.ics", "/downtimes/%D9%A1.ics"):
+        reply = web.get(missing)
+        assert reply.status == 404 and reply.headers["Content-Type"].startswith("application/problem+json"), missing
