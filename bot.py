@@ -271,12 +271,15 @@ class Bot:
         """The status page, feeds, API and operations endpoints ([web]); aiohttp is imported only then."""
         from adapters.mail import mail_domain
         from adapters.web.server import WebServer  # noqa: F811
+        from adapters.web.changes import PublicChanges
         from adapters.web.site import Site
         from models.public import Visibility
 
+        visibility = Visibility(frozenset(config.web.public_states))
         site = Site(
-            sessions=self.sessions, clock=self.clock, visibility=Visibility(frozenset(config.web.public_states)),
-            generation=self.commits, policy=config.policy, trees=config.trees.names,
+            sessions=self.sessions, clock=self.clock, visibility=visibility,
+            # Answers are kept until something public changes, not until any commit.
+            generation=PublicChanges(self.sessions, visibility), policy=config.policy, trees=config.trees.names,
             tree_backend=config.trees.backend, zones=config.bot.display_timezones, base_url=config.web.base_url,
             mail_domain=mail_domain(config.mail.sender),
         )
