@@ -8,10 +8,13 @@ script with --client) makes the HTTP requests, so that the client's work is not 
 
 - `/`, `/api/v1/downtimes`, `/calendar.ics`: p50/p99 of sequential requests on one keep-alive
   connection, and requests per second with 8 connections at once;
-- the same three after every change ("cold": each request follows a commit, so the answer is
-  built again rather than taken from the answer cache), measured in the bot's process;
+- the same three after every public change ("cold": each request follows a new wording of an
+  announced downtime, so the answer is built again rather than taken from the answer cache),
+  measured in the bot's process;
 - the chat round trip (a command through the dispatcher to the transport, as
-  bench/dispatcher_bench.py) p50/p99, alone and while `/` is fetched 100 times a second.
+  bench/dispatcher_bench.py) p50/p99, alone and while `/` is fetched 100 times a second: once
+  with proposals as the changes (nothing public changes, the pages stay cached), once with new
+  wordings of announced downtimes (every third command makes every page be built again).
 
 The downtimes: all but 200 in the past ten years (finished or cancelled after their
 announcement, so public), 200 in the next year (announced). Prints figures; asserts nothing.
@@ -38,6 +41,7 @@ NOW = dt.datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
 PATHS = ("/", "/api/v1/downtimes", "/calendar.ics")
 MSGIDS = itertools.count()
 PROPOSALS = itertools.count()
+EDITS = itertools.count()  # every new wording is new
 
 
 # ---- the client (a process of its own) ----------------------------------------------------------
@@ -128,13 +132,21 @@ async def client(url: str, mode: str, path: str, amount: float, seconds: float =
     return dict(json.loads(out))
 
 
-async def chat_round_trips(bot: object, count: int, ids: list[int], rng: random.Random) -> list[float]:
-    """`count` commands, one every 20 ms (a busy channel), each timed from the line to the reply."""
+async def chat_round_trips(
+    bot: object, count: int, ids: list[int], rng: random.Random, public: list[int] | None = None
+) -> list[float]:
+    """`count` commands, one every 20 ms (a busy channel), each timed from the line to the reply:
+    two questions (show, list) for each change. The change is a proposal (nothing public changes),
+    or with `public` the new wording of one of these announced downtimes (every page is built again)."""
     from models.ports import Incoming
 
+    def change(n: int) -> str:
+        if public:
+            return f"!downtime edit {rng.choice(public)} -- Maintenance of hg.mozilla.org, take {next(EDITS)}"
+        return f"!downtime propose {free_time(n):%Y-%m-%d %H:%M} UTC for 1h -- bench {n}"
+
     lines = [
-        f"!downtime show {rng.choice(ids)}" if n % 3 else "!downtime list" if n % 2 else
-        f"!downtime propose {free_time(n):%Y-%m-%d %H:%M} UTC for 1h -- bench {n}"
+        f"!downtime show {rng.choice(ids)}" if n % 3 else "!downtime list" if n % 2 else change(n)
         for n in range(count)
     ]
     times = []
@@ -153,8 +165,9 @@ def free_time(n: int) -> dt.datetime:
     return NOW + dt.timedelta(days=3, hours=3 * next(PROPOSALS))
 
 
-async def cold(bot: object, url: str, path: str, runs: int) -> list[float]:
-    """Each request after a commit: the answer is built again (measured in the bot's process)."""
+async def cold(bot: object, url: str, path: str, runs: int, announced: list[int]) -> list[float]:
+    """Each request after a public change (a new wording of an announced downtime): the answer is
+    built again, not taken from the answer cache (measured in the bot's process)."""
     import aiohttp
 
     from models.ports import Incoming
@@ -162,11 +175,11 @@ async def cold(bot: object, url: str, path: str, runs: int) -> list[float]:
     times = []
     async with aiohttp.ClientSession(url) as http:
         for n in range(runs):
-            line = f"!downtime propose {free_time(n):%Y-%m-%d %H:%M} UTC for 1h -- cold {n}"
-            generation = bot.commits()  # type: ignore[attr-defined]
+            line = f"!downtime edit {announced[n % len(announced)]} -- Maintenance of hg.mozilla.org, cold {next(EDITS)}"
+            generation = bot.web.site.generation()  # type: ignore[attr-defined]
             await bot.dispatcher.answer(Incoming("irc", "#ci", "carol", "carol", line, msgid=f"c{next(MSGIDS)}"))  # type: ignore[attr-defined]
-            if bot.commits() == generation:  # type: ignore[attr-defined]
-                raise SystemExit(f"not cold: {line!r} changed nothing")
+            if bot.web.site.generation() == generation:  # type: ignore[attr-defined]
+                raise SystemExit(f"not cold: {line!r} changed nothing public")
             t0 = time.perf_counter()
             async with http.get(path) as response:
                 await response.read()
@@ -192,24 +205,27 @@ async def run_size(size: int, requests: int, chat: int) -> None:
         checkpoints = asyncio.create_task(bot.checkpointer.run())
         rng = random.Random(1)
         ids = list(range(1, size + 1))
+        announced = list(range(size - 199, size + 1))  # fill(): the last 200 are announced
         await chat_round_trips(bot, 30, ids, rng)  # warm up: statements compiled, templates loaded
         for path in PATHS:
             latency = await client(url, "latency", path, requests)
             rps = await client(url, "throughput", path, 8, 5.0)
-            built = await cold(bot, url, path, 20)
+            built = await cold(bot, url, path, 20, announced)
             ms = list(latency["ms"])  # type: ignore[call-overload]
             print(f"| {size:,} | `{path}` | {statistics.median(ms):.2f} / {pct(ms, 0.99):.2f} | "
                   f"{rps['rps']:,.0f} | {statistics.median(built):.1f} / {max(built):.1f} |")
-        alone = await chat_round_trips(bot, chat, ids, rng)
-        load = asyncio.create_task(client(url, "rate", "/", 100, chat * 0.025 + 5))
-        await asyncio.sleep(1.0)
-        loaded = await chat_round_trips(bot, chat, ids, rng)
-        fetched = await load
-        page_ms = list(fetched["ms"])  # type: ignore[call-overload]
-        print(f"| {size:,} | chat round trip alone | {statistics.median(alone):.2f} / {pct(alone, 0.99):.2f} | | |")
-        print(f"| {size:,} | chat round trip, `/` at {fetched['rate']:.0f}/s | {statistics.median(loaded):.2f} / "
-              f"{pct(loaded, 0.99):.2f} | | (the page meanwhile: {statistics.median(page_ms):.2f} / "
-              f"{pct(page_ms, 0.99):.2f} ms) |")
+        for name, public in (("", None), (", public changes", announced)):
+            alone = await chat_round_trips(bot, chat, ids, rng, public)
+            load = asyncio.create_task(client(url, "rate", "/", 100, chat * 0.025 + 5))
+            await asyncio.sleep(1.0)
+            loaded = await chat_round_trips(bot, chat, ids, rng, public)
+            fetched = await load
+            page_ms = list(fetched["ms"])  # type: ignore[call-overload]
+            print(f"| {size:,} | chat round trip{name} alone | {statistics.median(alone):.2f} / "
+                  f"{pct(alone, 0.99):.2f} | | |")
+            print(f"| {size:,} | chat round trip{name}, `/` at {fetched['rate']:.0f}/s | "
+                  f"{statistics.median(loaded):.2f} / {pct(loaded, 0.99):.2f} | | (the page meanwhile: "
+                  f"{statistics.median(page_ms):.2f} / {pct(page_ms, 0.99):.2f} ms) |")
         checkpoints.cancel()
         await bot.stop()
 
