@@ -35,9 +35,12 @@ NOW = dt.datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
 MSGIDS = itertools.count()  # every chat line has its own id, as on a real network
 
 
-def fill(bot: Bot, count: int, upcoming: int = 200) -> None:
-    """`count` downtimes: all but `upcoming` finished in the past ten years, the rest in the next year."""
+def fill(bot: Bot, count: int, upcoming: int = 200, *, announced: bool = False) -> None:
+    """`count` downtimes: all but `upcoming` finished in the past ten years, the rest in the next year.
+    `announced`: every one of them was announced (public on the web page), the future ones still are."""
     rng = random.Random(7)
+    future_states, past_states = (["announced"], ["finished"] * 3 + ["cancelled"]) if announced else (
+        ["proposed", "approved", "announced"], ["finished", "cancelled"])
     rows = []
     for i in range(count):
         future = i >= count - upcoming
@@ -45,10 +48,10 @@ def fill(bot: Bot, count: int, upcoming: int = 200) -> None:
             minutes=rng.randrange(60, 10 * 365 * 24 * 60))
         start = (NOW + offset).replace(second=0, microsecond=0)
         rows.append(dict(
-            state=rng.choice(["proposed", "approved", "announced"]) if future else rng.choice(["finished", "cancelled"]),
+            state=rng.choice(future_states if future else past_states),
             summary=f"Maintenance {i}", start_at=start, end_at=start + dt.timedelta(hours=rng.choice([1, 2, 4])),
             requester="alice", requester_network="irc", trees="", systems="", created_at=start, updated_at=start,
-            revision=0, was_announced=False,
+            revision=0, was_announced=announced, announced_at=start if announced else None,
         ))
     with bot.sessions() as session, session.begin():
         for chunk in range(0, len(rows), 5000):

@@ -92,30 +92,6 @@ async def _client(url: str, mode: str, path: str, amount: float, seconds: float)
 # ---- the bot ------------------------------------------------------------------------------------
 
 
-def fill(bot: object, count: int, upcoming: int = 200) -> None:
-    from sqlalchemy import insert
-
-    from models.orm import Downtime
-
-    rng = random.Random(7)
-    rows = []
-    for i in range(count):
-        future = i >= count - upcoming
-        offset = dt.timedelta(minutes=rng.randrange(60, 365 * 24 * 60)) if future else -dt.timedelta(
-            minutes=rng.randrange(60, 10 * 365 * 24 * 60))
-        start = (NOW + offset).replace(second=0, microsecond=0)
-        rows.append(dict(
-            state="announced" if future else rng.choice(["finished", "finished", "finished", "cancelled"]),
-            summary=f"Maintenance {i} of hg.mozilla.org", start_at=start,
-            end_at=start + dt.timedelta(hours=rng.choice([1, 2, 4])), requester="alice", requester_network="irc",
-            trees="", systems="", created_at=start, updated_at=start, announced_at=start, revision=0,
-            was_announced=True,
-        ))
-    with bot.sessions() as session, session.begin():  # type: ignore[attr-defined]
-        for chunk in range(0, len(rows), 5000):
-            session.execute(insert(Downtime), rows[chunk : chunk + 5000])
-
-
 def pct(times: list[float], q: float) -> float:
     ordered = sorted(times)
     return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
@@ -188,6 +164,8 @@ async def cold(bot: object, url: str, path: str, runs: int, announced: list[int]
 
 
 async def run_size(size: int, requests: int, chat: int) -> None:
+    from dispatcher_bench import fill  # the same downtimes as the dispatcher's benchmark, all announced
+
     from adapters import config as configuration
     from bot import Bot
     from tests.fakes import FakeClock, FakeMailer, FakeTransport
@@ -199,7 +177,7 @@ async def run_size(size: int, requests: int, chat: int) -> None:
         }
         config = configuration._build(raw, "bench")
         bot = Bot(config, transports={"irc": FakeTransport("irc")}, clock=FakeClock(NOW), mailer=FakeMailer())
-        fill(bot, size)
+        fill(bot, size, announced=True)
         assert bot.web is not None
         url = (await bot.web.start()).rstrip("/")
         checkpoints = asyncio.create_task(bot.checkpointer.run())

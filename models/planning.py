@@ -190,7 +190,7 @@ def suggest(
     search = search if search is not None else Search()
     limit = now + horizon
     candidate = _step_at_or_after(now + policy.min_notice, step)
-    layouts = [_spans(ws, candidate, limit + duration) for ws in (policy.low_impact, policy.ciduty_hours) if ws]
+    layouts = [merged_spans(ws, candidate, limit + duration) for ws in (policy.low_impact, policy.ciduty_hours) if ws]
     rest = replace(policy, low_impact=(), ciduty_hours=())  # the windows are checked here, once
     found: list[dt.datetime] = []
     ordered = sorted(others, key=lambda o: o.start)
@@ -216,7 +216,7 @@ def _step_at_or_after(moment: dt.datetime, step: dt.timedelta) -> dt.datetime:
     return epoch + -(-(moment - epoch) // step) * step  # ceiling
 
 
-def _spans(windows: Sequence[Window], since: dt.datetime, until: dt.datetime) -> list[tuple[dt.datetime, dt.datetime]]:
+def merged_spans(windows: Sequence[Window], since: dt.datetime, until: dt.datetime) -> list[tuple[dt.datetime, dt.datetime]]:
     """The windows' occurrences over [since, until), merged where they touch or overlap."""
     merged: list[tuple[dt.datetime, dt.datetime]] = []
     for s, e in sorted(o for w in windows for o in w.occurrences(since, until)):

@@ -408,16 +408,7 @@ def window_spans(
 ) -> list[tuple[dt.datetime, dt.datetime]]:
     """The weekly windows' occurrences within [since, until), merged where they touch (the
     timeline's shading of the low-impact times and CiDuty's hours)."""
-    spans = sorted(
-        (max(s, since), min(e, until)) for w in windows for s, e in w.occurrences(since, until) if e > since and s < until
-    )
-    merged: list[tuple[dt.datetime, dt.datetime]] = []
-    for s, e in spans:
-        if merged and s <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(merged[-1][1], e))
-        else:
-            merged.append((s, e))
-    return merged
+    return [(max(s, since), min(e, until)) for s, e in planning.merged_spans(windows, since, until)]
 
 
 def blackout_spans(
