@@ -93,3 +93,29 @@ def test_the_answer_cache_keeps_to_its_byte_budget_and_shares_one_build() -> Non
     asyncio.run(fill())
     assert cache.bytes <= 4000 and len(cache) == 4
     assert builds.count(99) == 1  # five requests at once, one build
+
+
+def test_a_slow_client_holds_up_neither_the_chat_nor_other_readers(web: WebChat) -> None:
+    """A client that sends half a request and waits, and one that asks for a page and reads
+    nothing: the chat is answered and the page is served to others all the while."""
+    web.say("alice", "!downtime propose 2026-12-05 14:00 UTC for 2h bug 123456 -- Upgrade hg.mozilla.org")
+    web.say("carol", "!downtime approve 1")
+    web.say("carol", "!downtime announce 1")
+    port = web.client.server.port
+
+    async def hang() -> list[asyncio.StreamWriter]:
+        _, half = await asyncio.open_connection("127.0.0.1", port)
+        half.write(b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ")  # never finished
+        _, unread = await asyncio.open_connection("127.0.0.1", port)
+        unread.write(b"GET /calendar.ics HTTP/1.1\r\nHost: x\r\n\r\n" * 50)  # answers never read
+        await half.drain()
+        await unread.drain()
+        return [half, unread]
+
+    writers = web.loop.run_until_complete(hang())
+    try:
+        assert web.say("alice", "!downtime show 1")[0].startswith("#ci #1 [announced]")
+        assert web.get("/").status == 200 and web.get("/api/v1/downtimes/1").status == 200
+    finally:
+        for writer in writers:
+            writer.close()
