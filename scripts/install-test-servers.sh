@@ -11,7 +11,9 @@ command -v inspircd >/dev/null || need+=(inspircd)
 command -v anope >/dev/null || [ -x /usr/sbin/anope ] || need+=(anope)
 command -v openssl >/dev/null || need+=(openssl)
 # tests/integration/test_web_browser.py runs exactly these two paths (nothing is downloaded).
+# (--no-install-recommends below leaves out chromium's fonts: DejaVu gives the page its text.)
 [ -x /usr/bin/chromium ] || need+=(chromium)
+fc-list 2>/dev/null | grep -q . || need+=(fonts-dejavu-core)
 [ -x /usr/bin/chromedriver ] || need+=(chromium-driver)
 if [ ${#need[@]} -gt 0 ]; then
     sudo=""
