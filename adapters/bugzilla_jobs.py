@@ -31,7 +31,7 @@ from adapters.outbox import Permanent, Retry
 from models import events, jobs
 from models.events import BugProblem
 from models.lifecycle import DomainError
-from models.orm import DowntimeBug, OutboxMessage
+from models.orm import Downtime, DowntimeBug, OutboxMessage
 from models.ports import (
     BugInfo, BugNotVisible, BugTracker, BugzillaError, BugzillaUnavailable, Clock, FlagDenied, InvalidApiKey,
 )
@@ -378,13 +378,19 @@ class BugzillaSync:
         with self.sessions() as session, session.begin():
             rows = session.scalars(select(DowntimeBug).where(
                 DowntimeBug.downtime_id == downtime_id, DowntimeBug.bug.in_(list(read))))
+            changed = False
             for row in rows:
                 info = read[row.bug]
-                row.summary = row.summary or info.summary
-                row.assignee = info.assignee
+                learned = (row.summary or info.summary, info.assignee)
+                changed = changed or learned != (row.summary, row.assignee)
+                row.summary, row.assignee = learned
                 if info.restricted and not row.security:
                     row.security = True
                     restricted.append(row.bug)
+                    changed = True
+            downtime = session.get(Downtime, downtime_id) if changed else None
+            if downtime is not None:  # what its page shows changed: its Last-Modified moves too
+                downtime.updated_at = self.clock.now()
         if restricted:
             self._tell(events.BugsFoundRestricted(downtime_id, tuple(restricted)))
 

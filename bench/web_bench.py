@@ -12,7 +12,8 @@ script with --client) makes the HTTP requests, so that the client's work is not 
   announced downtime, so the answer is built again rather than taken from the answer cache),
   measured in the bot's process;
 - the chat round trip (a command through the dispatcher to the transport, as
-  bench/dispatcher_bench.py) p50/p99, alone and while `/` is fetched 100 times a second: once
+  bench/dispatcher_bench.py) p50/p99, alone and while `/` is fetched 100 times a second (in
+  turn, three times each, as the machine's speed drifts): once
   with proposals as the changes (nothing public changes, the pages stay cached), once with new
   wordings of announced downtimes (every third command makes every page be built again).
 
@@ -42,6 +43,7 @@ PATHS = ("/", "/api/v1/downtimes", "/calendar.ics")
 MSGIDS = itertools.count()
 PROPOSALS = itertools.count()
 EDITS = itertools.count()  # every new wording is new
+ROUNDS = 3
 
 
 # ---- the client (a process of its own) ----------------------------------------------------------
@@ -193,15 +195,22 @@ async def run_size(size: int, requests: int, chat: int) -> None:
             print(f"| {size:,} | `{path}` | {statistics.median(ms):.2f} / {pct(ms, 0.99):.2f} | "
                   f"{rps['rps']:,.0f} | {statistics.median(built):.1f} / {max(built):.1f} |")
         for name, public in (("", None), (", public changes", announced)):
-            alone = await chat_round_trips(bot, chat, ids, rng, public)
-            load = asyncio.create_task(client(url, "rate", "/", 100, chat * 0.025 + 5))
-            await asyncio.sleep(1.0)
-            loaded = await chat_round_trips(bot, chat, ids, rng, public)
-            fetched = await load
-            page_ms = list(fetched["ms"])  # type: ignore[call-overload]
+            # Alone and loaded in turn, three times: the machine's speed drifts over minutes.
+            alone: list[float] = []
+            loaded: list[float] = []
+            page_ms: list[float] = []
+            rates = []
+            for _ in range(ROUNDS):
+                alone += await chat_round_trips(bot, chat // ROUNDS, ids, rng, public)
+                load = asyncio.create_task(client(url, "rate", "/", 100, chat // ROUNDS * 0.025 + 4))
+                await asyncio.sleep(1.0)
+                loaded += await chat_round_trips(bot, chat // ROUNDS, ids, rng, public)
+                fetched = await load
+                page_ms += list(fetched["ms"])  # type: ignore[call-overload]
+                rates.append(float(fetched["rate"]))  # type: ignore[arg-type]
             print(f"| {size:,} | chat round trip{name} alone | {statistics.median(alone):.2f} / "
                   f"{pct(alone, 0.99):.2f} | | |")
-            print(f"| {size:,} | chat round trip{name}, `/` at {fetched['rate']:.0f}/s | "
+            print(f"| {size:,} | chat round trip{name}, `/` at {statistics.mean(rates):.0f}/s | "
                   f"{statistics.median(loaded):.2f} / {pct(loaded, 0.99):.2f} | | (the page meanwhile: "
                   f"{statistics.median(page_ms):.2f} / {pct(page_ms, 0.99):.2f} ms) |")
         checkpoints.cancel()
@@ -216,7 +225,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="10000,100000")
     parser.add_argument("--requests", type=int, default=2000)
-    parser.add_argument("--chat", type=int, default=400)
+    parser.add_argument("--chat", type=int, default=600)
     args = parser.parse_args()
     print("| downtimes | request | p50 / p99 ms | req/s (8 at once) | cold p50 / max ms |")
     print("|---:|---|---:|---:|---:|")

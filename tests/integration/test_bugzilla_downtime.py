@@ -411,3 +411,38 @@ def test_an_outcome_recorded_after_the_end_is_commented_on_that_bug_only_and_giv
         "Correction: the outcome of this bug in downtime #1 (ran from 2026-12-05 13:55 to 2026-12-05 15:40 UTC) was "
         "recorded after its end.\nOutcome: landed. Note: landed at 15:50")
     assert [f.status for f in server.bugs[102].flags] == ["+"]
+
+
+def test_a_bug_bugzilla_later_says_is_restricted_turns_vague_on_the_page_and_moves_its_last_modified(bz, server):
+    """What a Bugzilla job reads of a bug is kept (BugzillaSync._remember); when that changes what
+    the public page says, the page's ETag and Last-Modified move with it."""
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from models.ports import BugInfo
+
+    server.add_bug(7, "Move the build database", "eng@example.org")
+    bz.say("alice", "!downtime propose 2026-12-05 14:00 UTC for 2h bug 7 -- Upgrade hg.mozilla.org")
+    bz.say("carol", "!downtime approve 1")
+    bz.say("carol", "!downtime announce 1")
+    assert bz.bot.web is not None and bz.bot.bugzilla is not None
+    client = TestClient(TestServer(bz.bot.web.app), loop=bz.loop)
+    bz.loop.run_until_complete(client.start_server())
+
+    def page() -> tuple[str, str, str]:
+        async def fetch() -> tuple[str, str, str]:
+            async with client.get("/downtimes/1") as response:
+                return response.headers["ETag"], response.headers["Last-Modified"], await response.text()
+        return bz.loop.run_until_complete(fetch())
+
+    try:
+        etag, modified, text = page()
+        assert "Move the build database" in text
+        bz.clock.advance(dt.timedelta(hours=1))
+        found = BugInfo(7, "Move the build database", "eng@example.org", "ASSIGNED", "", "", groups=("infra",))
+        bz.bot.bugzilla._remember(1, {7: found})
+        etag_after, modified_after, text_after = page()
+        assert "Move the build database" not in text_after.split("<h2")[2]  # the bugs' section
+        assert "security-sensitive work (details restricted)" in text_after
+        assert etag_after != etag and modified_after != modified
+    finally:
+        bz.loop.run_until_complete(client.close())
