@@ -165,6 +165,35 @@ async def cold(bot: object, url: str, path: str, runs: int, announced: list[int]
     return times
 
 
+class OtherServer:
+    def __init__(self, process: asyncio.subprocess.Process, url: str):
+        self.process = process
+        self.url = url
+
+
+async def other_server(folder: str) -> OtherServer:
+    """Python's http.server in a process of its own, serving a page of about the size of `/`."""
+    import socket
+
+    Path(folder, "www").mkdir()
+    Path(folder, "www", "index.html").write_text("<!doctype html><p>control</p>\n" * 1000)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", f"{folder}/www",
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )
+    for _ in range(100):
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.close()
+            break
+        except OSError:
+            await asyncio.sleep(0.05)
+    return OtherServer(process, f"http://127.0.0.1:{port}")
+
+
 async def run_size(size: int, requests: int, chat: int) -> None:
     from dispatcher_bench import fill  # the same downtimes as the dispatcher's benchmark, all announced
 
@@ -194,7 +223,11 @@ async def run_size(size: int, requests: int, chat: int) -> None:
             ms = list(latency["ms"])  # type: ignore[call-overload]
             print(f"| {size:,} | `{path}` | {statistics.median(ms):.2f} / {pct(ms, 0.99):.2f} | "
                   f"{rps['rps']:,.0f} | {statistics.median(built):.1f} / {max(built):.1f} |")
-        for name, public in (("", None), (", public changes", announced)):
+        # The control: the same load on another process (Python's own http.server), not the bot:
+        # what a second busy process costs the chat on this 2-core machine by itself.
+        other = await other_server(tmp)
+        for name, public, target in (("", None, url), (", public changes", announced, url),
+                                     (" (control: the load on another server)", None, other.url)):
             # Alone and loaded in turn, three times: the machine's speed drifts over minutes.
             alone: list[float] = []
             loaded: list[float] = []
@@ -202,7 +235,7 @@ async def run_size(size: int, requests: int, chat: int) -> None:
             rates = []
             for _ in range(ROUNDS):
                 alone += await chat_round_trips(bot, chat // ROUNDS, ids, rng, public)
-                load = asyncio.create_task(client(url, "rate", "/", 100, chat // ROUNDS * 0.025 + 4))
+                load = asyncio.create_task(client(target, "rate", "/", 100, chat // ROUNDS * 0.025 + 4))
                 await asyncio.sleep(1.0)
                 loaded += await chat_round_trips(bot, chat // ROUNDS, ids, rng, public)
                 fetched = await load
@@ -213,6 +246,8 @@ async def run_size(size: int, requests: int, chat: int) -> None:
             print(f"| {size:,} | chat round trip{name}, `/` at {statistics.mean(rates):.0f}/s | "
                   f"{statistics.median(loaded):.2f} / {pct(loaded, 0.99):.2f} | | (the page meanwhile: "
                   f"{statistics.median(page_ms):.2f} / {pct(page_ms, 0.99):.2f} ms) |")
+        other.process.terminate()
+        await other.process.wait()
         checkpoints.cancel()
         await bot.stop()
 
