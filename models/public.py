@@ -175,14 +175,18 @@ _COLUMNS = (
 )
 
 
-def _public(row: Any, **more: Any) -> PublicDowntime:
+def _told_detail(action: str, detail: str) -> str:
+    """An audit row's detail as the public history tells it (none for `WITHOUT_DETAIL`)."""
+    return "" if action in WITHOUT_DETAIL else detail
+
+
+def _public(row: Any) -> PublicDowntime:
     return PublicDowntime(
         id=row.id, state=row.state, summary=row.summary, start_at=row.start_at, end_at=row.end_at,
         started_at=row.started_at, ended_at=row.ended_at, verified_at=row.verified_at,
         announced_at=row.announced_at, updated_at=row.updated_at, created_at=row.created_at,
         trees=tuple(t for t in row.trees.split(",") if t), systems=tuple(s for s in row.systems.split(",") if s),
         was_announced=bool(row.was_announced), sequence=row.revision + row.notice_updates, id_token=row.id_token,
-        **more,
     )
 
 
@@ -208,20 +212,15 @@ class PublicReader:
         found = self._rows(Downtime.id == downtime_id)
         if not found:
             return None
-        bugs = self.session.scalars(
-            select(DowntimeBug).where(DowntimeBug.downtime_id == downtime_id, DowntimeBug.pending != "add")
-            .order_by(DowntimeBug.bug)
-        ).all()
         history = self.session.scalars(
             select(AuditEvent).where(AuditEvent.downtime_id == downtime_id, AuditEvent.action.in_(PUBLIC_ACTIONS))
             .order_by(AuditEvent.id)
         ).all()
         return dataclasses.replace(
             found[0],
-            bugs=tuple(confidential.told(bugs, full=False)),
+            bugs=self.bugs_of(found).get(downtime_id, ()),
             history=tuple(
-                PublicEntry(e.at, e.action, e.from_state, e.to_state,
-                            "" if e.action in WITHOUT_DETAIL else e.detail)
+                PublicEntry(e.at, e.action, e.from_state, e.to_state, _told_detail(e.action, e.detail))
                 for e in history
             ),
         )
@@ -267,7 +266,7 @@ class PublicReader:
         )
         return [
             PublicEvent(r.event_id, _aware(r.event_at), r.event_action, r.event_from, r.event_to,
-                        "" if r.event_action in WITHOUT_DETAIL else r.event_detail, _public(r))
+                        _told_detail(r.event_action, r.event_detail), _public(r))
             for r in rows
         ]
 
@@ -296,7 +295,7 @@ class PublicReader:
                     continue
                 found.setdefault(d.id, []).append(PublicEvent(
                     r.id, _aware(r.at), r.action, r.from_state, r.to_state,
-                    "" if r.action in WITHOUT_DETAIL else r.detail, d,
+                    _told_detail(r.action, r.detail), d,
                 ))
         return found
 

@@ -161,11 +161,11 @@ def read_number(query: MultiMapping[str], name: str, default: int, most: int) ->
 # ----- downtimes --------------------------------------------------------------------------------
 
 
-def bug_json(d: PublicDowntime, b: ToldBug) -> dict[str, Any]:
+def bug_json(b: ToldBug) -> dict[str, Any]:
     return {
         "number": b.bug,
         "status": b.status,
-        "text": None if b.hidden else (b.text or d.summary),  # no words of its own: the notice's
+        "text": None if b.hidden else b.text,
         "restricted": b.hidden,
         "note": b.note or None,
     }
@@ -185,7 +185,7 @@ def downtime_json(site: Site, d: PublicDowntime, bugs: Sequence[ToldBug]) -> dic
         "updated": rfc3339(d.updated_at),
         "trees": list(d.trees or site.trees),  # none named: every configured tree
         "systems": list(d.systems),
-        "bugs": [bug_json(d, b) for b in bugs],
+        "bugs": [bug_json(b) for b in bugs],
         "url": site.link(f"/downtimes/{d.id}"),
     }
 

@@ -190,7 +190,7 @@ def one_calendar_answer(site: Site, reader: PublicReader, downtime_id: int) -> A
     if d is None:
         raise NotFound(f"There is no public downtime #{downtime_id}.")
     body = downtime_feed(
-        [calendar_event(site, d, reader.bugs_of([d]).get(d.id, ()))],
+        [calendar_event(site, d, d.bugs)],
         name=f"{site.name}: tree-closing downtime #{d.id}",
         source=site.link(f"/downtimes/{d.id}.ics") if site.base_url else None,
     )
