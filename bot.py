@@ -29,6 +29,7 @@ from adapters.scheduler import ReminderScheduler
 from adapters.templates import Renderer
 from models.lifecycle import Role
 from models.ports import BugTracker, Clock, Mailer, Transport, TreeService
+from models.public import Visibility
 from models.reactions import Reactions
 from models.work import MailRouting, Settings
 from plugins.context import NoBugzilla
@@ -133,16 +134,14 @@ def treestatus_from(config: configuration.Config, client: TreeService | None) ->
     return writer, TreestatusClient(t.treestatus_url, token, timeout=5, retries=1)
 
 
-def page_address(config: configuration.Config) -> Callable[[Any], str]:
+def page_address(config: configuration.Config, visibility: Visibility) -> Callable[[Any], str]:
     """A downtime's public page for chat and mail: ``<base_url>/downtimes/<id>`` when [web]
-    base_url is set and the downtime is public (models/public.py), else ""."""
-    from models.public import Visibility
-
+    base_url is set and the downtime is public (models/public.py), else "". `downtime`: the ORM
+    row or the show read model (models/detail.py), which both say `was_announced`."""
     base = config.web.base_url
-    visibility = Visibility(frozenset(config.web.public_states))
 
     def page(downtime: Any) -> str:
-        shown = visibility.shows(downtime.state, bool(getattr(downtime, "was_announced", False)))
+        shown = visibility.shows(downtime.state, downtime.was_announced)
         return f"{base}/downtimes/{downtime.id}" if base and config.web.enabled and shown else ""
 
     return page
@@ -173,13 +172,15 @@ class Bot:
         self.commits = CommitCounter(self.engine)
         migrate(self.engine, in_child=isolated_migrations)
         self.sessions = session_factory(self.engine)
+        # Which downtimes anyone may read ([web] public_states): the web site's, and chat's links to it.
+        self.visibility = Visibility(frozenset(config.web.public_states))
         self.render = Renderer(
             zones=config.bot.display_timezones,
             prefix=config.bot.command_prefix,
             trees=config.trees.names,
             links=config.notice,
             flag=config.bugzilla.flag,
-            page_of=page_address(config),
+            page_of=page_address(config, self.visibility),
         )
         self.settings = settings_from(config, list(transports))
         self.reactions = Reactions(self.settings, self.render)
@@ -273,13 +274,10 @@ class Bot:
         from adapters.web.server import WebServer  # noqa: F811
         from adapters.web.changes import PublicChanges
         from adapters.web.site import Site
-        from models.public import Visibility
-
-        visibility = Visibility(frozenset(config.web.public_states))
         site = Site(
-            sessions=self.sessions, clock=self.clock, visibility=visibility,
+            sessions=self.sessions, clock=self.clock, visibility=self.visibility,
             # Answers are kept until something public changes, not until any commit.
-            generation=PublicChanges(self.sessions, visibility), policy=config.policy, trees=config.trees.names,
+            generation=PublicChanges(self.sessions, self.visibility), policy=config.policy, trees=config.trees.names,
             tree_backend=config.trees.backend, zones=config.bot.display_timezones, base_url=config.web.base_url,
             mail_domain=mail_domain(config.mail.sender),
         )
