@@ -167,7 +167,8 @@ class Bot:
         self.config = config
         self.clock = clock or SystemClock()
         self.transports = transports
-        self.engine = make_engine(config.bot.database, base=HERE, background_checkpoints=True)
+        self.engine = make_engine(config.bot.database, base=HERE, background_checkpoints=True,
+                                  password=database_password(config, os.environ))
         self.checkpointer = Checkpointer(self.engine)
         self.commits = CommitCounter(self.engine)
         migrate(self.engine, in_child=isolated_migrations)
@@ -390,6 +391,11 @@ class Bot:
         self.engine.dispose()
 
 
+def database_password(config: configuration.Config, environ: Mapping[str, str]) -> str | None:
+    """The database's password, from the variable [bot] database_password_env names (None: no password)."""
+    return _secret(environ, "bot", "database_password_env", config.bot.database_password_env)
+
+
 def _secret(environ: Mapping[str, str], section: str, key: str, variable: str) -> str | None:
     """The secret named by ``[section] key = variable``; None when the key is empty."""
     if not variable:
@@ -542,7 +548,7 @@ def secret_values(config: configuration.Config, environ: Mapping[str, str]) -> l
     names = {s.variable for s in configuration.needed_secrets(config)} | {
         config.irc.sasl_password_env, config.irc.nickserv_password_env, config.matrix.password_env,
         config.matrix.access_token_env, config.mail.password_env, config.bugzilla.api_key_env,
-        config.trees.treestatus_token_env,
+        config.trees.treestatus_token_env, config.bot.database_password_env,
     }
     values = [environ[name] for name in names if name and environ.get(name)]
     password = url_password(config.bot.database)

@@ -22,9 +22,13 @@ MIGRATIONS = Path(__file__).resolve().parent.parent / "models" / "migrations"
 
 
 def make_engine(
-    url: str, *, base: Path | None = None, background_checkpoints: bool = False, private: bool = True
+    url: str, *, base: Path | None = None, background_checkpoints: bool = False, private: bool = True,
+    password: str | None = None,
 ) -> Engine:
     """An engine for `url`; a relative SQLite path is taken from `base` (the bot's folder).
+
+    `password`: the database's password (PostgreSQL), read from the environment variable that
+    [bot] database_password_env names; it never is in the configuration file.
 
     `private`: make the SQLite file and a folder created for it readable by the owner only
     (the migration's child process skips it: its parent did it, and said so once).
@@ -45,6 +49,8 @@ def make_engine(
                 if name == path or name.exists():
                     private_file(name)
         parsed = parsed.set(database=str(path))
+    if password:
+        parsed = parsed.set(password=password)
     engine = create_engine(parsed)
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
