@@ -170,8 +170,9 @@ class Bot:
         self.engine = make_engine(config.bot.database, base=HERE, background_checkpoints=True,
                                   password=database_password(config, os.environ))
         self.checkpointer = Checkpointer(self.engine)
-        self.commits = CommitCounter(self.engine)
         migrate(self.engine, in_child=isolated_migrations)
+        # With [ha] another instance's commits count too (adapters/change_token.py).
+        self.commits = CommitCounter(self.engine, shared=config.ha.enabled)
         self.sessions = session_factory(self.engine)
         # Which downtimes anyone may read ([web] public_states): the web site's, and chat's links to it.
         self.visibility = Visibility(frozenset(config.web.public_states))
@@ -278,7 +279,7 @@ class Bot:
         site = Site(
             sessions=self.sessions, clock=self.clock, visibility=self.visibility,
             # Answers are kept until something public changes, not until any commit.
-            generation=PublicChanges(self.sessions, self.visibility), policy=config.policy, trees=config.trees.names,
+            generation=PublicChanges(self.sessions, self.visibility, shared=config.ha.enabled), policy=config.policy, trees=config.trees.names,
             tree_backend=config.trees.backend, zones=config.bot.display_timezones, base_url=config.web.base_url,
             mail_domain=mail_domain(config.mail.sender),
         )
