@@ -21,7 +21,9 @@ from typing import TYPE_CHECKING, Any, TextIO
 from adapters import config as configuration
 from adapters.clock import SystemClock
 from adapters.console import ConsoleTransport
-from adapters.db import Checkpointer, CommitCounter, display_url, make_engine, migrate, session_factory, url_password
+from adapters.db import (
+    Checkpointer, CommitCounter, DatabaseUnavailable, display_url, make_engine, migrate, session_factory, url_password,
+)
 from adapters.logsafe import protect
 from adapters.mail import MailConfig, MailDelivery, PrintMailer, SmtpMailer
 from adapters.outbox import OutboxWorker, chat_delivery
@@ -597,6 +599,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except configuration.ConfigError as err:
         print(f"configuration error: {err}", file=sys.stderr)
         return 2
+    except DatabaseUnavailable as err:
+        print(f"database error: {err}", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

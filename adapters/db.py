@@ -13,6 +13,7 @@ import re
 
 from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapters import change_token
@@ -171,11 +172,21 @@ def _head_revision() -> str | None:
     return heads.pop() if len(heads) == 1 else None
 
 
+class DatabaseUnavailable(RuntimeError):
+    """The database cannot be opened at start-up (not reachable, login refused): one line that
+    names the database (never its password) and the server's reason."""
+
+
 def _current_revision(engine: Engine) -> str | None:
-    with engine.connect() as connection:
-        if not inspect(connection).has_table("alembic_version"):
-            return None
-        return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    try:
+        with engine.connect() as connection:
+            if not inspect(connection).has_table("alembic_version"):
+                return None
+            return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    except OperationalError as error:
+        reason = " ".join(str(error.orig or error).split())
+        where = engine.url._replace(password=None).render_as_string()  # no password, not even masked
+        raise DatabaseUnavailable(f"cannot open the database {where}: {reason}") from None
 
 
 def migrate(engine: Engine, *, in_child: bool = False) -> None:
