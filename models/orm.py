@@ -51,7 +51,11 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
 
 intpk = Annotated[int, mapped_column(primary_key=True)]
 utc = Annotated[dt.datetime, mapped_column(UTCDateTime)]
-account = Annotated[str, mapped_column(String(255))]
+# The longest account any chat network gives (a Matrix user id is at most 255 characters);
+# PostgreSQL refuses a longer one, SQLite would keep it (plugins/dispatcher.py takes such a
+# sender for not identified).
+ACCOUNT_LENGTH = 255
+account = Annotated[str, mapped_column(String(ACCOUNT_LENGTH))]
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
