@@ -5,6 +5,7 @@ import asyncio
 import datetime as dt
 import itertools
 import os
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,6 +33,8 @@ DATABASES = ("sqlite", "postgresql")
 # The URL of the running test's database (set by the `database` fixture): make_config's default.
 _current_database: list[str] = []
 _names = itertools.count(1)
+# Test databases are dropped in the background, while the next test runs (PostgreSQL does it).
+_dropper = ThreadPoolExecutor(1, thread_name_prefix="drop-test-database")
 
 
 def make_config(tmp_path: Path, database: str | None = None, **sections: Mapping[str, str]) -> configuration.Config:
@@ -126,14 +129,32 @@ def postgres() -> Iterator[PostgresServer]:
         try:
             yield server
         finally:
+            _dropper.shutdown(wait=True)
             os.environ.pop(PASSWORD_ENV, None)
 
 
-@pytest.fixture(params=DATABASES)
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test that uses `database` runs on SQLite, and on PostgreSQL too when its module is
+    marked ``every_database`` (or DOWNTIMEBOT_TEST_EVERY_DATABASE=1: every module on both).
+
+    The marked modules are the ones that exercise the database: the queries and the lifecycle
+    (commands, approvals, running and closing), the outbox and the reactions, the reminders, the
+    web's read model, the transcripts, the migrations. Doubling the rest (parsing, rate limits,
+    fuzzing the command line) would cost minutes and test SQLite's twin of what they test.
+    """
+    if "database" not in metafunc.fixturenames:
+        return
+    every = os.environ.get("DOWNTIMEBOT_TEST_EVERY_DATABASE") == "1"
+    engines = DATABASES if every or metafunc.definition.get_closest_marker("every_database") else DATABASES[:1]
+    metafunc.parametrize("database", engines, indirect=True)
+
+
+@pytest.fixture
 def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh database for one test, its URL: a SQLite file in tmp_path, or on PostgreSQL a new
-    database copied from a migrated template (about 30 ms), dropped afterwards."""
-    if request.param == "sqlite":
+    database copied from a migrated template (about 30 ms), dropped afterwards (in the background)."""
+    engine = getattr(request, "param", DATABASES[0])
+    if engine == "sqlite":
         url, name, server = f"sqlite:///{tmp_path / 'bot.db'}", None, None
     else:
         server = request.getfixturevalue("postgres")
@@ -145,7 +166,7 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     finally:
         _current_database.remove(url)
         if server is not None and name is not None:
-            server.drop_database(name)
+            _dropper.submit(server.drop_database, name)
 
 
 @pytest.fixture

@@ -17,6 +17,8 @@ from sqlalchemy import CursorResult, text
 from tests.conftest import make_test_engine
 from tests.servers.postgres import PASSWORD_ENV
 
+pytestmark = pytest.mark.every_database  # also on PostgreSQL (tests/conftest.py)
+
 ROOT = Path(__file__).resolve().parents[2]
 
 SCRIPT = """\

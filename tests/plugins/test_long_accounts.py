@@ -2,7 +2,11 @@
 not identified, on every database: PostgreSQL could not store it, SQLite would."""
 from __future__ import annotations
 
+import pytest
+
 from tests.conftest import Chat
+
+pytestmark = pytest.mark.every_database  # also on PostgreSQL (tests/conftest.py)
 
 
 def test_a_sender_with_an_account_of_300_characters_is_told_to_identify_and_nothing_is_stored(chat: Chat) -> None:

@@ -16,6 +16,8 @@ from tests.fakes import FakeClock
 from tests.servers.postgres import PostgresServer
 from tests.web.conftest import WebChat
 
+pytestmark = pytest.mark.every_database  # also on PostgreSQL (tests/conftest.py)
+
 
 class Seconds:
     """A monotonic clock the test moves."""

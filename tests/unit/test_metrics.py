@@ -21,6 +21,8 @@ from models.ports import Mail, MailUnavailable, TreestatusUnavailable
 from tests.conftest import NOW, Chat, make_config
 from tests.fakes import FakeClock
 
+pytestmark = pytest.mark.every_database  # also on PostgreSQL (tests/conftest.py)
+
 UTC = dt.timezone.utc
 
 

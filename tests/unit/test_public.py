@@ -11,6 +11,8 @@ from models.planning import parse_windows
 from tests.conftest import NOW, Chat, make_config
 from tests.fakes import FakeClock
 
+pytestmark = pytest.mark.every_database  # also on PostgreSQL (tests/conftest.py)
+
 DEFAULT = Visibility(frozenset({"announced", "in_progress", "finished", "cancelled"}))
 
 

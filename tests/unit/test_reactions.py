@@ -31,6 +31,8 @@ from models.planning import RuleFailure
 from models.reactions import REACTIONS, Reactions
 from models.work import MailRouting, Settings
 
+pytestmark = pytest.mark.every_database  # also on PostgreSQL (tests/conftest.py)
+
 UTC = dt.timezone.utc
 NOW = dt.datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
 START = dt.datetime(2026, 12, 5, 14, 0, tzinfo=UTC)

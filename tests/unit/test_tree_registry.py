@@ -17,6 +17,8 @@ from models.queries import Queries
 from models.trees import Trees
 from models.work import Actor, Settings, Work
 
+pytestmark = pytest.mark.every_database  # also on PostgreSQL (tests/conftest.py)
+
 UTC = dt.timezone.utc
 NOW = dt.datetime(2026, 12, 5, 14, 0, tzinfo=UTC)
 TREES = ("autoland", "mozilla-central", "mozilla-beta", "try")
