@@ -116,7 +116,7 @@ def run(size: int, database: str, bot_section: dict[str, str], runs: int) -> Non
     bot = Bot(config, transports={"irc": FakeTransport("irc")}, clock=FakeClock(NOW), mailer=FakeMailer())
     fill(bot, size)
     if bot.engine.dialect.name == "postgresql":
-        with bot.engine.connect() as connection:  # fresh planner statistics, as autovacuum would give
+        with bot.engine.begin() as connection:  # fresh planner statistics, as autovacuum would give
             connection.exec_driver_sql("ANALYZE")
     # As in the running bot: SQLite's write-ahead log is checkpointed in a thread, not by commits.
     checkpoints = loop.create_task(bot.checkpointer.run()) if bot.engine.dialect.name == "sqlite" else None
