@@ -177,7 +177,7 @@ class ReminderScheduler:
     def _candidates(self, session: Session, now: dt.datetime, only: Iterable[int] | None) -> list[Downtime]:
         if only is not None:
             ids = list(only)
-            return list(session.scalars(select(Downtime).where(Downtime.id.in_(ids)))) if ids else []
+            return list(session.scalars(select(Downtime).where(Downtime.id.in_(ids)).order_by(Downtime.id))) if ids else []
         policy = self.settings.policy
         # The earliest reminder of a downtime comes this long before its start.
         lead = max([*policy.reminders, policy.min_notice + plans.UNANNOUNCED_BEFORE, dt.timedelta()])
@@ -194,7 +194,7 @@ class ReminderScheduler:
                 & (Downtime.start_at >= now)
                 & (Downtime.created_at <= ahead - plans.UNDECIDED_AFTER),
             )
-        )
+        ).order_by(Downtime.start_at, Downtime.id)  # reminders due at once are queued in this order (not the heap's)
         return list(session.scalars(query))
 
     @staticmethod
