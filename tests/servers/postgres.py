@@ -29,7 +29,6 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 HOST = "127.0.0.1"
@@ -97,7 +96,7 @@ class PostgresServer:
             raise
         return self
 
-    def __exit__(self, *_exc: tuple[type[BaseException] | None, BaseException | None, TracebackType | None]) -> None:
+    def __exit__(self, *_exc: object) -> None:
         self.close()
 
     def init(self) -> None:
@@ -156,6 +155,7 @@ class PostgresServer:
             proc.wait(timeout)
 
     def restart(self) -> None:
+        """Stop and start again, on the same port with the same data (every connection is lost)."""
         self.stop()
         self.start()
 
