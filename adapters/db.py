@@ -189,6 +189,10 @@ def _current_revision(engine: Engine) -> str | None:
         raise DatabaseUnavailable(f"cannot open the database {where}: {reason}") from None
 
 
+# The key of the advisory lock that migrations on PostgreSQL hold (any number the bot alone uses).
+MIGRATION_LOCK = 0x646F776E  # "down"
+
+
 def migrate(engine: Engine, *, in_child: bool = False) -> None:
     """Bring the schema to the newest migration (idempotent).
 
@@ -212,6 +216,10 @@ def migrate(engine: Engine, *, in_child: bool = False) -> None:
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # Two instances starting at once on a new database: one migrates, the other waits
+            # here until that commits, then finds nothing to do (its own upgrade would collide).
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
         cfg.attributes["connection"] = connection
         command.upgrade(cfg, "head")
 

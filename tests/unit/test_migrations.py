@@ -14,6 +14,7 @@ from sqlalchemy import Engine, inspect, text
 from adapters.db import make_engine, migrate
 from models.orm import Base
 from tests.conftest import DATABASES, make_test_engine
+from tests.servers.postgres import PostgresServer
 
 _names = itertools.count(1)
 
@@ -164,3 +165,27 @@ def test_upgrading_from_0002_keeps_announced_downtimes_ids_and_gives_the_others_
         tokens = dict(connection.execute(text("SELECT id, id_token FROM downtimes")).all())  # type: ignore[arg-type]
     assert token and len(token) == 12
     assert tokens == {1: "", 2: token}
+
+
+def test_two_instances_migrating_one_new_postgresql_database_at_once_both_start_and_build_one_schema(
+    postgres: PostgresServer,
+) -> None:
+    """(On SQLite the bot is one process: nothing serialises two migrations of one file.)"""
+    import os
+    import subprocess
+    import sys
+
+    postgres.create_database("migrated_twice", migrated=False)
+    engine = make_test_engine(postgres.url("migrated_twice"))
+    try:
+        # The URL with its password goes through the environment, as migrate(in_child=True) does.
+        url = engine.url.set(password=postgres.role_password).render_as_string(hide_password=False)
+        code = "import os; from adapters.db import make_engine, migrate; migrate(make_engine(os.environ['URL']))"
+        both = [subprocess.Popen([sys.executable, "-c", code], env=dict(os.environ, URL=url),
+                                 stderr=subprocess.PIPE, text=True) for _ in range(2)]
+        errors = [process.communicate(timeout=120)[1] for process in both]
+        assert [process.returncode for process in both] == [0, 0], errors
+        assert _differences(engine) == []
+    finally:
+        engine.dispose()
+        postgres.drop_database("migrated_twice")
