@@ -200,10 +200,12 @@ class Bot:
         self.operations: Operations | None = None  # what the operations endpoints read ([web] on)
         self.metrics: Metrics | None = self._metrics(transports) if config.web.enabled else None
         on_delivery = self.metrics.delivery if self.metrics is not None else None
+        # [ha]: a look at the outbox now and then too (another instance may have queued a row).
+        poll = config.ha.lease_seconds if self.leadership is not None else None
         self.workers: list[OutboxWorker] = []
         for name, t in transports.items():
             worker = OutboxWorker(self.sessions, self.clock, kind="chat", network=name, deliver=chat_delivery(t),
-                                  on_delivery=on_delivery, fence=self.fence)
+                                  on_delivery=on_delivery, fence=self.fence, poll_every=poll)
             t.on_connected = worker.poke  # back after an outage: deliver what waited, now
             self.workers.append(worker)
         mailer = mailer or mailer_from(config, stdout or sys.stdout)
@@ -215,7 +217,7 @@ class Bot:
             on_queued=self._poke_chat,
         )
         self.workers.append(OutboxWorker(self.sessions, self.clock, kind="mail", deliver=self.mail.deliver,
-                                         on_delivery=on_delivery, fence=self.fence))
+                                         on_delivery=on_delivery, fence=self.fence, poll_every=poll))
         self.bugzilla: BugzillaSync | None = None
         if config.bugzilla.enabled:
             from adapters.bugzilla import BugzillaClient  # noqa: F811
@@ -230,7 +232,7 @@ class Bot:
                 report_after=config.bugzilla.report_after, on_queued=self._poke_chat,
             )
             self.workers.append(OutboxWorker(self.sessions, self.clock, kind="bugzilla", deliver=self.bugzilla.deliver,
-                                             on_delivery=on_delivery, fence=self.fence))
+                                             on_delivery=on_delivery, fence=self.fence, poll_every=poll))
         self.tree_jobs: TreeJobs | None = None
         self._treestatus: list[TreeService] = []
         if config.trees.backend != "builtin":
@@ -250,7 +252,7 @@ class Bot:
             )
             # First, so that the notes it queues are delivered in the same pass.
             self.workers.insert(0, OutboxWorker(self.sessions, self.clock, kind="trees", deliver=self.tree_jobs.deliver,
-                                                on_delivery=on_delivery, fence=self.fence))
+                                                on_delivery=on_delivery, fence=self.fence, poll_every=poll))
         self.dispatcher = Dispatcher(
             sessions=self.sessions,
             clock=self.clock,

@@ -70,9 +70,13 @@ class OutboxWorker:
         backoff_max: float = 60.0,
         on_delivery: DeliveryObserver | None = None,
         fence: Fence | None = None,
+        poll_every: float | None = None,
     ):
         self.sessions = sessions
         self.fence = fence or Fence.always()
+        # Idle, look again this often (None: only when poked). [ha]: a row may come from another
+        # instance (a line it answered just before it stepped down), which cannot poke this one.
+        self.poll_every = poll_every
         self.clock = clock
         self.kind = kind
         self.network = network
@@ -185,7 +189,7 @@ class OutboxWorker:
             if ok:
                 self._delay = self.backoff_min
                 self.idle.set()
-                timeout = None
+                timeout = self.poll_every
             else:
                 timeout = self._delay * random.uniform(0.8, 1.2)
                 self._delay = min(self._delay * 2, self.backoff_max)
