@@ -4,7 +4,9 @@ tests know of it, so they run unchanged on PostgreSQL (`lease_url`)."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import os
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -15,20 +17,39 @@ from sqlalchemy import Engine, text
 from adapters.db import make_engine, migrate
 from adapters.leadership import Fence, Lease, Leadership
 
+_names = itertools.count(1)
 LEASE = 1.0  # seconds: the class takes any lease ([ha] lease_seconds is 3..600 in the config)
 
 
-@pytest.fixture
-def lease_url(tmp_path: Path) -> str:
-    """The database both instances share (a SQLite file in WAL mode)."""
-    return f"sqlite:///{tmp_path / 'ha.db'}"
+@pytest.fixture(params=["sqlite", "postgresql"])
+def lease_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The database both instances share: a SQLite file (WAL), or a fresh PostgreSQL database
+    from the session's server (tests/conftest.py `postgres`, tests/servers/postgres.py)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'ha.db'}"
+        return
+    try:
+        server = request.getfixturevalue("postgres")
+    except pytest.FixtureLookupError:
+        pytest.skip("this branch has no PostgreSQL test server fixture yet (tests/conftest.py `postgres`)")
+    name = f"lease_{os.getpid()}_{next(_names)}"
+    yield server.create_database(name)
+    server.drop_database(name)
+
+
+def password(url: str) -> str | None:
+    if url.startswith("sqlite"):
+        return None
+    from tests.servers.postgres import PASSWORD_ENV  # type: ignore[import-not-found,unused-ignore]
+
+    return os.environ.get(PASSWORD_ENV)
 
 
 @pytest.fixture
 def engines(lease_url: str) -> Iterator[tuple[Engine, Engine]]:
-    first = make_engine(lease_url)
+    first = make_engine(lease_url, password=password(lease_url))
     migrate(first)
-    second = make_engine(lease_url)
+    second = make_engine(lease_url, password=password(lease_url))
     yield first, second
     first.dispose()
     second.dispose()
