@@ -14,9 +14,12 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
+
+from sqlalchemy import Engine
 
 from adapters import config as configuration
 from adapters.clock import SystemClock
@@ -172,7 +175,10 @@ class Bot:
                                   password=database_password(config, os.environ))
         self.checkpointer = Checkpointer(self.engine)
         self.commits = CommitCounter(self.engine)
-        migrate(self.engine, in_child=isolated_migrations)
+        if config.ha.enabled:
+            migrate_beside_others(self.engine, in_child=isolated_migrations)
+        else:
+            migrate(self.engine, in_child=isolated_migrations)
         self.sessions = session_factory(self.engine)
         # [ha]: only the leader speaks; every sender checks the fence (Fence.always() without [ha]).
         self.leadership: Leadership | None = None
@@ -481,6 +487,23 @@ class Bot:
         if self.engine.dialect.name == "sqlite":
             await asyncio.to_thread(self.checkpointer.checkpoint, "TRUNCATE")
         self.engine.dispose()
+
+
+def migrate_beside_others(engine: Engine, *, in_child: bool, tries: int = 5, pause: float = 2.0) -> None:
+    """[ha]: the migrations, when another instance may be running them at the same moment (both
+    started together on an empty database): the one that comes second fails on a table the first
+    has just made, or on the lock; it waits and tries again, and then finds nothing left to do."""
+    for attempt in range(1, tries + 1):
+        try:
+            migrate(engine, in_child=in_child)
+            return
+        except Exception as err:
+            if attempt == tries:
+                raise
+            log.warning("the migrations failed (%s); another instance may be running them: trying again in %g s",
+                        type(err).__name__, pause)
+            engine.dispose()
+            time.sleep(pause)
 
 
 def database_password(config: configuration.Config, environ: Mapping[str, str]) -> str | None:

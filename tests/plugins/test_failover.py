@@ -318,3 +318,22 @@ def test_without_ha_the_heartbeat_has_no_role_and_the_instance_leads(tmp_path: P
         assert "downtimebot_is_leader 1.0" in web.get("/metrics").text
     finally:
         web.close()
+
+
+def test_an_instance_whose_migration_races_another_tries_again(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, tmp_path: Path,
+) -> None:
+    import bot as composition
+
+    calls: list[bool] = []
+
+    def racing(engine: object, *, in_child: bool) -> None:
+        calls.append(in_child)
+        if len(calls) == 1:
+            raise RuntimeError("table downtimes already exists")
+
+    monkeypatch.setattr(composition, "migrate", racing)
+    engine = composition.make_engine(f"sqlite:///{tmp_path / 'race.db'}")
+    composition.migrate_beside_others(engine, in_child=True, pause=0.01)
+    assert calls == [True, True]
+    assert "another instance may be running them" in caplog.text
