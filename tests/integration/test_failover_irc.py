@@ -253,7 +253,9 @@ def test_two_instances_one_voice_through_a_kill_and_a_pause(
             report.append(f"SIGSTOP: {len(said2)} lines seen for 5 queued, {len(after)} of them after SIGCONT")
             # Each once: the old leader, waking with them pending, sent none of them again.
             assert sorted(said2) == paused, said2
-            assert "Traceback" not in a.text() + b.text()
+            for instance in (a, b):  # (a migration that raced the other's prints its child's traceback)
+                running = instance.text().split("downtime-bot running as instance", 1)[-1]
+                assert "Traceback" not in running, running[-3000:]
         finally:
             await watcher.quit()
 
