@@ -296,8 +296,12 @@ class Bot:
         return self.commits() + self.leadership.terms
 
     async def _handle_if_leading(self, message: Incoming) -> None:
-        """[ha]: a line reaching an instance that no longer leads (leaving chat) is not acted on."""
-        if not self.fence.check():
+        """[ha]: a line reaching an instance that no longer leads (leaving chat) is not acted on:
+        the new leader may have read it too, and an IRC line has no id to tell the two apart. A
+        Matrix event is acted on all the same: its event id makes a second handling a no-op (the
+        handled messages, the reply's outbox key), and Matrix must not count it as answered
+        (its sync token would move past it) while nobody answered it."""
+        if message.network != "matrix" and not self.fence.check():
             log.info("a line from %s on %s ignored: instance %s does not lead", message.nick, message.network,
                      self.fence.instance)
             return
@@ -460,6 +464,8 @@ class Bot:
         """Wait until every line handed on is answered and every worker has delivered all it
         can (used at the end of console input)."""
         await self.senders.idle()
+        if not self.fence.check():  # [ha] a standby: the leader delivers
+            return
         self.poke()
         await asyncio.sleep(0)
         loop = asyncio.get_running_loop()
