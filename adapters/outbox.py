@@ -115,7 +115,8 @@ class OutboxWorker:
         statement = update(OutboxMessage).where(OutboxMessage.id == row_id)
         epoch = self.fence.epoch
         if epoch is not None:
-            values["sent_epoch"] = epoch if status == "sent" else None
+            if status == "sent":
+                values["sent_epoch"] = epoch
             statement = statement.where(OutboxMessage.status == "pending", holds(self.fence.instance, epoch))
         with self.sessions() as session, session.begin():
             marked = session.connection().execute(statement.values(values))
@@ -124,13 +125,36 @@ class OutboxWorker:
             # Nothing marked: the row was finished already (a tree job found done), or the lease moved on.
             return bool(session.scalar(select(holds(self.fence.instance, epoch))))
 
+    def _claim(self, row: OutboxMessage) -> bool | None:
+        """[ha], before a change in another system (mail, Bugzilla, trees): the database, not only
+        the local fence, says this instance still leads, and the row records the epoch that starts
+        it. A row that an earlier leader started (it may have died half-way) is delivered as a
+        retry, so the job looks before it leaps (Bugzilla's comment markers, Treestatus's stack).
+        True: go on; False: refused (the lead is lost); None: the row is finished already."""
+        epoch = self.fence.epoch
+        assert epoch is not None
+        statement = (
+            update(OutboxMessage)
+            .where(OutboxMessage.id == row.id, OutboxMessage.status == "pending", holds(self.fence.instance, epoch))
+            .values(sent_epoch=epoch)
+        )
+        with self.sessions() as session, session.begin():
+            if not session.connection().execute(statement).rowcount:
+                return None if session.scalar(select(holds(self.fence.instance, epoch))) else False
+        if row.sent_epoch is not None and row.sent_epoch != epoch:
+            log.info("outbox %s: row %s (%s) was started under epoch %s: delivered as a retry",
+                     self.name, row.id, row.key, row.sent_epoch)
+            row.attempts = max(row.attempts, 1)
+        return True
+
     def _refused(self, row: OutboxMessage, status: str) -> None:
         """The database refused to mark a row under this instance's epoch: it has lost the lead."""
-        what = "delivered" if status == "sent" else "tried"
+        what = {"sent": "delivered", "claimed": "about to be delivered"}.get(status, "tried")
+        repeat = " (this line may be said twice)" if status == "sent" and self.kind == "chat" else ""
         log.warning(
             "instance %s lost the lead: outbox %s row %s (%s) was %s, but epoch %s is no longer the lease's; "
-            "the new leader delivers it (a chat line may be repeated once)",
-            self.fence.instance, self.name, row.id, row.key, what, self.fence.epoch,
+            "the new leader delivers it%s",
+            self.fence.instance, self.name, row.id, row.key, what, self.fence.epoch, repeat,
         )
         self.fence.lost(f"the database refused epoch {self.fence.epoch} for outbox row {row.id}")
         self._stopping = True
@@ -152,6 +176,14 @@ class OutboxWorker:
                 if not self.fence.check():
                     self._not_leader()
                     return False
+                if self.fence.epoch is not None and self.kind != "chat":
+                    claimed = self._claim(row)
+                    if claimed is None:
+                        last = row.id
+                        continue
+                    if not claimed:
+                        self._refused(row, "claimed")
+                        return False
                 try:
                     await self.deliver(row)
                 except Retry as err:
