@@ -706,8 +706,9 @@ class RawClient:
         whose machine died, as the server sees it until its ping timeout."""
         if self._task is not None:
             self._task.cancel()
-        if self._writer is not None:
-            self._writer.transport.pause_reading()
+        transport = self._writer.transport if self._writer is not None else None
+        if isinstance(transport, asyncio.ReadTransport):
+            transport.pause_reading()
 
     async def quit(self, message: str = "bye") -> None:
         if self._writer is None:
