@@ -173,6 +173,12 @@ class Bot:
         self.commits = CommitCounter(self.engine)
         migrate(self.engine, in_child=isolated_migrations)
         self.sessions = session_factory(self.engine)
+        if "matrix" in transports:  # its sync position in the database: another instance resumes from it
+            from adapters.matrix import DatabaseState, MatrixTransport
+
+            matrix = transports["matrix"]
+            if isinstance(matrix, MatrixTransport):
+                matrix.keep_state_in(DatabaseState(self.sessions))
         # Which downtimes anyone may read ([web] public_states): the web site's, and chat's links to it.
         self.visibility = Visibility(frozenset(config.web.public_states))
         self.render = Renderer(
