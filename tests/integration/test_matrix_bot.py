@@ -492,6 +492,35 @@ def test_a_bot_killed_with_a_command_in_flight_and_messages_queued_runs_nothing_
     run(scenario())
 
 
+# -- taking over: a new leader on another machine ---------------------------------------
+
+
+def test_a_new_leader_with_an_empty_matrix_store_answers_what_was_said_while_no_bot_ran_and_nothing_twice(
+    synapse: Synapse, tmp_path: Path
+) -> None:
+    scene = make_scene(synapse, tmp_path)
+
+    async def scenario() -> None:
+        async with people(scene) as p:
+            async with running_bot(scene):
+                await bot_joined(scene, p.carol, p.ci, p.dev)
+                await say(p.eve, p.ci, scene, f"!downtime propose {start_time()} for 2h bug 123456 -- Upgrade hg",
+                          starting("Downtime #1 proposed"))
+            await p.carol.send(p.ci, "!downtime approve 1")  # while no instance runs
+            # The other machine: the same database, a Matrix store of its own, empty.
+            scene.extra["matrix"] = {"store_path": str(scene.tmp / "another-machine")}
+            async with running_bot(scene):
+                await p.carol.wait_for(from_bot(scene, starting("Downtime #1 approved")), p.ci, timeout=30)
+                await say(p.eve, p.ci, scene, "!downtime show 1", starting("#1 ["))
+            ci = bodies(p.carol, scene, p.ci)
+            assert sum(b.startswith("Downtime #1 proposed") for b in ci) == 1
+            assert sum(b.startswith("Downtime #1 approved") for b in ci) == 1
+            assert [scene.audit(a) for a in ("propose", "approve")] == [1, 1]
+            assert scene.sql("SELECT value FROM bot_meta WHERE key = 'matrix.next_batch'")
+
+    run(scenario())
+
+
 # -- Synapse down for 30 s ---------------------------------------------------------------
 
 
