@@ -87,7 +87,8 @@ def test_services_without_recover_are_asked_to_ghost_and_the_nick_is_taken_back(
         server = ScriptedServer()
         await server.start()
         config = IrcConfig(host="127.0.0.1", port=server.port, nick="downtimebot", nickserv_password=PASSWORD,
-                           channels={"#ci": "#ci", "#developers": "#developers"}, regain_interval=3600)
+                           channels={"#ci": "#ci", "#developers": "#developers"}, regain_interval=3600,
+                           pacing=False)
         transport = IrcTransport(config)
         await transport.start(no_handler)
         try:
