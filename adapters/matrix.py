@@ -220,11 +220,21 @@ class SharedState(Protocol):
         """Write these values (only the keys given) in one transaction."""
 
 
-class DatabaseState:
-    """`SharedState` in the database's ``bot_meta`` table (models/orm.py `BotMeta`)."""
+class Fenced(RuntimeError):
+    """`DatabaseState.save` refused: this instance may no longer write (another one leads)."""
 
-    def __init__(self, sessions: sessionmaker[Session]) -> None:
+
+class DatabaseState:
+    """`SharedState` in the database's ``bot_meta`` table (models/orm.py `BotMeta`).
+
+    `may_write`: checked inside the writing transaction (e.g. "this instance's lease epoch is
+    still the current one"); False rolls the write back and raises `Fenced`, so an old leader
+    that wakes up after a pause cannot put its older position over the new leader's.
+    """
+
+    def __init__(self, sessions: sessionmaker[Session], *, may_write: Callable[[Session], bool] | None = None) -> None:
         self._sessions = sessions
+        self._may_write = may_write
 
     def load(self) -> dict[str, str]:
         with self._sessions() as session:
@@ -233,6 +243,8 @@ class DatabaseState:
 
     def save(self, values: Mapping[str, str]) -> None:
         with self._sessions.begin() as session:
+            if self._may_write is not None and not self._may_write(session):
+                raise Fenced("this instance no longer leads: the Matrix sync position is not written")
             for key, value in values.items():
                 session.merge(BotMeta(key=key, value=value))
 

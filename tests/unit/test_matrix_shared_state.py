@@ -19,6 +19,7 @@ from adapters.matrix import (
     STATE_FILE,
     STATE_KEY,
     DatabaseState,
+    Fenced,
     MatrixConfig,
     MatrixTransport,
 )
@@ -136,6 +137,17 @@ def test_the_database_state_reads_back_what_it_saved_in_bot_meta(tmp_path: Path)
     shared.save({NEXT_BATCH_KEY: "s1", DEVICE_KEY: "DEV"})
     shared.save({NEXT_BATCH_KEY: "s2"})
     assert shared.load() == {NEXT_BATCH_KEY: "s2", DEVICE_KEY: "DEV"}
+
+
+def test_a_fenced_database_state_writes_nothing(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'bot.db'}")
+    migrate(engine)
+    sessions = session_factory(engine)
+    DatabaseState(sessions).save({NEXT_BATCH_KEY: "s_new_leader"})
+    old_leader = DatabaseState(sessions, may_write=lambda session: False)
+    with pytest.raises(Fenced):
+        old_leader.save({NEXT_BATCH_KEY: "s_old_leader"})
+    assert old_leader.load() == {NEXT_BATCH_KEY: "s_new_leader"}
 
 
 def test_keep_state_in_after_start_is_refused(tmp_path: Path) -> None:
