@@ -194,6 +194,11 @@ def _is_irc_account(account: str) -> bool:
     return bool(account) and not account.startswith(("@", "#", "!")) and ":" not in account
 
 
+def _ignore_result(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()  # retrieved: not logged as "never retrieved"
+
+
 def fold(name: str) -> str:
     """RFC 1459 case folding for nicks and channels."""
     folded: str = irc.strings.lower(name)  # an IRCFoldedCase, kept as it is
@@ -739,7 +744,9 @@ class IrcTransport(Transport):
 
     def _send_control(self, session: _Session, line: str, secret: bool = False) -> None:
         if session.registered:
-            session.writer.put([line], _Writer.CONTROL, secret)
+            # Nobody waits for a control line: one still queued when the connection ends fails
+            # with TransportUnavailable, and that is expected (asyncio would log it as unretrieved).
+            session.writer.put([line], _Writer.CONTROL, secret).add_done_callback(_ignore_result)
         else:
             session.connection.write_line(line, secret)
 
