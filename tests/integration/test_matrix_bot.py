@@ -465,6 +465,11 @@ def test_a_bot_killed_with_a_command_in_flight_and_messages_queued_runs_nothing_
                 state = json.loads((scene.store / STATE_FILE).read_text())
                 state["next_batch"], state["seen_events"] = before["next_batch"], before["seen_events"]
                 (scene.store / STATE_FILE).write_text(json.dumps(state))
+                with contextlib.closing(sqlite3.connect(scene.db, timeout=10)) as db, db:
+                    # The position the bot resumes from is the database's (saved with the file's).
+                    rolled_back = db.execute("UPDATE bot_meta SET value = ? WHERE key = 'matrix.next_batch'",
+                                             (before["next_batch"],))
+                    assert rolled_back.rowcount == 1
                 proxy.fault("/send/", None)
                 bot.start()
 
