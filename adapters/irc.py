@@ -532,6 +532,7 @@ class IrcTransport(Transport):
             "featurelist": self._on_isupport,
             "ison": self._on_ison,
             "731": self._on_monitor_offline,  # RPL_MONOFFLINE
+            "734": self._on_monitor_full,  # ERR_MONLISTFULL
             "privnotice": self._on_private_notice,
             "396": self._on_host_hidden,
             "nicknameinuse": self._on_nick_unavailable,
@@ -933,6 +934,9 @@ class IrcTransport(Transport):
         offline = (event.arguments[-1] if event.arguments else "").split(",")
         if any(fold(mask.split("!", 1)[0]) == fold(self.config.nick) for mask in offline):
             self._claim_nick(session)
+
+    def _on_monitor_full(self, session: _Session, event: irc.client.Event) -> None:
+        session.monitoring = False  # not watched: the periodic ISON asks instead
 
     def _on_ison(self, session: _Session, event: irc.client.Event) -> None:
         # 303 <me> :nick nick...: those online
