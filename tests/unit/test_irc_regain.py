@@ -17,11 +17,13 @@ PASSWORD = "bot-secret"
 
 
 class ScriptedServer:
-    """Just enough of an IRC server: `downtimebot` is held by someone else until ghosted."""
+    """Just enough of an IRC server: `downtimebot` is held by someone else until ghosted (or
+    until `held` is set False). ``monitor_full``: it offers MONITOR, whose list is always full."""
 
-    def __init__(self) -> None:
+    def __init__(self, monitor_full: bool = False) -> None:
         self.received: list[str] = []
         self.held = True
+        self.monitor_full = monitor_full
         self.port = 0
         self._server: asyncio.Server | None = None
 
@@ -42,7 +44,8 @@ class ScriptedServer:
 
         def welcome() -> None:
             send(f":irc.test 001 {nick} :Welcome")
-            send(f":irc.test 005 {nick} CHANTYPES=# NICKLEN=30 :are supported by this server")
+            monitor = " MONITOR=1" if self.monitor_full else ""
+            send(f":irc.test 005 {nick} CHANTYPES=# NICKLEN=30{monitor} :are supported by this server")
             send(f":irc.test 376 {nick} :End of MOTD")
 
         while raw := await reader.readline():
@@ -66,6 +69,8 @@ class ScriptedServer:
                     welcome()
             elif command == "JOIN":
                 send(f":{nick}!bot@host JOIN {rest}")
+            elif command == "MONITOR" and rest.startswith("+"):
+                send(f":irc.test 734 {nick} 1 downtimebot :Monitor list is full.")
             elif command == "ISON":
                 send(f":irc.test 303 {nick} :{'downtimebot' if self.held else ''}")
             elif line.startswith("PRIVMSG NickServ :RECOVER"):
@@ -106,5 +111,35 @@ def test_services_without_recover_are_asked_to_ghost_and_the_nick_is_taken_back(
         assert "NICK downtimebot" in server.received
         assert "IRC took back the nick downtimebot" in caplog.messages
         assert PASSWORD not in caplog.text
+
+    asyncio.run(scenario())
+
+
+def test_a_full_monitor_list_falls_back_to_asking_by_ison() -> None:
+    async def scenario() -> None:
+        server = ScriptedServer(monitor_full=True)
+        await server.start()
+        config = IrcConfig(host="127.0.0.1", port=server.port, nick="downtimebot", identity="nick",
+                           channels={"#ci": "#ci", "#developers": "#developers"}, regain_interval=0.05,
+                           pacing=False)
+        transport = IrcTransport(config)
+        await transport.start(no_handler)
+        try:
+            async def asked_by(line: str) -> None:
+                while line not in server.received:
+                    await asyncio.sleep(0.02)
+
+            await asyncio.wait_for(asked_by("MONITOR + downtimebot"), 10)
+            server.held = False  # the old connection timed out
+            await asyncio.wait_for(asked_by("ISON downtimebot"), 10)
+
+            async def taken_back() -> None:
+                while transport.nick != "downtimebot":
+                    await asyncio.sleep(0.02)
+
+            await asyncio.wait_for(taken_back(), 10)
+        finally:
+            await transport.stop()
+            await server.stop()
 
     asyncio.run(scenario())
