@@ -192,6 +192,12 @@ class Bot:
                 on_elected=self._lead, on_deposed=self._stand_by,
             )
             self.fence = self.leadership.fence
+        if "matrix" in transports:  # its sync position in the database: another instance resumes from it
+            from adapters.matrix import DatabaseState, MatrixTransport
+
+            matrix = transports["matrix"]
+            if isinstance(matrix, MatrixTransport):
+                matrix.keep_state_in(DatabaseState(self.sessions))
         # Which downtimes anyone may read ([web] public_states): the web site's, and chat's links to it.
         self.visibility = Visibility(frozenset(config.web.public_states))
         self.render = Renderer(
