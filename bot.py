@@ -14,21 +14,27 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from sqlalchemy import Engine
+
 from adapters import config as configuration
 from adapters.clock import SystemClock
 from adapters.console import ConsoleTransport
-from adapters.db import Checkpointer, CommitCounter, display_url, make_engine, migrate, session_factory, url_password
+from adapters.db import (
+    Checkpointer, CommitCounter, DatabaseUnavailable, display_url, make_engine, migrate, session_factory, url_password,
+)
+from adapters.leadership import Fence, Lease, Leadership
 from adapters.logsafe import protect
 from adapters.mail import MailConfig, MailDelivery, PrintMailer, SmtpMailer
 from adapters.outbox import OutboxWorker, chat_delivery
 from adapters.scheduler import ReminderScheduler
 from adapters.templates import Renderer
 from models.lifecycle import Role
-from models.ports import BugTracker, Clock, Mailer, Transport, TreeService
+from models.ports import BugTracker, Clock, Incoming, Mailer, Transport, TreeService
 from models.public import Visibility
 from models.reactions import Reactions
 from models.work import MailRouting, Settings
@@ -167,11 +173,31 @@ class Bot:
         self.config = config
         self.clock = clock or SystemClock()
         self.transports = transports
-        self.engine = make_engine(config.bot.database, base=HERE, background_checkpoints=True)
+        self.engine = make_engine(config.bot.database, base=HERE, background_checkpoints=True,
+                                  password=database_password(config, os.environ))
         self.checkpointer = Checkpointer(self.engine)
-        self.commits = CommitCounter(self.engine)
-        migrate(self.engine, in_child=isolated_migrations)
+        if config.ha.enabled:
+            migrate_beside_others(self.engine, in_child=isolated_migrations)
+        else:
+            migrate(self.engine, in_child=isolated_migrations)
+        # With [ha] another instance's commits count too (adapters/change_token.py).
+        self.commits = CommitCounter(self.engine, shared=config.ha.enabled)
         self.sessions = session_factory(self.engine)
+        # [ha]: only the leader speaks; every sender checks the fence (Fence.always() without [ha]).
+        self.leadership: Leadership | None = None
+        self.fence = Fence.always()
+        if config.ha.enabled:
+            self.leadership = Leadership(
+                Lease(self.engine), config.ha.instance, config.ha.lease_seconds,
+                on_elected=self._lead, on_deposed=self._stand_by,
+            )
+            self.fence = self.leadership.fence
+        if "matrix" in transports:  # its sync position in the database: another instance resumes from it
+            from adapters.matrix import DatabaseState, MatrixTransport
+
+            matrix = transports["matrix"]
+            if isinstance(matrix, MatrixTransport):
+                matrix.keep_state_in(DatabaseState(self.sessions))
         # Which downtimes anyone may read ([web] public_states): the web site's, and chat's links to it.
         self.visibility = Visibility(frozenset(config.web.public_states))
         self.render = Renderer(
@@ -189,10 +215,12 @@ class Bot:
         self.operations: Operations | None = None  # what the operations endpoints read ([web] on)
         self.metrics: Metrics | None = self._metrics(transports) if config.web.enabled else None
         on_delivery = self.metrics.delivery if self.metrics is not None else None
+        # [ha]: a look at the outbox now and then too (another instance may have queued a row).
+        poll = config.ha.lease_seconds if self.leadership is not None else None
         self.workers: list[OutboxWorker] = []
         for name, t in transports.items():
             worker = OutboxWorker(self.sessions, self.clock, kind="chat", network=name, deliver=chat_delivery(t),
-                                  on_delivery=on_delivery)
+                                  on_delivery=on_delivery, fence=self.fence, poll_every=poll)
             t.on_connected = worker.poke  # back after an outage: deliver what waited, now
             self.workers.append(worker)
         mailer = mailer or mailer_from(config, stdout or sys.stdout)
@@ -204,7 +232,7 @@ class Bot:
             on_queued=self._poke_chat,
         )
         self.workers.append(OutboxWorker(self.sessions, self.clock, kind="mail", deliver=self.mail.deliver,
-                                         on_delivery=on_delivery))
+                                         on_delivery=on_delivery, fence=self.fence, poll_every=poll))
         self.bugzilla: BugzillaSync | None = None
         if config.bugzilla.enabled:
             from adapters.bugzilla import BugzillaClient  # noqa: F811
@@ -219,7 +247,7 @@ class Bot:
                 report_after=config.bugzilla.report_after, on_queued=self._poke_chat,
             )
             self.workers.append(OutboxWorker(self.sessions, self.clock, kind="bugzilla", deliver=self.bugzilla.deliver,
-                                             on_delivery=on_delivery))
+                                             on_delivery=on_delivery, fence=self.fence, poll_every=poll))
         self.tree_jobs: TreeJobs | None = None
         self._treestatus: list[TreeService] = []
         if config.trees.backend != "builtin":
@@ -239,7 +267,7 @@ class Bot:
             )
             # First, so that the notes it queues are delivered in the same pass.
             self.workers.insert(0, OutboxWorker(self.sessions, self.clock, kind="trees", deliver=self.tree_jobs.deliver,
-                                                on_delivery=on_delivery))
+                                                on_delivery=on_delivery, fence=self.fence, poll_every=poll))
         self.dispatcher = Dispatcher(
             sessions=self.sessions,
             clock=self.clock,
@@ -254,19 +282,39 @@ class Bot:
             systems=config.systems,
             trees_remote=self.tree_jobs.read_trees if self.tree_jobs and self.tree_jobs.reader else None,
             on_change=self.poke,
-            generation=self.commits,
+            generation=self.commits if self.leadership is None else self._generation,
             bugzilla=self.bugzilla.lookup if self.bugzilla else NoBugzilla(),
             rate_limiter=self._rate_limiter(config),
             on_command=self.metrics.command if self.metrics is not None else None,
         )
         # Per-sender ordering: transports hand each line on without waiting for the one before.
-        self.senders = PerSender(self.dispatcher.handle)
+        self.senders = PerSender(self.dispatcher.handle if self.leadership is None else self._handle_if_leading)
         self.reminders = ReminderScheduler(
             self.sessions, self.clock, self.reactions, nick=config.bot.nick, on_queued=self._poke_workers,
-            on_reminder=self.metrics.reminder if self.metrics is not None else None,
+            on_reminder=self.metrics.reminder if self.metrics is not None else None, fence=self.fence,
         )
         self.web: WebServer | None = self._web_server(config) if config.web.enabled else None
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks: list[asyncio.Task[None]] = []  # the running parts' tasks (the leader's, with [ha])
+        self._background: list[asyncio.Task[None]] = []  # with [ha]: what runs whatever the role
+        self._leading = False  # with [ha]: the leader's parts are started
+
+    def _generation(self) -> int:
+        """[ha]: the dispatcher's answers are kept while nothing is committed through this engine
+        AND this instance leads in the same term (another instance wrote while it stood by)."""
+        assert self.leadership is not None
+        return self.commits() + self.leadership.terms
+
+    async def _handle_if_leading(self, message: Incoming) -> None:
+        """[ha]: a line reaching an instance that no longer leads (leaving chat) is not acted on:
+        the new leader may have read it too, and an IRC line has no id to tell the two apart. A
+        Matrix event is acted on all the same: its event id makes a second handling a no-op (the
+        handled messages, the reply's outbox key), and Matrix must not count it as answered
+        (its sync token would move past it) while nobody answered it."""
+        if message.network != "matrix" and not self.fence.check():
+            log.info("a line from %s on %s ignored: instance %s does not lead", message.nick, message.network,
+                     self.fence.instance)
+            return
+        await self.dispatcher.handle(message)
 
     def _web_server(self, config: configuration.Config) -> WebServer:
         """The status page, feeds, API and operations endpoints ([web]); aiohttp is imported only then."""
@@ -277,7 +325,7 @@ class Bot:
         site = Site(
             sessions=self.sessions, clock=self.clock, visibility=self.visibility,
             # Answers are kept until something public changes, not until any commit.
-            generation=PublicChanges(self.sessions, self.visibility), policy=config.policy, trees=config.trees.names,
+            generation=PublicChanges(self.sessions, self.visibility, shared=config.ha.enabled), policy=config.policy, trees=config.trees.names,
             tree_backend=config.trees.backend, zones=config.bot.display_timezones, base_url=config.web.base_url,
             mail_domain=mail_domain(config.mail.sender),
         )
@@ -310,7 +358,13 @@ class Bot:
             sessions=self.sessions, clock=self.clock, transports=self.transports,
             version=self.version or VersionInfo.read(HERE),
             scheduler_running=lambda: self.reminders.running, services=services, metrics=self.metrics,
+            role=self._role if self.leadership is not None else None,
         )
+
+    def _role(self) -> tuple[str, str, str | None]:
+        """[ha]: (this instance, its role "leader" or "standby", the instance that leads as last read)."""
+        assert self.leadership is not None
+        return self.leadership.instance, self.leadership.role, self.leadership.leader
 
     def _rate_limiter(self, config: configuration.Config) -> RateLimiter | None:
         """[bot] rate_limit per sender; the console is not limited (whoever types there runs the bot)."""
@@ -336,21 +390,75 @@ class Bot:
                 worker.poke()
 
     async def start(self) -> None:
+        if self.leadership is not None:
+            await self._start_standing_by()
+            return
+        await self._start_parts()
+        if self.engine.dialect.name == "sqlite":
+            self._tasks.append(asyncio.create_task(self.checkpointer.run(), name="sqlite-checkpoints"))
+        if self.web is not None:
+            await self.web.start()
+        log.info("downtime-bot running: transports %s, database %s", ", ".join(self.transports),
+                 display_url(self.config.bot.database))
+
+    async def _start_parts(self) -> None:
+        """What only the leader runs: the reminders, the chat networks, the outbox workers."""
         # Reminders first: what fell due while the bot was down is queued before any command.
         await self.reminders.start()
         for name, transport in self.transports.items():
             # Matrix saves its sync token once a batch is answered: it learns when, per command.
             await transport.start(self.senders.in_turn if name == "matrix" else self.senders)
+        for worker in self.workers:
+            worker.resume()
         self._tasks = [asyncio.create_task(w.run(), name=f"outbox-{w.name}") for w in self.workers]
-        if self.engine.dialect.name == "sqlite":
-            self._tasks.append(asyncio.create_task(self.checkpointer.run(), name="sqlite-checkpoints"))
         if self.bugzilla is not None:
             # In the background: a Bugzilla that is down must not hold up the chat.
             self._tasks.append(asyncio.create_task(self._check_bugzilla(), name="bugzilla-check"))
+
+    async def _stop_sending(self) -> None:
+        """Stop everything that acts outside, the senders first, then leave chat."""
+        self.reminders.stop()
+        for worker in self.workers:
+            worker.stop()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        for transport in self.transports.values():
+            try:
+                await transport.stop()
+            except Exception:  # leaving chat must not keep the other parts from stopping
+                log.exception("%s did not stop cleanly", transport.network)
+
+    # ----- [ha] ----------------------------------------------------------------------------------
+
+    async def _start_standing_by(self) -> None:
+        """[ha]: the web page (if any) and the lease loop only; the rest starts on election."""
+        assert self.leadership is not None
+        if self.engine.dialect.name == "sqlite":
+            self._background.append(asyncio.create_task(self.checkpointer.run(), name="sqlite-checkpoints"))
         if self.web is not None:
             await self.web.start()
-        log.info("downtime-bot running: transports %s, database %s", ", ".join(self.transports),
+        self.leadership.start()
+        log.info("downtime-bot running as instance %s ([ha], lease %g s): transports %s, database %s",
+                 self.leadership.instance, self.leadership.lease_seconds, ", ".join(self.transports),
                  display_url(self.config.bot.database))
+
+    async def _lead(self, epoch: int) -> None:
+        """[ha] on_elected: the reminders re-derived from the database (what fell due in the gap is
+        sent once, marked late), chat joined, the outbox delivered. Chat is not told of the switch."""
+        if self._leading:  # a term that began while the last one's parts still ran
+            await self._stop_sending()
+        self._leading = True
+        await self._start_parts()
+        self._poke_workers()
+
+    async def _stand_by(self) -> None:
+        """[ha] on_deposed: stop sending at once, then leave chat; ready to lead again."""
+        if not self._leading:
+            return
+        self._leading = False
+        await self._stop_sending()
 
     async def _check_bugzilla(self) -> None:
         """The start-up check, then the periodic health check while Bugzilla is unavailable."""
@@ -365,6 +473,8 @@ class Bot:
         """Wait until every line handed on is answered and every worker has delivered all it
         can (used at the end of console input)."""
         await self.senders.idle()
+        if not self.fence.check():  # [ha] a standby: the leader delivers
+            return
         self.poke()
         await asyncio.sleep(0)
         loop = asyncio.get_running_loop()
@@ -375,19 +485,45 @@ class Bot:
                 break
 
     async def stop(self) -> None:
-        if self.web is not None:
-            await self.web.stop()
-        self.reminders.stop()
-        for worker in self.workers:
-            worker.stop()
-        for task in self._tasks:
+        if self.leadership is None:
+            if self.web is not None:
+                await self.web.stop()
+            await self._stop_sending()
+        else:
+            # Stop sending and leave chat (on_deposed), then give the lease up: the standby takes over now.
+            await self.leadership.stop(release=True)
+            await self._stand_by()
+            if self.web is not None:
+                await self.web.stop()
+        for task in self._background:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        for transport in self.transports.values():
-            await transport.stop()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        self._background = []
         if self.engine.dialect.name == "sqlite":
             await asyncio.to_thread(self.checkpointer.checkpoint, "TRUNCATE")
         self.engine.dispose()
+
+
+def migrate_beside_others(engine: Engine, *, in_child: bool, tries: int = 5, pause: float = 2.0) -> None:
+    """[ha]: the migrations, when another instance may be running them at the same moment (both
+    started together on an empty database): the one that comes second fails on a table the first
+    has just made, or on the lock; it waits and tries again, and then finds nothing left to do."""
+    for attempt in range(1, tries + 1):
+        try:
+            migrate(engine, in_child=in_child)
+            return
+        except Exception as err:
+            if attempt == tries:
+                raise
+            log.warning("the migrations failed (%s); another instance may be running them: trying again in %g s",
+                        type(err).__name__, pause)
+            engine.dispose()
+            time.sleep(pause)
+
+
+def database_password(config: configuration.Config, environ: Mapping[str, str]) -> str | None:
+    """The database's password, from the variable [bot] database_password_env names (None: no password)."""
+    return _secret(environ, "bot", "database_password_env", config.bot.database_password_env)
 
 
 def _secret(environ: Mapping[str, str], section: str, key: str, variable: str) -> str | None:
@@ -542,7 +678,7 @@ def secret_values(config: configuration.Config, environ: Mapping[str, str]) -> l
     names = {s.variable for s in configuration.needed_secrets(config)} | {
         config.irc.sasl_password_env, config.irc.nickserv_password_env, config.matrix.password_env,
         config.matrix.access_token_env, config.mail.password_env, config.bugzilla.api_key_env,
-        config.trees.treestatus_token_env,
+        config.trees.treestatus_token_env, config.bot.database_password_env,
     }
     values = [environ[name] for name in names if name and environ.get(name)]
     password = url_password(config.bot.database)
@@ -590,6 +726,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except configuration.ConfigError as err:
         print(f"configuration error: {err}", file=sys.stderr)
         return 2
+    except DatabaseUnavailable as err:
+        print(f"database error: {err}", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

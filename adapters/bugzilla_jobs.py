@@ -377,7 +377,7 @@ class BugzillaSync:
         restricted = []
         with self.sessions() as session, session.begin():
             rows = session.scalars(select(DowntimeBug).where(
-                DowntimeBug.downtime_id == downtime_id, DowntimeBug.bug.in_(list(read))))
+                DowntimeBug.downtime_id == downtime_id, DowntimeBug.bug.in_(list(read))).order_by(DowntimeBug.bug))
             changed = False
             for row in rows:
                 info = read[row.bug]

@@ -17,6 +17,7 @@ import datetime as dt
 import math
 import os
 import re
+import socket
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -45,6 +46,8 @@ class BotSection:
     nick: str = "downtimebot"
     command_prefix: str = "!"
     database: str = "sqlite:///var/downtimebot.db"
+    # The environment variable holding the database's password (PostgreSQL): never in the file.
+    database_password_env: str = ""
     transports: tuple[str, ...] = ("console",)
     display_timezones: tuple[str, ...] = ("America/Los_Angeles", "Europe/Berlin")
     # [bot] rate_limit: commands per period for one sender (0: no limit); rate_burst: at once.
@@ -203,6 +206,15 @@ class WebSection:
 
 
 @dataclass(frozen=True)
+class HaSection:
+    """[ha]: several instances on one database, one of them leading (adapters/leadership.py)."""
+
+    enabled: bool = False
+    instance: str = ""  # this instance's name in the lease and the log; default: the host name
+    lease_seconds: float = 15.0  # a leader that cannot renew its lease within this stops at once
+
+
+@dataclass(frozen=True)
 class IrcSection:
     """[irc]: one IRC network. ``*_env`` keys hold the name of an environment variable, never
     the secret. The defaults are IrcConfig's (adapters/irc.py explains the pacing figures)."""
@@ -261,6 +273,7 @@ class Config:
     irc: IrcSection = IrcSection()
     matrix: MatrixSection = MatrixSection()
     web: WebSection = WebSection()
+    ha: HaSection = HaSection()
     push: Mapping[str, dt.timedelta] = field(default_factory=dict)
     systems: Mapping[str, str] = field(default_factory=dict)
     path: str = ""
@@ -427,7 +440,8 @@ def _build(
     bot = BotSection(
         nick=get("bot", "nick", b.nick),
         command_prefix=prefix,
-        database=get("bot", "database", b.database),
+        database=_database(get("bot", "database", b.database)),
+        database_password_env=get("bot", "database_password_env"),
         transports=transports,
         display_timezones=tuple(z for z in zones if z.upper() != "UTC"),
         rate_commands=rate[0],
@@ -566,9 +580,43 @@ def _build(
         notice=notice,
         irc=_irc(raw.get("irc", {}), bot.nick, in_use="irc" in transports),
         matrix=_matrix(raw.get("matrix", {}), in_use="matrix" in transports),
-        web=web, push=push, systems=systems, path=path, people=people,
+        web=web, ha=_ha(raw.get("ha", {})), push=push, systems=systems, path=path, people=people,
         mail_accounts=mail_accounts,
     )
+
+
+def _database(url: str) -> str:
+    """[bot] database: a SQLite or PostgreSQL URL, without a password (that comes from the environment)."""
+    scheme = url.partition(":")[0].lower()
+    if scheme not in ("sqlite", "postgresql", "postgresql+psycopg"):
+        raise ConfigError(
+            f"[bot] database: expected sqlite:///<file> or postgresql+psycopg://<user>@<host>:<port>/<database>, "
+            f"not a {scheme or 'blank'} address"
+        )
+    if scheme.startswith("postgresql"):
+        netloc = url.partition("://")[2].partition("/")[0]
+        userinfo = netloc.rpartition("@")[0]
+        if ":" in userinfo:
+            raise ConfigError("[bot] database: the address holds a password; put it in an environment variable "
+                              "and name that variable in [bot] database_password_env")
+        if scheme == "postgresql":
+            url = "postgresql+psycopg" + url[len("postgresql"):]  # psycopg 3, the one driver installed
+    return url
+
+
+def _ha(values: Mapping[str, str]) -> HaSection:
+    enabled = _bool("ha", "enabled", values.get("enabled", "off"))
+    instance = values.get("instance", "").strip() or socket.gethostname()
+    if not instance or len(instance) > 100 or any(not c.isprintable() or c.isspace() for c in instance):
+        raise ConfigError(f"[ha] instance = {instance!r}: expected a short name without spaces, such as bot-1")
+    raw = values.get("lease_seconds", "15").strip()
+    try:
+        lease = float(raw)
+    except ValueError:
+        lease = -1.0
+    if not 3 <= lease <= 600:
+        raise ConfigError(f"[ha] lease_seconds = {raw!r}: expected a number of seconds from 3 to 600, such as 15")
+    return HaSection(enabled=enabled, instance=instance, lease_seconds=lease)
 
 
 def _web(values: Mapping[str, str]) -> WebSection:
@@ -718,6 +766,7 @@ def needed_secrets(config: Config) -> list[Secret]:
     irc = "irc" in config.bot.transports
     matrix = "matrix" in config.bot.transports
     candidates = [
+        ("bot", "database_password_env", config.bot.database_password_env, bool(config.bot.database_password_env)),
         # (section, key, variable, needed); the IRC and Matrix keys are optional: set means used.
         ("irc", "sasl_password_env", config.irc.sasl_password_env, irc and bool(config.irc.sasl_password_env)),
         ("irc", "nickserv_password_env", config.irc.nickserv_password_env,

@@ -1,4 +1,4 @@
-"""The database: an engine with SQLite set up for a long-running bot, and migrations at start-up."""
+"""The database: an engine set up for a long-running bot (SQLite or PostgreSQL), and migrations at start-up."""
 from __future__ import annotations
 
 import asyncio
@@ -13,18 +13,36 @@ import re
 
 from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from adapters import change_token
+from adapters.change_token import ChangeToken
 from adapters.files import private_file, private_folder
 
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).resolve().parent.parent / "models" / "migrations"
+# A long-running bot on PostgreSQL (psycopg 3): a connection is tested before each use, so that
+# one the server dropped (a restart, a failover, an idle timeout) is replaced, not failed on;
+# connections older than half an hour are replaced (a proxy or firewall may drop idle ones
+# silently); a new connection waits at most 10 s for the server, a checkout 10 s for the pool.
+POSTGRES_POOL: dict[str, Any] = {
+    "pool_pre_ping": True, "pool_size": 5, "max_overflow": 5, "pool_timeout": 10, "pool_recycle": 1800,
+    "connect_args": {"connect_timeout": 10, "application_name": "downtime-bot"},
+}
 
 
 def make_engine(
-    url: str, *, base: Path | None = None, background_checkpoints: bool = False, private: bool = True
+    url: str, *, base: Path | None = None, background_checkpoints: bool = False, private: bool = True,
+    password: str | None = None,
 ) -> Engine:
     """An engine for `url`; a relative SQLite path is taken from `base` (the bot's folder).
+
+    SQLite gets its pragmas (and the options below); PostgreSQL (``postgresql+psycopg://``)
+    gets a pool that survives a restarted server (`POSTGRES_POOL`), and none of the SQLite parts.
+
+    `password`: the database's password (PostgreSQL), read from the environment variable that
+    [bot] database_password_env names; it never is in the configuration file.
 
     `private`: make the SQLite file and a folder created for it readable by the owner only
     (the migration's child process skips it: its parent did it, and said so once).
@@ -45,7 +63,12 @@ def make_engine(
                 if name == path or name.exists():
                     private_file(name)
         parsed = parsed.set(database=str(path))
-    engine = create_engine(parsed)
+    if password:
+        parsed = parsed.set(password=password)
+    if parsed.get_backend_name() == "postgresql":
+        engine = create_engine(parsed, **POSTGRES_POOL)
+    else:
+        engine = create_engine(parsed)
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
         if background_checkpoints:
@@ -76,17 +99,28 @@ def _no_autocheckpoint(dbapi_connection: Any, _record: Any) -> None:
 
 class CommitCounter:
     """Counts the commits made through an engine: anything cached from the database is valid
-    while the count stays the same (the bot is the database's only writer)."""
+    while the count stays the same.
 
-    def __init__(self, engine: Engine):
+    `shared` ([ha] enabled: other instances write to the same database): every transaction
+    that wrote also counts in the database, and the count includes that change token, read at
+    most once a second (adapters/change_token.py). Without it the bot is the only writer.
+    """
+
+    def __init__(self, engine: Engine, *, shared: bool = False):
         self.value = 0
         event.listen(engine, "commit", self._bump)
+        self.token: ChangeToken | None = None
+        if shared:
+            change_token.ensure_rows(engine)
+            change_token.count_writes(engine)
+            self.token = ChangeToken(engine, change_token.CHANGES)
 
     def _bump(self, _connection: Any) -> None:
         self.value += 1
 
     def __call__(self) -> int:
-        return self.value
+        # Both only grow: their sum changes whenever either does.
+        return self.value + (self.token() if self.token is not None else 0)
 
 
 class Checkpointer:
@@ -138,11 +172,25 @@ def _head_revision() -> str | None:
     return heads.pop() if len(heads) == 1 else None
 
 
+class DatabaseUnavailable(RuntimeError):
+    """The database cannot be opened at start-up (not reachable, login refused): one line that
+    names the database (never its password) and the server's reason."""
+
+
 def _current_revision(engine: Engine) -> str | None:
-    with engine.connect() as connection:
-        if not inspect(connection).has_table("alembic_version"):
-            return None
-        return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    try:
+        with engine.connect() as connection:
+            if not inspect(connection).has_table("alembic_version"):
+                return None
+            return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    except OperationalError as error:
+        reason = " ".join(str(error.orig or error).split())
+        where = engine.url._replace(password=None).render_as_string()  # no password, not even masked
+        raise DatabaseUnavailable(f"cannot open the database {where}: {reason}") from None
+
+
+# The key of the advisory lock that migrations on PostgreSQL hold (any number the bot alone uses).
+MIGRATION_LOCK = 0x646F776E  # "down"
 
 
 def migrate(engine: Engine, *, in_child: bool = False) -> None:
@@ -168,6 +216,10 @@ def migrate(engine: Engine, *, in_child: bool = False) -> None:
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # Two instances starting at once on a new database: one migrates, the other waits
+            # here until that commits, then finds nothing to do (its own upgrade would collide).
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
         cfg.attributes["connection"] = connection
         command.upgrade(cfg, "head")
 

@@ -6,8 +6,13 @@ control and a strict UTF-8 decoder:
 - **Connection**: plain or TLS (hostname verified; optional client certificate);
   ``CAP LS 302`` requesting the IRCv3 capabilities that carry identity; SASL PLAIN with
   ``CAP END`` held until 903/904 (a failure is logged and falls back to NickServ IDENTIFY
-  when a ``nickserv_password`` is set); a taken nick (433) moves to the alternate nick and
-  the bot regains its own periodically and as soon as the holder quits or renames.
+  when a ``nickserv_password`` is set).
+- **Its own nick, back from an old connection** (a leader that died with its connection still
+  open, see `IrcTransport._start_regain`): a taken nick (433) moves to the alternate nick, on
+  which the bot works as usual. With services credentials it asks NickServ to RECOVER the nick
+  (GHOST where RECOVER is unknown); in any case it takes the nick as soon as it is free: when
+  the holder quits or renames in a shared channel, when MONITOR (if the server has it) says it
+  went offline, or when an ISON every ``regain_interval`` seconds no longer finds it.
 - **Channels**: joined on every 001 and rejoined after KICK/PART/reconnect; join errors
   (437/471/473/474/477) are logged and retried with backoff.
 - **Reconnect forever**: exponential backoff with jitter from 1 s to 5 min, reset once a
@@ -60,6 +65,11 @@ JOIN_ERRORS = {"437", "471", "473", "474", "477", "403", "405"}
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # C0 and DEL; \t handled apart, \n splits
 _NEWLINES = re.compile(r"\r\n|\r|\n")
 _MATRIX_ID = re.compile(r"^@[^:\s]+:\S+$")  # a Matrix user id (MXID): not an IRC account
+NICKSERV = "NickServ"
+# The services commands that take a nick back from another connection of the same account, in
+# the order tried: Anope 2 has RECOVER (GHOST only where configured as an alias), Atheme GHOST.
+REGAIN_COMMANDS = ("RECOVER", "GHOST")
+_UNKNOWN_COMMAND = re.compile(r"unknown command|invalid command|no such command", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -107,7 +117,9 @@ class IrcConfig:
     backoff_min: float = 1.0
     backoff_max: float = 300.0
     connect_timeout: float = 30.0
-    regain_interval: float = 60.0
+    # How often an ISON asks whether the old holder of the nick is gone (no MONITOR). An ISON,
+    # not a NICK: ngircd holds back a client's lines for 2 s after each refused NICK.
+    regain_interval: float = 30.0
     whois_timeout: float = 2.0
     # An account learned without the server's account-tag may be out of date: one learned by
     # WHOIS (the bot sees no QUIT of a nick it shares no channel with), or any when the server
@@ -180,6 +192,11 @@ def _char_cut(text: str, limit: int) -> int:
 def _is_irc_account(account: str) -> bool:
     """False for names that cannot be IRC accounts (Matrix MXIDs such as @carol:example.org)."""
     return bool(account) and not account.startswith(("@", "#", "!")) and ":" not in account
+
+
+def _ignore_result(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()  # retrieved: not logged as "never retrieved"
 
 
 def fold(name: str) -> str:
@@ -459,6 +476,9 @@ class _Session:
         self.ready_told = False
         self.tasks: set[asyncio.Task[Any]] = set()
         self.nick_attempt = 0
+        self.monitor = False  # the server offers MONITOR (ISUPPORT)
+        self.monitoring = False  # MONITOR + <the bot's nick> was sent
+        self.regain_commands: list[str] = []  # services commands still to try (RECOVER, GHOST)
 
     def spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
@@ -509,6 +529,11 @@ class IrcTransport(Transport):
             "saslaborted": self._on_sasl_fail,
             "saslalready": self._on_sasl_success,
             "welcome": self._on_welcome,
+            "featurelist": self._on_isupport,
+            "ison": self._on_ison,
+            "731": self._on_monitor_offline,  # RPL_MONOFFLINE
+            "734": self._on_monitor_full,  # ERR_MONLISTFULL
+            "privnotice": self._on_private_notice,
             "396": self._on_host_hidden,
             "nicknameinuse": self._on_nick_unavailable,
             "erroneusnickname": self._on_nick_unavailable,
@@ -720,7 +745,9 @@ class IrcTransport(Transport):
 
     def _send_control(self, session: _Session, line: str, secret: bool = False) -> None:
         if session.registered:
-            session.writer.put([line], _Writer.CONTROL, secret)
+            # Nobody waits for a control line: one still queued when the connection ends fails
+            # with TransportUnavailable, and that is expected (asyncio would log it as unretrieved).
+            session.writer.put([line], _Writer.CONTROL, secret).add_done_callback(_ignore_result)
         else:
             session.connection.write_line(line, secret)
 
@@ -824,7 +851,7 @@ class IrcTransport(Transport):
         for irc_channel in self.config.channels.values():
             self._send_control(session, f"JOIN {irc_channel}")
         if fold(session.nick) != fold(self.config.nick):
-            session.spawn(self._regain_loop(session))
+            self._start_regain(session)
 
     def _on_host_hidden(self, session: _Session, event: irc.client.Event) -> None:
         if event.arguments:
@@ -842,14 +869,106 @@ class IrcTransport(Transport):
         session.nick = candidate
         self._send_control(session, f"NICK {candidate}")
 
-    async def _regain_loop(self, session: _Session) -> None:
-        while fold(session.nick) != fold(self.config.nick):
-            await asyncio.sleep(self.config.regain_interval)
-            self._try_regain(session)
+    # the bot's own nick, held by another connection
 
-    def _try_regain(self, session: _Session) -> None:
-        if session.registered and fold(session.nick) != fold(self.config.nick):
+    def _has_services_login(self) -> bool:
+        return bool(self.config.sasl_username and self.config.sasl_password) or bool(self.config.nickserv_password)
+
+    def _start_regain(self, session: _Session) -> None:
+        """Registered under another nick: get the bot's own back from whoever holds it.
+
+        Usually an old connection of this bot (a leader whose machine died: the server keeps
+        its connection until a ping timeout). With services credentials, NickServ is asked to
+        RECOVER it (which disconnects a connection logged in to the same account); without
+        them, or if services cannot help, the bot waits on the alternate nick for the old
+        connection to time out: MONITOR or a periodic ISON tell when the nick is free.
+        """
+        wanted = self.config.nick
+        if self._has_services_login():
+            log.warning("IRC nick %s is held by another connection (an old one of this bot?): "
+                        "recovering it through %s; meanwhile the bot is %s", wanted, NICKSERV, session.nick)
+            session.regain_commands = list(REGAIN_COMMANDS)
+            self._ask_services(session)
+        else:
+            log.warning("IRC nick %s is held by another connection (an old one of this bot?): the bot is %s "
+                        "until that connection is gone, and takes the nick back then", wanted, session.nick)
+        session.spawn(self._regain_loop(session))
+
+    def _ask_services(self, session: _Session) -> None:
+        """Send the next services command of `regain_commands` (RECOVER, then GHOST)."""
+        if not session.regain_commands or not self._wants_nick(session):
+            return
+        command = session.regain_commands.pop(0)
+        password = self.config.nickserv_password or self.config.sasl_password
+        if session.account is None and password:  # not logged in (SASL failed): prove it
+            self._send_control(session, f"PRIVMSG {NICKSERV} :{command} {self.config.nick} {password}", secret=True)
+        else:
+            self._send_control(session, f"PRIVMSG {NICKSERV} :{command} {self.config.nick}")
+
+    def _on_private_notice(self, session: _Session, event: irc.client.Event) -> None:
+        if fold(event.source.nick or "") != fold(NICKSERV) or not self._wants_nick(session):
+            return
+        text = _CONTROL.sub("", event.arguments[0] if event.arguments else "")
+        if _UNKNOWN_COMMAND.search(text) and session.regain_commands:
+            log.info("IRC %s does not know that command (%s): trying %s", NICKSERV, text,
+                     session.regain_commands[0])
+            self._ask_services(session)
+            return
+        log.info("IRC %s: %s", NICKSERV, text)
+        self._check_nick_free(session)  # e.g. "Ghost with your nick has been killed."
+
+    def _on_isupport(self, session: _Session, event: irc.client.Event) -> None:
+        # 005 <me> TOKEN[=value]... :are supported (irc's FeatureSet drops valueless tokens)
+        tokens = event.arguments[:-1]
+        if any(token.upper() == "MONITOR" or token.upper().startswith("MONITOR=") for token in tokens):
+            session.monitor = True
+            self._monitor_nick(session)
+
+    def _monitor_nick(self, session: _Session) -> None:
+        if session.monitor and session.registered and not session.monitoring and self._wants_nick(session):
+            session.monitoring = True
+            self._send_control(session, f"MONITOR + {self.config.nick}")  # 731 when it goes offline
+
+    def _on_monitor_offline(self, session: _Session, event: irc.client.Event) -> None:
+        # 731 <me> :nick[!user@host],...
+        offline = (event.arguments[-1] if event.arguments else "").split(",")
+        if any(fold(mask.split("!", 1)[0]) == fold(self.config.nick) for mask in offline):
+            self._claim_nick(session)
+
+    def _on_monitor_full(self, session: _Session, event: irc.client.Event) -> None:
+        session.monitoring = False  # not watched: the periodic ISON asks instead
+
+    def _on_ison(self, session: _Session, event: irc.client.Event) -> None:
+        # 303 <me> :nick nick...: those online
+        online = {fold(nick) for nick in (event.arguments[-1] if event.arguments else "").split()}
+        if fold(self.config.nick) not in online:
+            self._claim_nick(session)
+
+    async def _regain_loop(self, session: _Session) -> None:
+        while self._wants_nick(session):
+            await asyncio.sleep(self.config.regain_interval)
+            if not session.monitoring:
+                self._check_nick_free(session)
+
+    def _wants_nick(self, session: _Session) -> bool:
+        return fold(session.nick) != fold(self.config.nick)
+
+    def _check_nick_free(self, session: _Session) -> None:
+        """Ask whether the bot's nick is free (ISON: no error numeric, so no flood penalty)."""
+        if session.registered and self._wants_nick(session):
+            self._send_control(session, f"ISON {self.config.nick}")
+
+    def _claim_nick(self, session: _Session) -> None:
+        """The bot's nick looks free: take it (a 433 leaves the bot where it is)."""
+        if session.registered and self._wants_nick(session):
             self._send_control(session, f"NICK {self.config.nick}")
+
+    def _took_back_nick(self, session: _Session) -> None:
+        log.info("IRC took back the nick %s", session.nick)
+        session.regain_commands = []
+        if session.monitoring:
+            session.monitoring = False
+            self._send_control(session, f"MONITOR - {self.config.nick}")
 
     # channels and people
 
@@ -951,19 +1070,22 @@ class IrcTransport(Transport):
         nick = event.source.nick
         self._accounts.forget(nick)
         if fold(nick) == fold(self.config.nick):
-            self._try_regain(session)
+            self._claim_nick(session)
 
     def _on_nick(self, session: _Session, event: irc.client.Event) -> None:
         old, new = event.source.nick, event.target
         if self._is_me(session, old):
             session.nick = new
-            log.info("IRC nick is now %s", new)
+            if fold(new) == fold(self.config.nick) and fold(old) != fold(new):
+                self._took_back_nick(session)
+            else:
+                log.info("IRC nick is now %s", new)
             return
         self._accounts.rename(old, new)
         session.whois_seen.pop(fold(old), None)
         session.whois_seen.pop(fold(new), None)
         if fold(old) == fold(self.config.nick):
-            self._try_regain(session)
+            self._claim_nick(session)
 
     def _on_account(self, session: _Session, event: irc.client.Event) -> None:
         account = event.target

@@ -5,6 +5,14 @@ What it guarantees, and how:
 - **One device per bot.** The device id and access token are kept in ``store_path`` (a JSON
   file, mode 0600); a restart restores the login instead of creating a new device. A token given
   in the configuration (from the environment) is used as is and never written to the store.
+- **Another instance resumes where this one stopped** (``[ha]``, `SharedState`): the sync
+  token, the rooms' first-sync facts, the direct chats and the device id are also kept in the
+  database (`DatabaseState`: ``bot_meta`` rows ``matrix.next_batch``, ``matrix.state``,
+  ``matrix.device_id``), and read from there at start; a store with none yet takes the file's
+  (an existing install) and writes it there. Every instance logs in to that one device (a
+  password login names it), so the homeserver drops a message resent with the same transaction
+  id by the next leader: transaction ids are deduplicated per device. The access token stays in
+  the file of each machine, never in the database.
 - **Its own sync loop** (not ``sync_forever``): every kind of failure (error response, exception,
   refused connection) backs off exponentially with jitter, from ``backoff_min`` to
   ``backoff_max`` seconds, and the delay resets after a good sync. ``M_UNKNOWN_TOKEN`` stops the
@@ -47,18 +55,26 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import aiohttp
 import nio
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 
 from adapters.files import private_folder
+from models.orm import BotMeta
 from models.ports import Incoming, MessageHandler, Outgoing, Transport, TransportUnavailable
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 STATE_FILE = "matrix-state.json"
+# The database's rows (bot_meta) that a new leader on another machine resumes from.
+NEXT_BATCH_KEY = "matrix.next_batch"
+STATE_KEY = "matrix.state"  # JSON: user_id, first_start_ms, known_rooms, dm_rooms, encrypted_notified
+DEVICE_KEY = "matrix.device_id"
+SHARED_KEYS = (NEXT_BATCH_KEY, STATE_KEY, DEVICE_KEY)
 SEEN_EVENTS_KEPT = 2000
 BACKFILL_MAX_EVENTS = 500
 JOIN_RETRY_SECONDS = 60.0
@@ -193,6 +209,64 @@ class MatrixStateStore:
             raise
 
 
+class SharedState(Protocol):
+    """What every instance of the bot reads and writes, wherever it runs: the database.
+    Blocking: the transport calls it through a thread."""
+
+    def load(self) -> Mapping[str, str]:
+        """The saved values by key (`SHARED_KEYS`); those never saved are missing."""
+
+    def save(self, values: Mapping[str, str]) -> None:
+        """Write these values (only the keys given) in one transaction."""
+
+
+class Fenced(RuntimeError):
+    """`DatabaseState.save` refused: this instance may no longer write (another one leads)."""
+
+
+class DatabaseState:
+    """`SharedState` in the database's ``bot_meta`` table (models/orm.py `BotMeta`).
+
+    `may_write`: checked inside the writing transaction (e.g. "this instance's lease epoch is
+    still the current one"); False rolls the write back and raises `Fenced`, so an old leader
+    that wakes up after a pause cannot put its older position over the new leader's.
+    """
+
+    def __init__(self, sessions: sessionmaker[Session], *, may_write: Callable[[Session], bool] | None = None) -> None:
+        self._sessions = sessions
+        self._may_write = may_write
+
+    def load(self) -> dict[str, str]:
+        with self._sessions() as session:
+            rows = session.scalars(select(BotMeta).where(BotMeta.key.in_(SHARED_KEYS)))
+            return {row.key: row.value for row in rows}
+
+    def save(self, values: Mapping[str, str]) -> None:
+        with self._sessions.begin() as session:
+            if self._may_write is not None and not self._may_write(session):
+                raise Fenced("this instance no longer leads: the Matrix sync position is not written")
+            for key, value in values.items():
+                session.merge(BotMeta(key=key, value=value))
+
+
+def shared_values(state: MatrixState, user_id: str) -> dict[str, str]:
+    """What of `state` goes to the database: the sync position and what it depends on
+    (never the access token, never the seen event ids: handled_messages holds those that
+    changed something)."""
+    values = {STATE_KEY: json.dumps({
+        "user_id": user_id,
+        "first_start_ms": state.first_start_ms,
+        "known_rooms": sorted(state.known_rooms),
+        "dm_rooms": dict(sorted(state.dm_rooms.items())),
+        "encrypted_notified": sorted(state.encrypted_notified),
+    })}
+    if state.next_batch:
+        values[NEXT_BATCH_KEY] = state.next_batch
+    if state.device_id:
+        values[DEVICE_KEY] = state.device_id
+    return values
+
+
 # -- backoff -------------------------------------------------------------------------------
 
 
@@ -324,6 +398,8 @@ class MatrixTransport(Transport):
         self._clock = clock or (lambda: datetime.now(timezone.utc))
         self._rng = rng or random.Random()
         self._store = MatrixStateStore(config.store_path)
+        self._shared: SharedState | None = None
+        self._shared_saved: dict[str, str] = {}  # what the database holds, as far as we know
         self._state: MatrixState | None = None
         self._client: nio.AsyncClient | None = None
         self._on_message: MessageHandler | None = None
@@ -344,6 +420,13 @@ class MatrixTransport(Transport):
         self._declined_invites: set[str] = set()
         self._last_join_attempt = float("-inf")
 
+    def keep_state_in(self, shared: SharedState) -> None:
+        """Keep the sync position in `shared` (the database) too, and resume from there at
+        start: another instance (a new leader) takes over where this one stopped."""
+        if self._task is not None:
+            raise RuntimeError("keep_state_in() must come before start()")
+        self._shared = shared
+
     # -- Transport interface ---------------------------------------------------------------
 
     @property
@@ -356,12 +439,21 @@ class MatrixTransport(Transport):
             raise RuntimeError("MatrixTransport already started")
         self._on_message = on_message
         state = await asyncio.to_thread(self._store.load)
+        fresh = state is None
         if state is None:
             state = MatrixState(first_start_ms=int(self._clock().timestamp() * 1000))
+        resumed = await self._resume_shared(state) if self._shared is not None else False
+        if fresh and not resumed:
             log.info("Matrix store %s is new: events before now will be ignored", self._store.path)
         self._state = state
         self._seen = set(state.seen_events)
         self._since = state.next_batch
+        # A restart of this same object (leadership lost, then won again): a run's own facts go.
+        self._synced_once.clear()
+        self._joined.clear()
+        self._encrypted.clear()
+        self._handled = HandledUpTo()
+        self._dispatched = []
         await self._save()
         self._client = nio.AsyncClient(
             self.config.homeserver,
@@ -377,6 +469,37 @@ class MatrixTransport(Transport):
         self._stop_requested.clear()
         self._last_join_attempt = float("-inf")
         self._task = asyncio.create_task(self._run(), name="matrix-sync")
+
+    async def _resume_shared(self, state: MatrixState) -> bool:
+        """Take the database's sync position (and device) into `state`; True when it had one."""
+        assert self._shared is not None
+        values = dict(await asyncio.to_thread(self._shared.load))
+        self._shared_saved = dict(values)
+        shared = json.loads(values.get(STATE_KEY) or "{}")
+        if shared.get("user_id") not in (None, self.config.user_id):
+            log.warning("Matrix: the database's sync position is %s's, not %s's: not used",
+                        shared.get("user_id"), self.config.user_id)
+            return False
+        device = values.get(DEVICE_KEY)
+        if device and device != state.device_id:
+            # The instances share one device (so that a resent message is recognised); a token
+            # this machine kept for another device is not used (a password login gets one).
+            log.info("Matrix: using the device %s that the database names", device)
+            state.user_id, state.device_id = self.config.user_id, device
+            if not self.config.access_token:
+                state.access_token = None
+        if not values.get(NEXT_BATCH_KEY):
+            if state.next_batch:
+                log.info("Matrix: the database has no sync position yet: taking the one in %s "
+                         "(kept in the database from now on)", self._store.path)
+            return False
+        state.next_batch = values[NEXT_BATCH_KEY]
+        state.first_start_ms = int(shared.get("first_start_ms", state.first_start_ms))
+        state.known_rooms = set(shared.get("known_rooms", ()))
+        state.dm_rooms = dict(shared.get("dm_rooms", {}))
+        state.encrypted_notified = set(shared.get("encrypted_notified", ()))
+        log.info("Matrix: resuming from the sync position in the database")
+        return True
 
     async def stop(self) -> None:
         """Stop syncing (a batch being handled is finished first), save the state, close."""
@@ -875,7 +998,24 @@ class MatrixTransport(Transport):
         assert self._state is not None
         async with self._save_lock:
             snapshot = self._state.to_json()  # taken on the loop, written in a thread
+            if self._shared is not None:
+                await self._save_shared(shared_values(self._state, self.config.user_id))
             await asyncio.to_thread(self._store.save, snapshot)
+
+    async def _save_shared(self, values: Mapping[str, str]) -> None:
+        """Write what changed to the database; a failure is logged and written at the next save."""
+        assert self._shared is not None
+        changed = {key: value for key, value in values.items() if self._shared_saved.get(key) != value}
+        if not changed:
+            return
+        try:
+            await asyncio.to_thread(self._shared.save, changed)
+        except Exception as error:  # noqa: BLE001 (the database is down: keep syncing, save later)
+            log.warning("Matrix: cannot save the sync position in the database (%s: %s); "
+                        "kept in memory, saved again at the next batch",
+                        type(error).__name__, str(error).splitlines()[0] if str(error) else "")
+            return
+        self._shared_saved.update(changed)
 
 
 def _http_status(reply: nio.ErrorResponse) -> int | None:

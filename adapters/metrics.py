@@ -66,6 +66,11 @@ class Metrics:
             "downtimebot_reminder_lateness_seconds", "Seconds between a reminder's due time and its queueing.",
             registry=r, buckets=(0.1, 0.5, 1.0, 5.0, 30.0, 60.0, 300.0, 1800.0, 3600.0, 86400.0),
         )
+        self.is_leader = Gauge(
+            "downtimebot_is_leader", "1 when this instance leads (always, without [ha]), 0 when it stands by.",
+            registry=r,
+        )
+        self.is_leader.set(1)
         self.build_info = Gauge(
             "downtimebot_build_info", "The running version and commit (always 1).", ["version", "commit"], registry=r
         )
@@ -118,6 +123,10 @@ class Metrics:
         for network, up in connected.items():
             if network in self._networks:
                 self.transport_connected.labels(network=network).set(1 if up else 0)
+
+    def leads(self, leading: bool) -> None:
+        """[ha]: whether this instance leads now."""
+        self.is_leader.set(1 if leading else 0)
 
     def exposition(self) -> bytes:
         """The registry in Prometheus' text format (`CONTENT_TYPE`)."""

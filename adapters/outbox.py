@@ -4,6 +4,12 @@ A row is read, delivered, then marked sent in its own short transaction, so
 no transaction is held across an await. A transient failure leaves the row
 pending and the worker waits (with backoff) until it is woken or the wait is
 over; a permanent failure marks it failed and says why.
+
+[ha] (adapters/leadership.py): the worker checks its `Fence` right before each delivery (not the
+leader: it stops, the row stays pending), and marks the row in a statement that also checks the
+instance's epoch is still the lease's. When the database refuses it, the instance has lost the
+lead: the row stays pending for the new leader (a chat line already written may go out once more:
+the one possible repeat), the worker stops and the instance steps down.
 """
 from __future__ import annotations
 
@@ -12,9 +18,10 @@ import logging
 import random
 from collections.abc import Awaitable, Callable
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from adapters.leadership import Fence, holds
 from models.orm import OutboxMessage
 from models.ports import Clock, DeliveryObserver, Outgoing, Transport, TransportUnavailable
 
@@ -62,8 +69,14 @@ class OutboxWorker:
         backoff_min: float = 1.0,
         backoff_max: float = 60.0,
         on_delivery: DeliveryObserver | None = None,
+        fence: Fence | None = None,
+        poll_every: float | None = None,
     ):
         self.sessions = sessions
+        self.fence = fence or Fence.always()
+        # Idle, look again this often (None: only when poked). [ha]: a row may come from another
+        # instance (a line it answered just before it stepped down), which cannot poke this one.
+        self.poll_every = poll_every
         self.clock = clock
         self.kind = kind
         self.network = network
@@ -92,16 +105,64 @@ class OutboxWorker:
                 query = query.where(OutboxMessage.network == self.network)
             return list(session.scalars(query.order_by(OutboxMessage.id).limit(100)))
 
-    def _finish(self, row_id: int, *, status: str, error: str = "", attempt: bool = True) -> None:
-        with self.sessions() as session, session.begin():
-            row = session.get(OutboxMessage, row_id)
-            if row is None:
-                return
-            row.attempts += int(attempt)
-            row.last_error = error[:500]
-            row.status = status
+    def _finish(self, row_id: int, *, status: str, error: str = "", attempt: bool = True) -> bool:
+        """Mark the row; False when [ha] refused it (this instance's epoch is no longer the lease's)."""
+        values: dict[str, object] = {
+            "attempts": OutboxMessage.attempts + int(attempt), "last_error": error[:500], "status": status,
+        }
+        if status == "sent":
+            values["sent_at"] = self.clock.now()
+        statement = update(OutboxMessage).where(OutboxMessage.id == row_id)
+        epoch = self.fence.epoch
+        if epoch is not None:
             if status == "sent":
-                row.sent_at = self.clock.now()
+                values["sent_epoch"] = epoch
+            statement = statement.where(OutboxMessage.status == "pending", holds(self.fence.instance, epoch))
+        with self.sessions() as session, session.begin():
+            marked = session.connection().execute(statement.values(values))
+            if epoch is None or marked.rowcount:
+                return True
+            # Nothing marked: the row was finished already (a tree job found done), or the lease moved on.
+            return bool(session.scalar(select(holds(self.fence.instance, epoch))))
+
+    def _claim(self, row: OutboxMessage) -> bool | None:
+        """[ha], before a change in another system (mail, Bugzilla, trees): the database, not only
+        the local fence, says this instance still leads, and the row records the epoch that starts
+        it. A row that an earlier leader started (it may have died half-way) is delivered as a
+        retry, so the job looks before it leaps (Bugzilla's comment markers, Treestatus's stack).
+        True: go on; False: refused (the lead is lost); None: the row is finished already."""
+        epoch = self.fence.epoch
+        assert epoch is not None
+        statement = (
+            update(OutboxMessage)
+            .where(OutboxMessage.id == row.id, OutboxMessage.status == "pending", holds(self.fence.instance, epoch))
+            .values(sent_epoch=epoch)
+        )
+        with self.sessions() as session, session.begin():
+            if not session.connection().execute(statement).rowcount:
+                return None if session.scalar(select(holds(self.fence.instance, epoch))) else False
+        if row.sent_epoch is not None and row.sent_epoch != epoch:
+            log.info("outbox %s: row %s (%s) was started under epoch %s: delivered as a retry",
+                     self.name, row.id, row.key, row.sent_epoch)
+            row.attempts = max(row.attempts, 1)
+        return True
+
+    def _refused(self, row: OutboxMessage, status: str) -> None:
+        """The database refused to mark a row under this instance's epoch: it has lost the lead."""
+        what = {"sent": "delivered", "claimed": "about to be delivered"}.get(status, "tried")
+        repeat = " (this line may be said twice)" if status == "sent" and self.kind == "chat" else ""
+        log.warning(
+            "instance %s lost the lead: outbox %s row %s (%s) was %s, but epoch %s is no longer the lease's; "
+            "the new leader delivers it%s",
+            self.fence.instance, self.name, row.id, row.key, what, self.fence.epoch, repeat,
+        )
+        self.fence.lost(f"the database refused epoch {self.fence.epoch} for outbox row {row.id}")
+        self._stopping = True
+
+    def _not_leader(self) -> None:
+        log.info("outbox %s: instance %s does not lead: stopped, what is pending stays pending",
+                 self.name, self.fence.instance)
+        self._stopping = True
 
     async def deliver_pending(self) -> bool:
         """Deliver what is pending now. False when a transient failure stopped the run."""
@@ -112,19 +173,35 @@ class OutboxWorker:
         last = 0
         while rows := self._pending(last):
             for row in rows:
+                if not self.fence.check():
+                    self._not_leader()
+                    return False
+                if self.fence.epoch is not None and self.kind != "chat":
+                    claimed = self._claim(row)
+                    if claimed is None:
+                        last = row.id
+                        continue
+                    if not claimed:
+                        self._refused(row, "claimed")
+                        return False
                 try:
                     await self.deliver(row)
                 except Retry as err:
                     log.info("outbox %s: row %s (%s) not delivered yet: %s", self.name, row.id, row.key, err)
-                    self._finish(row.id, status="pending", error=str(err))
+                    if not self._finish(row.id, status="pending", error=str(err)):
+                        self._refused(row, "pending")
                     self._observe("retry")
                     return False
                 except Permanent as err:
                     log.error("outbox %s: row %s (%s) failed for good: %s", self.name, row.id, row.key, err)
-                    self._finish(row.id, status="failed", error=str(err))
+                    if not self._finish(row.id, status="failed", error=str(err)):
+                        self._refused(row, "failed")
+                        return False
                     self._observe("failed")
                 else:
-                    self._finish(row.id, status="sent")
+                    if not self._finish(row.id, status="sent"):
+                        self._refused(row, "sent")
+                        return False
                     self._observe("ok")
                 last = row.id
         return True
@@ -144,7 +221,7 @@ class OutboxWorker:
             if ok:
                 self._delay = self.backoff_min
                 self.idle.set()
-                timeout = None
+                timeout = self.poll_every
             else:
                 timeout = self._delay * random.uniform(0.8, 1.2)
                 self._delay = min(self._delay * 2, self.backoff_max)
@@ -156,6 +233,12 @@ class OutboxWorker:
 
     def poke(self) -> None:
         self.wake.set()
+
+    def resume(self) -> None:
+        """Before `run` starts again (a new term of [ha] leadership)."""
+        self._stopping = False
+        self._delay = self.backoff_min
+        self.wake.clear()
 
     def stop(self) -> None:
         self._stopping = True

@@ -20,6 +20,12 @@ Late reminders: at start-up, a reminder that fell due while the bot was not
 running is sent at once, marked late, if it still means something; else it is
 dropped with a log line (see models/reminders.py for the rules).
 
+[ha] (adapters/leadership.py): the scheduler runs on the leader only (bot.py starts it on election
+and stops it first on deposition), and checks the `Fence` before it queues: an instance that is no
+longer the leader queues nothing. Two leaders can never overlap in the database either: the
+reminder's outbox key is unique, so the second transaction to queue it fails as a whole (its audit
+line and any auto-start with it) and is dropped here with a log line.
+
 Many reminders falling due together are queued in one transaction (a batch per
 event-loop turn), so a thousand due in the same second cost one commit.
 """
@@ -34,8 +40,10 @@ from collections.abc import Callable, Iterable, Sequence
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 from sqlalchemy import func, or_, select
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from adapters.leadership import Fence
 from models import reminders as plans
 from models.lifecycle import State
 from models.orm import AuditEvent, Downtime, OutboxMessage
@@ -84,6 +92,7 @@ class ReminderScheduler:
         horizon: dt.timedelta = dt.timedelta(hours=12),
         replan_every: dt.timedelta = dt.timedelta(hours=1),
         on_reminder: DurationObserver | None = None,
+        fence: Fence | None = None,
     ):
         if replan_every >= horizon:
             raise ValueError("replan_every must be shorter than the horizon, or reminders fall through the gap")
@@ -97,6 +106,7 @@ class ReminderScheduler:
         self.on_reminder = on_reminder
         self.horizon = horizon
         self.replan_every = replan_every
+        self.fence = fence or Fence.always()
         self.name = f"reminders-{next(_names)}"
         self.scheduler: AsyncIOScheduler | None = None
         self.ready = asyncio.Event()
@@ -131,6 +141,11 @@ class ReminderScheduler:
         for handle in (self._flush, self._replan_soon):
             if handle is not None:
                 handle.cancel()
+        # Startable again ([ha]: a new term): nothing of this run is left to fire or to wait for.
+        self._flush = self._replan_soon = None
+        self._batch = {}
+        self._jobs = {}
+        self.ready.clear()
         if self.scheduler is not None and self.scheduler.running:
             self.scheduler.shutdown(wait=False)
         self.scheduler = None
@@ -177,7 +192,7 @@ class ReminderScheduler:
     def _candidates(self, session: Session, now: dt.datetime, only: Iterable[int] | None) -> list[Downtime]:
         if only is not None:
             ids = list(only)
-            return list(session.scalars(select(Downtime).where(Downtime.id.in_(ids)))) if ids else []
+            return list(session.scalars(select(Downtime).where(Downtime.id.in_(ids)).order_by(Downtime.id))) if ids else []
         policy = self.settings.policy
         # The earliest reminder of a downtime comes this long before its start.
         lead = max([*policy.reminders, policy.min_notice + plans.UNANNOUNCED_BEFORE, dt.timedelta()])
@@ -194,7 +209,7 @@ class ReminderScheduler:
                 & (Downtime.start_at >= now)
                 & (Downtime.created_at <= ahead - plans.UNDECIDED_AFTER),
             )
-        )
+        ).order_by(Downtime.start_at, Downtime.id)  # reminders due at once are queued in this order (not the heap's)
         return list(session.scalars(query))
 
     @staticmethod
@@ -307,16 +322,28 @@ class ReminderScheduler:
 
     def _queue(self, session: Session, todo: list[tuple[Downtime, plans.Reminder]], now: dt.datetime, *, late: bool) -> None:
         """Queue the reminders in one transaction, then wake the outbox."""
+        if not self.fence.check():
+            log.info("instance %s does not lead: %d reminder(s) left to the leader", self.fence.instance, len(todo))
+            return
         queued = 0
         known = self._queued_keys(session, [r.job_id for _, r in todo])
-        with session.no_autoflush:
-            for downtime, reminder in todo:
-                # One Work per reminder: an auto_start that fails leaves the others alone.
-                work = Work(session, now=now, settings=self.settings, actor=bot_actor(self.nick))
-                Downtimes(work).remind(downtime, reminder, late=late)
-                if self.reactions.queue(session, now, work.events, queued=known):
-                    queued += 1
-        session.commit()
+        try:
+            with session.no_autoflush:
+                for downtime, reminder in todo:
+                    # One Work per reminder: an auto_start that fails leaves the others alone.
+                    work = Work(session, now=now, settings=self.settings, actor=bot_actor(self.nick))
+                    Downtimes(work).remind(downtime, reminder, late=late)
+                    if self.reactions.queue(session, now, work.events, queued=known):
+                        queued += 1
+            session.commit()
+        except (IntegrityError, DBAPIError) as err:
+            if not self.fence.enabled:
+                raise
+            # [ha]: another instance queued them first (the keys are unique), or wrote meanwhile.
+            session.rollback()
+            log.warning("reminders %s not queued by instance %s: %s", ", ".join(r.job_id for _, r in todo),
+                        self.fence.instance, type(err).__name__)
+            return
         for _, reminder in todo:
             self._handled.add(reminder.job_id)
             self.queued_at.setdefault(reminder.job_id, self.clock.now())

@@ -10,8 +10,10 @@ from typing import Annotated, Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -49,7 +51,11 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
 
 intpk = Annotated[int, mapped_column(primary_key=True)]
 utc = Annotated[dt.datetime, mapped_column(UTCDateTime)]
-account = Annotated[str, mapped_column(String(255))]
+# The longest account any chat network gives (a Matrix user id is at most 255 characters);
+# PostgreSQL refuses a longer one, SQLite would keep it (plugins/dispatcher.py takes such a
+# sender for not identified).
+ACCOUNT_LENGTH = 255
+account = Annotated[str, mapped_column(String(ACCOUNT_LENGTH))]
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -224,6 +230,8 @@ class OutboxMessage(Base):
     last_error: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[utc]
     sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
+    # [ha]: the lease epoch of the leader that delivered it (adapters/leadership.py); None without [ha].
+    sent_epoch: Mapped[int | None] = mapped_column(BigInteger, default=None)
 
     __table_args__ = (Index("ix_outbox_status_kind_id", "status", "kind", "id"),)
 
@@ -321,3 +329,22 @@ class BotMeta(Base):
 
     key: Mapped[str] = mapped_column(String(40), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+
+
+class LeaderLease(Base):
+    """[ha]: who leads, until when, and the epoch that fences an old leader (adapters/leadership.py).
+
+    One row per lease (`name` "leader"). The times are the database's own clock in seconds since
+    1970 (one clock for every instance, whatever their machines say); `epoch` goes up by one at
+    each change of holder, and every delivery is marked sent only while it is still the
+    deliverer's epoch.
+    """
+
+    __tablename__ = "leader_lease"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(100))
+    epoch: Mapped[int] = mapped_column(BigInteger)
+    acquired_at: Mapped[float] = mapped_column(Float)
+    renewed_at: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[float] = mapped_column(Float)

@@ -59,9 +59,17 @@ class Queries:
         self.now = now
         self.settings = settings
 
-    def get(self, downtime_id: int) -> Downtime:
+    def get(self, downtime_id: int, *, for_update: bool = False) -> Downtime:
+        """The downtime, with its bugs and verdicts; refused if there is none.
+
+        `for_update`: lock its row until the transaction ends (SELECT … FOR UPDATE; nothing on
+        SQLite, whose single writer already serialises changes) so that two connections cannot
+        both read a state and both change it: the second waits, then reads the first's change.
+        """
         downtime = self.session.get(
-            Downtime, downtime_id, options=[selectinload(Downtime.bugs), selectinload(Downtime.verdicts)]
+            Downtime, downtime_id, options=[selectinload(Downtime.bugs), selectinload(Downtime.verdicts)],
+            # Locked: read afresh, even if this session read it before the lock.
+            with_for_update=True if for_update else None, populate_existing=for_update,
         )
         if downtime is None:
             raise DomainError("no_downtime", id=downtime_id)

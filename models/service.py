@@ -46,7 +46,9 @@ class Downtimes:
         self.trees = Trees(work)
 
     def get(self, downtime_id: int) -> Downtime:
-        return self.queries.get(downtime_id)
+        """The downtime a use case is about to change, its row locked until the commit (on
+        PostgreSQL two instances, or two connections, may change the same downtime at once)."""
+        return self.queries.get(downtime_id, for_update=True)
 
     def _check_time(self, start: dt.datetime, duration: dt.timedelta) -> None:
         if start <= self.now:
@@ -468,7 +470,9 @@ class Downtimes:
         with nobody assigned waits), and an announced one sends the updated notice."""
         if into_id == other_id:
             raise DomainError("merge_same")
-        into, other = self.get(into_id), self.get(other_id)
+        # Locked in the order of their ids: two merges of the same pair never wait for each other.
+        first, second = [self.get(i) for i in sorted((into_id, other_id))]
+        into, other = (first, second) if first.id == into_id else (second, first)
         self.work.may("merge away", other)
         self.work.transition("merge", into, f"bugs of #{other.id}")
         self._check_bugs(len({b.bug for b in into.bugs} | {b.bug for b in other.bugs}))

@@ -6,7 +6,9 @@ transaction, three queries and a template (about 2 ms), a reused one about 0.02 
 commands declared ``cacheable`` (show, notice, history) are kept, only answers that were not
 refusals, and all of them are dropped as soon as anything commits: the generation is the
 database's commit count (`adapters.db.CommitCounter`), so a change made by a command, a
-reminder or a job is seen by the next question.
+reminder or a job is seen by the next question. With [ha] enabled the count also includes the
+database's change token (adapters/change_token.py), so another instance's change is seen within
+about a second.
 
 An answer also depends on who reads it (models/confidential.py: confidential words are said
 only privately, to CiDuty and the requester), so the key holds its audience: answers said in a

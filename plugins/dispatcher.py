@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models.handled import already_handled, mark_handled
 from models.lifecycle import Role
+from models.orm import ACCOUNT_LENGTH
 from models.outbox import Outbox
 from models.ports import (
     BugLookup, Clock, CommandObserver, Incoming, Outgoing, Transport, TransportUnavailable, TreeState, Undeliverable,
@@ -202,11 +203,16 @@ class Dispatcher:
             log.warning("reply to %s on %s dropped: %s", message.target, network, err)
 
     def _actor(self, message: Incoming) -> Actor:
+        account = message.account
+        if account is not None and len(account) > ACCOUNT_LENGTH:
+            # No network gives such an account (the console would): it could not be stored.
+            log.warning("an account of %d characters on %s taken for not identified", len(account), message.network)
+            account = None
         return Actor(
-            account=message.account,
+            account=account,
             network=message.network,
             nick=message.nick,
-            roles=self.roles_of(message.account, message.network),
+            roles=self.roles_of(account, message.network),
             reply_target=message.reply_target,
         )
 

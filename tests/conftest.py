@@ -3,11 +3,15 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import itertools
+import os
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+from sqlalchemy import Engine
 
 from adapters import config as configuration
 from tests.fakes import FakeClock
@@ -21,13 +25,31 @@ NOW = dt.datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
 
 ROLES = {"ciduty": "carol", "sheriffs": "sam", "preapprovers": "pat", "admins": "root"}
 
+if TYPE_CHECKING:
+    from tests.servers.postgres import PostgresServer
 
-def make_config(tmp_path: Path, **sections: Mapping[str, str]) -> configuration.Config:
-    """A Config as if read from an INI file with these sections (plus roles and a database)."""
-    raw: dict[str, dict[str, str]] = {
-        "bot": {"database": f"sqlite:///{tmp_path / 'bot.db'}", "display_timezones": "America/Los_Angeles"},
-        "roles": dict(ROLES),
-    }
+# The database engines every database-touching test runs on (the `database` fixture's ids).
+DATABASES = ("sqlite", "postgresql")
+# The URL of the running test's database (set by the `database` fixture): make_config's default.
+_current_database: list[str] = []
+_names = itertools.count(1)
+# Test databases are dropped in the background, while the next test runs (PostgreSQL does it).
+_dropper = ThreadPoolExecutor(1, thread_name_prefix="drop-test-database")
+
+
+def make_config(tmp_path: Path, database: str | None = None, **sections: Mapping[str, str]) -> configuration.Config:
+    """A Config as if read from an INI file with these sections (plus roles and a database).
+
+    `database`: a URL; default the running test's `database` fixture (SQLite or PostgreSQL), or
+    a SQLite file in `tmp_path` for a test that does not use that fixture.
+    """
+    url = database or next(iter(_current_database), None) or f"sqlite:///{tmp_path / 'bot.db'}"
+    bot = {"database": url, "display_timezones": "America/Los_Angeles"}
+    if not url.startswith("sqlite"):
+        from tests.servers.postgres import PASSWORD_ENV
+
+        bot["database_password_env"] = PASSWORD_ENV
+    raw: dict[str, dict[str, str]] = {"bot": bot, "roles": dict(ROLES)}
     for name, values in sections.items():
         raw.setdefault(name, {}).update(values)
     return configuration._build(raw, "test")
@@ -84,8 +106,67 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def config(tmp_path: Path) -> configuration.Config:
-    return make_config(tmp_path)
+def config(tmp_path: Path, database: str) -> configuration.Config:
+    return make_config(tmp_path, database)
+
+
+def make_test_engine(url: str) -> Engine:
+    """An engine for a test database URL (the PostgreSQL password from the environment)."""
+    from adapters.db import make_engine
+    from tests.servers.postgres import PASSWORD_ENV
+
+    return make_engine(url, password=None if url.startswith("sqlite") else os.environ.get(PASSWORD_ENV))
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One throwaway PostgreSQL 15 for the whole session, started when a test first needs it;
+    the test role's password is in the environment variable the test configurations name."""
+    from tests.servers.postgres import PASSWORD_ENV, running_postgres
+
+    for server in running_postgres():
+        os.environ[PASSWORD_ENV] = server.role_password
+        try:
+            yield server
+        finally:
+            _dropper.shutdown(wait=True)
+            os.environ.pop(PASSWORD_ENV, None)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test that uses `database` runs on SQLite, and on PostgreSQL too when its module is
+    marked ``every_database`` (or DOWNTIMEBOT_TEST_EVERY_DATABASE=1: every module on both).
+
+    The marked modules are the ones that exercise the database: the queries and the lifecycle
+    (commands, approvals, running and closing), the outbox and the reactions, the reminders, the
+    web's read model, the transcripts, the migrations. Doubling the rest (parsing, rate limits,
+    fuzzing the command line) would cost minutes and test SQLite's twin of what they test.
+    """
+    if "database" not in metafunc.fixturenames:
+        return
+    every = os.environ.get("DOWNTIMEBOT_TEST_EVERY_DATABASE") == "1"
+    engines = DATABASES if every or metafunc.definition.get_closest_marker("every_database") else DATABASES[:1]
+    metafunc.parametrize("database", engines, indirect=True)
+
+
+@pytest.fixture
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh database for one test, its URL: a SQLite file in tmp_path, or on PostgreSQL a new
+    database copied from a migrated template (about 30 ms), dropped afterwards (in the background)."""
+    engine = getattr(request, "param", DATABASES[0])
+    if engine == "sqlite":
+        url, name, server = f"sqlite:///{tmp_path / 'bot.db'}", None, None
+    else:
+        server = request.getfixturevalue("postgres")
+        name = f"test_{os.getpid()}_{next(_names)}"
+        url = server.create_database(name)
+    _current_database.insert(0, url)
+    try:
+        yield url
+    finally:
+        _current_database.remove(url)
+        if server is not None and name is not None:
+            _dropper.submit(server.drop_database, name)
 
 
 @pytest.fixture

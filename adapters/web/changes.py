@@ -13,6 +13,11 @@ any tree row marks the transaction; when it commits, the count goes up. A rolled
 counts nothing. The rows written as Core statements (outbox, handled messages, audit rows) are
 never public by themselves: an audit row comes with the change of the downtime it tells of.
 
+With several instances on one database ([ha] enabled, `shared`), a transaction that changed a
+public fact also adds one to the ``public_changes`` row of `bot_meta` before it commits, and the
+count includes that row, read at most once a second (adapters/change_token.py): a standby's page
+follows the leader's changes within about a second.
+
 It errs towards counting: a changed public downtime counts even when only something private of
 it changed (its verdicts move its `updated_at`). `tests/web/test_public_changes.py` runs a whole
 downtime and checks after every step that each cached answer is the one a fresh build gives.
@@ -24,6 +29,8 @@ from typing import Any
 from sqlalchemy import event, inspect
 from sqlalchemy.orm import Session, sessionmaker
 
+from adapters import change_token
+from adapters.change_token import ChangeToken
 from models.orm import AuditEvent, Downtime, DowntimeBug, Tree, TreeChange, TreeChangeItem, TreeLog
 from models.public import Visibility
 
@@ -34,15 +41,27 @@ _MARK = "downtimebot_public_change"
 class PublicChanges:
     """Counts the commits through `sessions` that changed a public fact; call it for the count."""
 
-    def __init__(self, sessions: sessionmaker[Session], visibility: Visibility):
+    def __init__(self, sessions: sessionmaker[Session], visibility: Visibility, *, shared: bool = False):
         self.value = 0
         self.visibility = visibility
         event.listen(sessions, "before_flush", self._flushing)
         event.listen(sessions, "after_commit", self._committed)
         event.listen(sessions, "after_rollback", self._forget)
+        self.token: ChangeToken | None = None
+        if shared:
+            engine = sessions.kw["bind"]
+            change_token.ensure_rows(engine)
+            self.token = ChangeToken(engine, change_token.PUBLIC_CHANGES)
+            event.listen(sessions, "before_commit", self._committing)
 
     def __call__(self) -> int:
-        return self.value
+        # Both only grow: their sum changes whenever either does.
+        return self.value + (self.token() if self.token is not None else 0)
+
+    def _committing(self, session: Session) -> None:
+        session.flush()  # the commit's own last flush comes after this hook: mark it now
+        if session.info.get(_MARK):
+            change_token.bump(session.connection(), change_token.PUBLIC_CHANGES)
 
     def _flushing(self, session: Session, _context: Any, _instances: Any) -> None:
         if session.info.get(_MARK):

@@ -5,6 +5,9 @@
 - `/__heartbeat__` and `/readyz`: one check per part (`Operations.heartbeat`), in Dockerflow's shape
   ``{"status", "checks": {name: level}, "details": {name: {"status", "level", "messages"}}}``
   (details only for the checks that are not ok); 200 unless a check is an error, 500 then.
+  With [ha] it also says ``"instance"``, its ``"role"`` (leader or standby) and which instance
+  ``"leader"`` leads; a standby is healthy: its chat and scheduler checks say "standby" (they run on
+  the leader only), never an error.
 - `/metrics`: Prometheus' text format (adapters/metrics.py).
 
 None of these go through `Site.answer`'s cache: they say how things are now (Cache-Control:
@@ -181,6 +184,7 @@ def downtimes_by_state(session: Session) -> dict[str, int]:
 class Check:
     level: str = "ok"  # ok | warning | error
     messages: list[str] = field(default_factory=list)
+    shown: str = ""  # what "checks" says instead of the level ("standby": not this instance's part)
 
     def fail(self, level: str, message: str) -> None:
         if LEVELS[level] > LEVELS[self.level]:
@@ -195,6 +199,7 @@ class Operations:
     `services`: per outside service (bugzilla, treestatus, smtp), a function saying why the bot
     last failed to reach it ("" when it did, or has not tried): warnings only, the bot runs
     without them and its queued changes wait. `scheduler_running`: the reminder scheduler's state.
+    `role`: with [ha], (this instance, "leader" or "standby", the instance that leads or None).
     """
 
     sessions: sessionmaker[Session]
@@ -204,6 +209,7 @@ class Operations:
     scheduler_running: Callable[[], bool] = lambda: True
     services: Mapping[str, Callable[[], str]] = field(default_factory=dict)
     metrics: Metrics | None = None
+    role: Callable[[], tuple[str, str, str | None]] | None = None
     outbox_limit: dt.timedelta = OUTBOX_LIMIT
     database_timeout: float = DATABASE_TIMEOUT
 
@@ -223,12 +229,15 @@ class Operations:
         except Exception as err:  # the database's own error says why; never a traceback
             log.warning("heartbeat: the database check failed: %s", err)
             checks["database"].fail("error", f"cannot read the database ({type(err).__name__})")
+        standby = self.role is not None and self.role()[1] != "leader"
         for network, transport in self.transports.items():
             check = checks.setdefault(network, Check())
-            if not transport.connected:
+            if standby:
+                check.shown = "standby"
+            elif not transport.connected:
                 check.fail("error", f"{network} is not connected (what the bot says waits in the outbox)")
-        checks["scheduler"] = Check()
-        if not self.scheduler_running():
+        checks["scheduler"] = Check(shown="standby" if standby else "")
+        if not standby and not self.scheduler_running():
             checks["scheduler"].fail("error", "the reminder scheduler is not running")
         checks["outbox"] = Check()
         if waiting is None:
@@ -270,6 +279,7 @@ class Operations:
                 states, {k: (w.pending, w.age(now).total_seconds()) for k, w in waiting.items()},
                 {n: t.connected for n, t in self.transports.items()},
             )
+        metrics.leads(self.role is None or self.role()[1] == "leader")
         return metrics.exposition()
 
 
@@ -294,14 +304,17 @@ def routes(site: Site, operations: Operations | None) -> list[web.RouteDef]:
 
     async def heartbeat(request: web.Request) -> web.Response:
         status, checks = await ops.heartbeat()
-        body = {
+        body: dict[str, object] = {
             "status": status,
-            "checks": {name: c.level for name, c in checks.items()},
+            "checks": {name: c.shown or c.level for name, c in checks.items()},
             "details": {
                 name: {"status": c.level, "level": LEVELS[c.level], "messages": c.messages}
                 for name, c in checks.items() if c.level != "ok"
             },
         }
+        if ops.role is not None:
+            instance, role, leader = ops.role()
+            body.update(instance=instance, role=role, leader=leader)
         return _json(body, 500 if status == "error" else 200)
 
     async def metrics(request: web.Request) -> web.Response:

@@ -1,13 +1,23 @@
-"""End to end: a whole downtime piped through `python bot.py --console` as a subprocess."""
+"""End to end: a whole downtime piped through `python bot.py --console` as a subprocess, on
+SQLite and on PostgreSQL (the `database` fixture; the password only in the environment)."""
 from __future__ import annotations
 
 import datetime as dt
 import os
 import re
-import sqlite3
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import CursorResult, text
+
+from tests.conftest import make_test_engine
+from tests.servers.postgres import PASSWORD_ENV
+
+pytestmark = pytest.mark.every_database  # also on PostgreSQL (tests/conftest.py)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,17 +37,47 @@ alice: !downtime show 1
 """
 
 
-def run_bot(tmp_path: Path, stdin: str, **environ: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, DOWNTIMEBOT_BOT_DATABASE=f"sqlite:///{tmp_path / 'bot.db'}", DOWNTIMEBOT_LOG_LEVEL="WARNING",
-               **environ)
+def run_bot(tmp_path: Path, stdin: str, database: str | None = None, **environ: str) -> subprocess.CompletedProcess[str]:
+    """`bot.py --console` on `database` (default a SQLite file in tmp_path); on PostgreSQL the
+    password is in the environment variable [bot] database_password_env names."""
+    database = database or f"sqlite:///{tmp_path / 'bot.db'}"
+    if not database.startswith("sqlite"):
+        environ = {"DOWNTIMEBOT_BOT_DATABASE_PASSWORD_ENV": PASSWORD_ENV, **environ}
+    env = dict(os.environ, DOWNTIMEBOT_BOT_DATABASE=database, DOWNTIMEBOT_LOG_LEVEL="WARNING")
+    env.update(environ)
     return subprocess.run(
         [sys.executable, str(ROOT / "bot.py"), "--console"],
         input=stdin, capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path,
     )
 
 
-def test_a_whole_downtime_through_the_console_subprocess(tmp_path: Path) -> None:
-    result = run_bot(tmp_path, SCRIPT)
+class Rows:
+    """Plain SQL on the test's database, whichever engine it is."""
+
+    def __init__(self, database: str):
+        self.engine = make_test_engine(database)
+
+    def execute(self, sql: str) -> CursorResult[Any]:
+        with self.engine.connect() as connection:
+            return connection.execute(text(sql))  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+@pytest.fixture
+def rows(database: str) -> Iterator[Rows]:
+    db = Rows(database)
+    yield db
+    db.close()
+
+
+def _when(value: str | dt.datetime) -> dt.datetime:
+    return dt.datetime.fromisoformat(value) if isinstance(value, str) else value
+
+
+def test_a_whole_downtime_through_the_console_subprocess(tmp_path: Path, database: str, rows: Rows) -> None:
+    result = run_bot(tmp_path, SCRIPT, database)
     assert result.returncode == 0, result.stderr
     out = result.stdout.splitlines()
     said = [line for line in out if line.startswith(("#ci downtimebot: ", "#developers downtimebot: "))]
@@ -61,7 +101,7 @@ def test_a_whole_downtime_through_the_console_subprocess(tmp_path: Path) -> None
     assert all("Patch the secret thing" not in m for m in mails)
     assert "Bug 654321: security-sensitive work (details restricted): rolled-back" in mails[-1]
 
-    db = sqlite3.connect(tmp_path / "bot.db")
+    db = rows
     assert db.execute("select state, verified_by from downtimes").fetchall() == [("finished", "sheriff")]
     assert db.execute("select bug, status from downtime_bugs order by bug").fetchall() == [
         (123456, "landed"), (654321, "rolled-back")]
@@ -211,11 +251,11 @@ def _timeless(line: str) -> str:
 
 
 def test_a_downtime_with_an_objection_a_reschedule_an_edit_a_late_bug_an_early_start_and_a_missing_outcome(
-    tmp_path: Path,
+    tmp_path: Path, database: str, rows: Rows,
 ) -> None:
     # Every hour of every day is low-impact and within CiDuty's hours: the run's warnings do not
     # depend on when the tests run.
-    result = run_bot(tmp_path, PROCESS, DOWNTIMEBOT_POLICY_LOW_IMPACT="mon-sun 00:00-24:00 UTC",
+    result = run_bot(tmp_path, PROCESS, database, DOWNTIMEBOT_POLICY_LOW_IMPACT="mon-sun 00:00-24:00 UTC",
                      DOWNTIMEBOT_POLICY_CIDUTY_HOURS="daily 00:00-24:00 UTC")
     assert result.returncode == 0, result.stderr
     said = [_timeless(line) for line in result.stdout.splitlines() if re.match(r"[#@]\S+ downtimebot: ", line)]
@@ -234,12 +274,12 @@ def test_a_downtime_with_an_objection_a_reschedule_an_edit_a_late_bug_an_early_s
     assert "  * added: bug 654321" in mails[3] and "Bug 654321: Move the build database" in mails[3]
     assert "No outcome recorded: 654321." in mails[4]
 
-    db = sqlite3.connect(tmp_path / "bot.db")
+    db = rows
     state, revision, updates, started, end = db.execute(
         "select state, revision, notice_updates, started_at, end_at from downtimes").fetchone()
     assert (state, revision, updates) == ("finished", 2, 1)  # rescheduled, started early; one updated notice
     # Started days early: the expected end is the actual start plus the planned 2 hours.
-    assert dt.datetime.fromisoformat(end) - dt.datetime.fromisoformat(started) == dt.timedelta(hours=2)
+    assert _when(end) - _when(started) == dt.timedelta(hours=2)
     assert db.execute("select bug, status, pending from downtime_bugs order by bug").fetchall() == [
         (123456, "landed", ""), (654321, "not-done", "")]
     actions = [a for (a,) in db.execute("select action from audit_events where downtime_id = 1 order by id")]
@@ -248,3 +288,33 @@ def test_a_downtime_with_an_objection_a_reschedule_an_edit_a_late_bug_an_early_s
     (detail,) = db.execute("select detail from audit_events where action = 'start'").fetchone()
     assert detail.startswith("forced early start: expected end moved from ")
     assert db.execute("select count(*) from outbox where status != 'sent'").fetchone() == (0,)
+
+
+def test_the_database_password_is_never_in_the_console_bots_log_or_output(tmp_path: Path, postgres: Any) -> None:
+    import secrets
+
+    password = f"pw-{secrets.token_hex(8)}-Sup3r"
+    postgres.create_database("console_secret")
+    postgres.create_role("console_bot", password)
+    postgres.grant_database("console_secret", "console_bot")
+    url = postgres.url("console_secret", user="console_bot")
+    try:
+        ok = run_bot(tmp_path, "#ci alice: !downtime propose in 3d for 1h -- First\n#ci alice: !downtime show 1\n",
+                     url, DOWNTIMEBOT_BOT_DATABASE_PASSWORD_ENV="CONSOLE_DB_PASSWORD", CONSOLE_DB_PASSWORD=password,
+                     DOWNTIMEBOT_LOG_LEVEL="DEBUG")
+        assert ok.returncode == 0, ok.stderr
+        assert any(line.startswith("#ci downtimebot: Downtime #1 proposed") for line in ok.stdout.splitlines())
+        assert "console_secret" in ok.stderr  # the log names the database it uses
+        wrong = "wrong-" + password
+        refused = run_bot(tmp_path, "#ci alice: !downtime list\n", url,
+                          DOWNTIMEBOT_BOT_DATABASE_PASSWORD_ENV="CONSOLE_DB_PASSWORD", CONSOLE_DB_PASSWORD=wrong,
+                          DOWNTIMEBOT_LOG_LEVEL="DEBUG")
+        assert refused.returncode == 3 and "Traceback" not in refused.stderr
+        assert refused.stderr.splitlines()[-1] == (
+            f"database error: cannot open the database {url}: connection failed: connection to server at "
+            f'"127.0.0.1", port {postgres.port} failed: FATAL: password authentication failed for user "console_bot"')
+        for run in (ok, refused):
+            assert password not in run.stdout + run.stderr
+        assert wrong not in refused.stdout + refused.stderr
+    finally:
+        postgres.drop_database("console_secret")

@@ -465,6 +465,11 @@ def test_a_bot_killed_with_a_command_in_flight_and_messages_queued_runs_nothing_
                 state = json.loads((scene.store / STATE_FILE).read_text())
                 state["next_batch"], state["seen_events"] = before["next_batch"], before["seen_events"]
                 (scene.store / STATE_FILE).write_text(json.dumps(state))
+                with contextlib.closing(sqlite3.connect(scene.db, timeout=10)) as db, db:
+                    # The position the bot resumes from is the database's (saved with the file's).
+                    rolled_back = db.execute("UPDATE bot_meta SET value = ? WHERE key = 'matrix.next_batch'",
+                                             (before["next_batch"],))
+                    assert rolled_back.rowcount == 1
                 proxy.fault("/send/", None)
                 bot.start()
 
@@ -488,6 +493,35 @@ def test_a_bot_killed_with_a_command_in_flight_and_messages_queued_runs_nothing_
                 raise
             finally:
                 bot.stop()
+
+    run(scenario())
+
+
+# -- taking over: a new leader on another machine ---------------------------------------
+
+
+def test_a_new_leader_with_an_empty_matrix_store_answers_what_was_said_while_no_bot_ran_and_nothing_twice(
+    synapse: Synapse, tmp_path: Path
+) -> None:
+    scene = make_scene(synapse, tmp_path)
+
+    async def scenario() -> None:
+        async with people(scene) as p:
+            async with running_bot(scene):
+                await bot_joined(scene, p.carol, p.ci, p.dev)
+                await say(p.eve, p.ci, scene, f"!downtime propose {start_time()} for 2h bug 123456 -- Upgrade hg",
+                          starting("Downtime #1 proposed"))
+            await p.carol.send(p.ci, "!downtime approve 1")  # while no instance runs
+            # The other machine: the same database, a Matrix store of its own, empty.
+            scene.extra["matrix"] = {"store_path": str(scene.tmp / "another-machine")}
+            async with running_bot(scene):
+                await p.carol.wait_for(from_bot(scene, starting("Downtime #1 approved")), p.ci, timeout=30)
+                await say(p.eve, p.ci, scene, "!downtime show 1", starting("#1 ["))
+            ci = bodies(p.carol, scene, p.ci)
+            assert sum(b.startswith("Downtime #1 proposed") for b in ci) == 1
+            assert sum(b.startswith("Downtime #1 approved") for b in ci) == 1
+            assert [scene.audit(a) for a in ("propose", "approve")] == [1, 1]
+            assert scene.sql("SELECT value FROM bot_meta WHERE key = 'matrix.next_batch'")
 
     run(scenario())
 

@@ -16,7 +16,17 @@ from typing import Any
 
 import pytest
 
-from adapters.matrix import STATE_FILE, MatrixConfig, MatrixTransport, render_content
+from adapters.db import make_engine, migrate, session_factory
+from adapters.matrix import (
+    DEVICE_KEY,
+    NEXT_BATCH_KEY,
+    STATE_FILE,
+    STATE_KEY,
+    DatabaseState,
+    MatrixConfig,
+    MatrixTransport,
+    render_content,
+)
 from models.ports import Incoming, Outgoing, TransportUnavailable
 from tests.servers.synapse import MatrixTestUser, Synapse, running_synapse
 
@@ -589,6 +599,127 @@ def test_after_the_429_retry_cap_send_raises_transport_unavailable(
             with pytest.raises(TransportUnavailable):
                 for i in range(30):
                     await bot.send(Outgoing("#ci", f"burst {i}"), txn_id=f"burst-{i}")
+        finally:
+            await bot.stop()
+            await alice.__aexit__()
+
+    run(scenario())
+
+
+# -- taking over: another instance, on another machine, resumes from the database -----------
+
+
+def shared_database(tmp_path: Path) -> DatabaseState:
+    engine = make_engine(f"sqlite:///{tmp_path / 'bot.db'}")
+    migrate(engine)
+    return DatabaseState(session_factory(engine))
+
+
+async def started_sharing(config: MatrixConfig, inbox: Inbox, shared: DatabaseState) -> MatrixTransport:
+    bot = MatrixTransport(config)
+    bot.keep_state_in(shared)
+    await bot.start(inbox)
+    assert await bot.wait_until_synced(30), "the transport never completed a sync"
+    return bot
+
+
+def test_a_second_instance_with_an_empty_store_resumes_from_the_database_without_replaying_or_missing(
+    scene: Scene, tmp_path: Path
+) -> None:
+    async def scenario() -> None:
+        alice, room_id = await alice_with_room(scene)
+        first_inbox, second_inbox = Inbox(), Inbox()
+        first = await started_sharing(scene.config(), first_inbox, shared_database(tmp_path))
+        await alice.send(room_id, "!downtime list")
+        await first_inbox.wait_for("!downtime list")
+        await first.stop()  # the leader is gone
+        await alice.send(room_id, "!said while no instance ran")
+        other_machine = tmp_path / "other-machine-store"
+        second = await started_sharing(scene.config(store_path=str(other_machine)), second_inbox,
+                                       shared_database(tmp_path))
+        try:
+            await alice.send(room_id, "!after the takeover")
+            await second_inbox.wait_for("!after the takeover")
+            assert second_inbox.texts() == ["!said while no instance ran", "!after the takeover"]
+            assert first_inbox.texts() == ["!downtime list"]
+        finally:
+            await second.stop()
+            await alice.__aexit__()
+        # One device for both instances: the second logged in to the first one's.
+        state = json.loads((other_machine / STATE_FILE).read_text())
+        assert state["device_id"] == scene.state()["device_id"]
+
+    run(scenario())
+
+
+def test_the_sync_position_of_an_existing_install_moves_into_the_database(scene: Scene, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        alice, room_id = await alice_with_room(scene)
+        inbox = Inbox()
+        bot = await started(scene.config(), inbox)  # as before [ha]: the position in the file only
+        await alice.send(room_id, "one")
+        await inbox.wait_for("one")
+        await bot.stop()
+        await alice.send(room_id, "two (while stopped)")
+        shared = shared_database(tmp_path)
+        assert shared.load() == {}
+        bot = await started_sharing(scene.config(), inbox, shared)
+        try:
+            await alice.send(room_id, "three")
+            await inbox.wait_for("three")
+            assert inbox.texts() == ["one", "two (while stopped)", "three"]
+        finally:
+            await bot.stop()
+            await alice.__aexit__()
+        saved = shared.load()
+        assert saved[NEXT_BATCH_KEY] == scene.state()["next_batch"]
+        assert saved[DEVICE_KEY] == scene.state()["device_id"]
+        assert "access_token" not in saved[STATE_KEY] and scene.state()["access_token"] not in saved.values()
+
+    run(scenario())
+
+
+def test_a_message_the_old_leader_sent_is_not_posted_again_when_the_new_one_resends_it(
+    scene: Scene, tmp_path: Path
+) -> None:
+    async def scenario() -> None:
+        alice, room_id = await alice_with_room(scene)
+        first = await started_sharing(scene.config(), Inbox(), shared_database(tmp_path))
+        # The old leader delivered this row, and died before marking it sent.
+        await first.send(Outgoing("#ci", "Downtime #4 starts now", key="outbox:17"))
+        await first.stop()
+        second = await started_sharing(scene.config(store_path=str(tmp_path / "elsewhere")), Inbox(),
+                                       shared_database(tmp_path))
+        try:
+            await second.send(Outgoing("#ci", "Downtime #4 starts now", key="outbox:17"))
+            await second.send(Outgoing("#ci", "marker", key="outbox:18"))
+            await alice.wait_for(from_bot(scene, lambda e: e.body == "marker"), room_id)
+            assert [e.body for e in alice.messages_from(scene.bot_id, room_id)] == [
+                "Downtime #4 starts now", "marker"]
+        finally:
+            await second.stop()
+            await alice.__aexit__()
+
+    run(scenario())
+
+
+def test_a_transport_started_again_after_a_stop_answers_what_was_said_meanwhile(
+    scene: Scene, tmp_path: Path
+) -> None:
+    async def scenario() -> None:
+        alice, room_id = await alice_with_room(scene)
+        inbox = Inbox()
+        bot = await started_sharing(scene.config(), inbox, shared_database(tmp_path))
+        await alice.send(room_id, "before")
+        await inbox.wait_for("before")
+        await bot.stop()  # leadership lost ...
+        await alice.send(room_id, "meanwhile")
+        await bot.start(inbox)  # ... and won again: the same object
+        try:
+            assert await bot.wait_until_synced(30)
+            await alice.send(room_id, "after")
+            await inbox.wait_for("after")
+            assert inbox.texts() == ["before", "meanwhile", "after"]
         finally:
             await bot.stop()
             await alice.__aexit__()

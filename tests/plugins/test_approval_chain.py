@@ -16,6 +16,8 @@ import pytest
 from tests.conftest import NOW, Chat, make_config
 from tests.fakes import FakeBugzilla, FakeClock
 
+pytestmark = pytest.mark.every_database  # also on PostgreSQL (tests/conftest.py)
+
 FLAG = "needs-treeclosure"
 MAIL = {"host": "smtp.invalid", "preapprovers": "release@example.org", "announce_to": "dev-planning@example.org"}
 PROPOSE = "!downtime propose 2026-12-05 14:00 UTC for 2h bug 123456,654321 -- Upgrade hg.mozilla.org"

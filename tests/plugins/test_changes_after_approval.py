@@ -13,6 +13,8 @@ import pytest
 from tests.conftest import NOW, Chat, make_config
 from tests.fakes import FakeBugzilla, FakeClock
 
+pytestmark = pytest.mark.every_database  # also on PostgreSQL (tests/conftest.py)
+
 FLAG = "needs-treeclosure"
 TAG = "[tree-closure 2026-12-05 14:00 UTC]"
 MAIL = {"host": "smtp.invalid", "preapprovers": "release@example.org", "announce_to": "dev-planning@example.org",

@@ -9,6 +9,8 @@ from sqlalchemy import func, select
 from models.orm import AuditEvent, Downtime, DowntimeBug, Verdict
 from tests.conftest import Chat
 
+pytestmark = pytest.mark.every_database  # also on PostgreSQL (tests/conftest.py)
+
 UTC = dt.timezone.utc
 PROPOSE = "!downtime propose 2026-12-05 14:00 UTC for 2h bug 123456 -- Upgrade the hg servers"
 

@@ -14,6 +14,8 @@ from tests.conftest import NOW, Chat, make_config
 from tests.fakes import FakeBugzilla, FakeClock, FakeTreestatus
 from tests.plugins.test_tree_backends import start
 
+pytestmark = pytest.mark.every_database  # also on PostgreSQL (tests/conftest.py)
+
 FLAG = "needs-treeclosure"
 TAG = "[tree-closure 2026-12-05 14:00 UTC]"
 

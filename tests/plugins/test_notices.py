@@ -13,6 +13,8 @@ from models.ports import MailRejected, MailUnavailable
 from models.orm import AuditEvent, OutboxMessage
 from tests.conftest import NOW, Chat, make_config
 
+pytestmark = pytest.mark.every_database  # also on PostgreSQL (tests/conftest.py)
+
 UTC = dt.timezone.utc
 START = dt.datetime(2026, 12, 5, 14, 0, tzinfo=UTC)
 MAIL = {

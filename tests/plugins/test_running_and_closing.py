@@ -13,6 +13,8 @@ from tests.conftest import NOW, Chat, make_config
 from tests.fakes import FakeBugzilla, FakeClock
 from tests.plugins.test_trees_transcript import announce
 
+pytestmark = pytest.mark.every_database  # also on PostgreSQL (tests/conftest.py)
+
 UTC = dt.timezone.utc
 MAIL = {
     "host": "smtp.invalid", "preapprovers": "release@example.org", "cc": "releng@example.org",

@@ -3,7 +3,11 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
+
 from tests.conftest import Chat
+
+pytestmark = pytest.mark.every_database  # also on PostgreSQL (tests/conftest.py)
 
 
 def test_a_whole_downtime_from_proposal_to_verification(chat: Chat) -> None:

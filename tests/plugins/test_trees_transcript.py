@@ -8,6 +8,8 @@ import pytest
 from models.orm import Tree
 from tests.conftest import Chat
 
+pytestmark = pytest.mark.every_database  # also on PostgreSQL (tests/conftest.py)
+
 UTC = dt.timezone.utc
 APPROVAL = "Release candidate: a= needed"
 

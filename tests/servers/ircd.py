@@ -267,7 +267,7 @@ INSPIRCD_CONF = """\
 <module name="ircv3_echomessage">
 <module name="ircv3_msgid">
 <module name="ircv3_servertime">
-"""
+{monitor}"""
 
 ANOPE_CONF = """\
 serverinfo {{
@@ -333,6 +333,8 @@ command {{ service = "NickServ"; name = "REGISTER"; command = "nickserv/register
 command {{ service = "NickServ"; name = "IDENTIFY"; command = "nickserv/identify"; }}
 command {{ service = "NickServ"; name = "ID"; command = "nickserv/identify"; hide = true; }}
 command {{ service = "NickServ"; name = "LOGOUT"; command = "nickserv/logout"; }}
+module {{ name = "ns_recover" }}
+command {{ service = "NickServ"; name = "RECOVER"; command = "nickserv/recover"; }}
 """
 
 
@@ -341,13 +343,14 @@ class InspircdAnope(_Server):
 
     ``flood="default"`` keeps InspIRCd's default connect-class flood rules; ``"off"`` raises
     them for benchmarks. ``account_caps=False`` offers no account-tag, account-notify or
-    extended-join: a client learns accounts only by WHOIS (330).
+    extended-join: a client learns accounts only by WHOIS (330). ``monitor=True`` loads the
+    MONITOR module (ISUPPORT ``MONITOR``). NickServ has RECOVER (Anope 2's ns_recover).
     """
 
     name = "inspircd"
     link_password = "linkpassword"
 
-    def __init__(self, flood: str = "default", account_caps: bool = True) -> None:
+    def __init__(self, flood: str = "default", account_caps: bool = True, monitor: bool = False) -> None:
         super().__init__()
         self.link_port = free_port()
         self.conf = self.dir / "inspircd.conf"
@@ -365,6 +368,7 @@ class InspircdAnope(_Server):
             flood=flood_attrs,
             account_caps='<module name="ircv3_accounttag">\n' if account_caps
             else '<ircv3 accountnotify="no" awaynotify="no" extendedjoin="no">\n',
+            monitor='<module name="monitor">\n' if monitor else "",
         )
         self.conf.write_text(INSPIRCD_CONF.format(**fmt))
         (self.anope_dir / "services.conf").write_text(ANOPE_CONF.format(**fmt))
@@ -696,6 +700,15 @@ class RawClient:
         old = self.nick
         await self.send(f"NICK {new}")
         await self.wait_for(lambda l: l.command == "NICK" and l.nick == old, timeout=timeout)
+
+    def play_dead(self) -> None:
+        """Stop reading (no PONG, nothing more recorded) with the connection left open: a client
+        whose machine died, as the server sees it until its ping timeout."""
+        if self._task is not None:
+            self._task.cancel()
+        transport = self._writer.transport if self._writer is not None else None
+        if isinstance(transport, asyncio.ReadTransport):
+            transport.pause_reading()
 
     async def quit(self, message: str = "bye") -> None:
         if self._writer is None:

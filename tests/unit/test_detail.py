@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
 from sqlalchemy import select
 
 from models.confidential import told
@@ -10,6 +11,8 @@ from models.detail import load_detail
 from models.orm import Downtime, DowntimeBug, OutboxMessage, Verdict
 from models.ports import Incoming
 from tests.conftest import NOW, Chat
+
+pytestmark = pytest.mark.every_database  # also on PostgreSQL (tests/conftest.py)
 
 UTC = dt.timezone.utc
 

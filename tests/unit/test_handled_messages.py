@@ -3,12 +3,15 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
 from sqlalchemy import func, select
 
 from models.ports import Incoming
 from models.handled import KEPT_FOR
 from models.orm import AuditEvent, Downtime, HandledMessage, OutboxMessage
 from tests.conftest import Chat
+
+pytestmark = pytest.mark.every_database  # also on PostgreSQL (tests/conftest.py)
 
 PROPOSE = "!downtime propose 2026-12-05 14:00 UTC for 2h -- Upgrade hg.mozilla.org"
 

@@ -40,8 +40,9 @@ def test_protect_keeps_nio_at_info_even_when_the_bot_logs_at_debug() -> None:
 
 def test_the_bot_masks_every_secret_its_configuration_names_and_the_database_password() -> None:
     config = configuration._build({
-        "bot": {"database": "postgresql+psycopg://bot:db-pw-123@db.example.org/dt"},
+        "bot": {"database": "postgresql+psycopg://bot@db.example.org/dt", "database_password_env": "DB_PW"},
         "irc": {"sasl_password_env": "IRC_PW"}, "mail": {"password_env": "MAIL_PW"},
     }, "test")
-    values = bot.secret_values(config, {"IRC_PW": "irc-pw-456", "MAIL_PW": "mail-pw-789", "OTHER": "x"})
+    values = bot.secret_values(config, {"IRC_PW": "irc-pw-456", "MAIL_PW": "mail-pw-789", "DB_PW": "db-pw-123",
+                                        "OTHER": "x"})
     assert sorted(values) == ["db-pw-123", "irc-pw-456", "mail-pw-789"]

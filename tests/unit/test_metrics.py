@@ -21,6 +21,8 @@ from models.ports import Mail, MailUnavailable, TreestatusUnavailable
 from tests.conftest import NOW, Chat, make_config
 from tests.fakes import FakeClock
 
+pytestmark = pytest.mark.every_database  # also on PostgreSQL (tests/conftest.py)
+
 UTC = dt.timezone.utc
 
 
@@ -109,8 +111,8 @@ def test_a_command_that_breaks_is_told_as_an_error(noted: Any) -> None:
 
 # ---- the outbox workers' on_delivery ------------------------------------------------------------
 
-def test_an_outbox_worker_tells_each_delivery_ok_retry_or_failed(tmp_path: Path) -> None:
-    chat = Chat(make_config(tmp_path), FakeClock(NOW))
+def test_an_outbox_worker_tells_each_delivery_ok_retry_or_failed(tmp_path: Path, database: str) -> None:
+    chat = Chat(make_config(tmp_path, database), FakeClock(NOW))
     told: list[tuple[str, str]] = []
     outcomes = iter([None, Permanent("no such room"), Retry("down")])
 
@@ -134,8 +136,8 @@ def test_an_outbox_worker_tells_each_delivery_ok_retry_or_failed(tmp_path: Path)
 
 # ---- the reminder scheduler's on_reminder -------------------------------------------------------
 
-def test_the_scheduler_tells_how_late_each_reminder_was_queued(tmp_path: Path) -> None:
-    chat = Chat(make_config(tmp_path), FakeClock(NOW))
+def test_the_scheduler_tells_how_late_each_reminder_was_queued(tmp_path: Path, database: str) -> None:
+    chat = Chat(make_config(tmp_path, database), FakeClock(NOW))
     lateness: list[float] = []
     chat.bot.reminders.on_reminder = lateness.append
     try:

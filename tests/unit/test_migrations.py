@@ -1,22 +1,82 @@
-"""The migrations build exactly the schema the models describe, with WAL and foreign keys on."""
+"""The migrations build exactly the schema the models describe, on SQLite (with WAL and foreign
+keys on) and on PostgreSQL, from an empty database and from the previous revisions."""
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect, text
+from sqlalchemy import Engine, inspect, text
 
 from adapters.db import make_engine, migrate
 from models.orm import Base
+from tests.conftest import DATABASES, make_test_engine
+from tests.servers.postgres import PostgresServer
+
+_names = itertools.count(1)
 
 
-def test_migrations_match_the_models(tmp_path: Path) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path / 'm.db'}")
-    migrate(engine)
+@pytest.fixture(params=DATABASES)
+def empty(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """An engine on an empty database: a new SQLite file, or a new PostgreSQL database."""
+    if request.param == "sqlite":
+        engine = make_engine(f"sqlite:///{tmp_path / 'm.db'}")
+        yield engine
+        engine.dispose()
+        return
+    server = request.getfixturevalue("postgres")
+    name = f"migrations_{next(_names)}"
+    engine = make_test_engine(server.create_database(name, migrated=False))
+    yield engine
+    engine.dispose()
+    server.drop_database(name)
+
+
+def _upgrade(engine: Engine, revision: str) -> None:
+    from alembic import command
+    from alembic.config import Config as AlembicConfig
+
+    from adapters.db import MIGRATIONS
+
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        cfg.attributes["connection"] = connection
+        command.upgrade(cfg, revision)
+
+
+def _differences(engine: Engine) -> list[object]:
     with engine.connect() as connection:
-        diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
-    assert diff == []
+        return list(compare_metadata(MigrationContext.configure(connection), Base.metadata))
+
+
+def test_migrations_from_an_empty_database_match_the_models(empty: Engine) -> None:
+    migrate(empty)
+    assert _differences(empty) == []
+
+
+@pytest.mark.parametrize("revision", ["0003", "0004"])
+def test_migrations_from_an_older_revision_to_the_newest_match_the_models(empty: Engine, revision: str) -> None:
+    _upgrade(empty, revision)
+    with empty.connect() as connection:
+        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar() == revision
+    migrate(empty)
+    assert _differences(empty) == []
+    assert "leader_lease" in inspect(empty).get_table_names()
+
+
+def test_migrations_run_in_a_child_process_build_the_same_schema(empty: Engine) -> None:
+    migrate(empty, in_child=True)  # on PostgreSQL the child gets the password through its environment
+    assert _differences(empty) == []
+
+
+def test_migrating_twice_changes_nothing(empty: Engine) -> None:
+    migrate(empty)
+    migrate(empty)
+    assert _differences(empty) == []
 
 
 def test_migrating_twice_changes_nothing_and_sqlite_is_in_wal_mode_with_foreign_keys(tmp_path: Path) -> None:
@@ -87,23 +147,14 @@ def test_migrations_can_run_in_a_child_process_leaving_alembic_out_of_this_one(t
 
 
 def test_upgrading_from_0002_keeps_announced_downtimes_ids_and_gives_the_others_the_database_token(
-    tmp_path: Path,
+    empty: Engine,
 ) -> None:
-    from alembic import command
-    from alembic.config import Config as AlembicConfig
-
-    from adapters.db import MIGRATIONS
-
-    engine = make_engine(f"sqlite:///{tmp_path / 'm.db'}")
-    cfg = AlembicConfig()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as connection:
-        cfg.attributes["connection"] = connection
-        command.upgrade(cfg, "0002")
+    engine = empty
+    _upgrade(engine, "0002")
     row = ("'{state}', 'x', '2026-12-05 14:00:00', '2026-12-05 16:00:00', 'alice', 'irc', '', '', "
            "'2026-12-01 10:00:00', '2026-12-01 10:00:00', 0, {announced}")
     with engine.begin() as connection:
-        for id_, state, announced in ((1, "announced", 1), (2, "proposed", 0)):
+        for id_, state, announced in ((1, "announced", "TRUE"), (2, "proposed", "FALSE")):
             connection.execute(text(
                 "INSERT INTO downtimes (id, state, summary, start_at, end_at, requester, requester_network, "
                 "trees, systems, created_at, updated_at, revision, was_announced) VALUES "
@@ -114,3 +165,27 @@ def test_upgrading_from_0002_keeps_announced_downtimes_ids_and_gives_the_others_
         tokens = dict(connection.execute(text("SELECT id, id_token FROM downtimes")).all())  # type: ignore[arg-type]
     assert token and len(token) == 12
     assert tokens == {1: "", 2: token}
+
+
+def test_two_instances_migrating_one_new_postgresql_database_at_once_both_start_and_build_one_schema(
+    postgres: PostgresServer,
+) -> None:
+    """(On SQLite the bot is one process: nothing serialises two migrations of one file.)"""
+    import os
+    import subprocess
+    import sys
+
+    postgres.create_database("migrated_twice", migrated=False)
+    engine = make_test_engine(postgres.url("migrated_twice"))
+    try:
+        # The URL with its password goes through the environment, as migrate(in_child=True) does.
+        url = engine.url.set(password=postgres.role_password).render_as_string(hide_password=False)
+        code = "import os; from adapters.db import make_engine, migrate; migrate(make_engine(os.environ['URL']))"
+        both = [subprocess.Popen([sys.executable, "-c", code], env=dict(os.environ, URL=url),
+                                 stderr=subprocess.PIPE, text=True) for _ in range(2)]
+        errors = [process.communicate(timeout=120)[1] for process in both]
+        assert [process.returncode for process in both] == [0, 0], errors
+        assert _differences(engine) == []
+    finally:
+        engine.dispose()
+        postgres.drop_database("migrated_twice")

@@ -11,6 +11,8 @@ from models.planning import parse_windows
 from tests.conftest import NOW, Chat, make_config
 from tests.fakes import FakeClock
 
+pytestmark = pytest.mark.every_database  # also on PostgreSQL (tests/conftest.py)
+
 DEFAULT = Visibility(frozenset({"announced", "in_progress", "finished", "cancelled"}))
 
 
@@ -34,10 +36,10 @@ def test_listing_approved_makes_approved_and_cancelled_proposals_public() -> Non
     assert not wider.shows("proposed", False) and not wider.shows("rejected", False)
 
 
-def test_the_sql_rule_and_the_python_rule_agree(tmp_path: Path) -> None:
+def test_the_sql_rule_and_the_python_rule_agree(tmp_path: Path, database: str) -> None:
     from models.public import PublicReader
 
-    chat = Chat(make_config(tmp_path), FakeClock(NOW))
+    chat = Chat(make_config(tmp_path, database), FakeClock(NOW))
     try:
         for n in range(1, 5):
             chat.say("alice", f"!downtime propose 2026-12-{4 + n:02d} 14:00 UTC for 2h bug {n} -- work {n}")

@@ -18,7 +18,8 @@ import pytest
 from sqlalchemy.orm import Session
 
 from adapters.config import NoticeSection
-from adapters.db import make_engine, migrate, session_factory
+from adapters.db import migrate, session_factory
+from tests.conftest import make_test_engine
 from adapters.templates import Renderer
 from models import events as ev
 from models import jobs
@@ -29,6 +30,8 @@ from models.outbox import Outbox
 from models.planning import RuleFailure
 from models.reactions import REACTIONS, Reactions
 from models.work import MailRouting, Settings
+
+pytestmark = pytest.mark.every_database  # also on PostgreSQL (tests/conftest.py)
 
 UTC = dt.timezone.utc
 NOW = dt.datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
@@ -366,8 +369,8 @@ def _named_security_bug(d: Downtime, bug: int, *, found_later: bool = False) -> 
 
 
 @pytest.fixture
-def session(tmp_path: Path) -> Iterator[Session]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'reactions.db'}")
+def session(database: str) -> Iterator[Session]:
+    engine = make_test_engine(database)
     migrate(engine)
     with session_factory(engine)() as s:
         yield s

@@ -8,13 +8,16 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session
 
-from adapters.db import make_engine, migrate, session_factory
+from adapters.db import migrate, session_factory
+from tests.conftest import make_test_engine
 from models.events import LeftTree
 from models.lifecycle import DomainError, Forbidden, Role
 from models.orm import Tree
 from models.queries import Queries
 from models.trees import Trees
 from models.work import Actor, Settings, Work
+
+pytestmark = pytest.mark.every_database  # also on PostgreSQL (tests/conftest.py)
 
 UTC = dt.timezone.utc
 NOW = dt.datetime(2026, 12, 5, 14, 0, tzinfo=UTC)
@@ -24,8 +27,8 @@ APPROVAL = "Release candidate: a= needed"
 
 
 @pytest.fixture
-def session(tmp_path: Path) -> Iterator[Session]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'trees.db'}")
+def session(database: str) -> Iterator[Session]:
+    engine = make_test_engine(database)
     migrate(engine)
     with session_factory(engine)() as s:
         yield s

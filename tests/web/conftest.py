@@ -67,3 +67,9 @@ def web(tmp_path: Path, clock: FakeClock) -> Iterator[WebChat]:
     harness = WebChat(web_config(tmp_path), clock)
     yield harness
     harness.close()
+
+
+@pytest.fixture(autouse=True)
+def _on_each_database(database: str) -> str:
+    """Every web test runs on each database engine (SQLite and PostgreSQL, tests/conftest.py)."""
+    return database

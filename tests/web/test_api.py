@@ -9,6 +9,8 @@ import pytest
 
 from tests.web.conftest import WebChat
 
+pytestmark = pytest.mark.every_database  # also on PostgreSQL (tests/conftest.py)
+
 UTC = dt.timezone.utc
 SCRIPT = "<script>alert(1)</script>"
 

@@ -12,6 +12,8 @@ from tests.conftest import make_config
 from tests.fakes import FakeClock
 from tests.web.conftest import WebChat
 
+pytestmark = pytest.mark.every_database  # also on PostgreSQL (tests/conftest.py)
+
 UTC = dt.timezone.utc
 BROWSER = {"Accept": "text/html,application/xhtml+xml"}
 SCRIPT = "<script>alert(1)</script>"

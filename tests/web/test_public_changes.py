@@ -7,12 +7,15 @@ import datetime as dt
 
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 
 from models.orm import DowntimeBug
 from tests.conftest import make_config
 from tests.fakes import FakeClock
 from tests.web.conftest import WebChat
+
+pytestmark = pytest.mark.every_database  # also on PostgreSQL (tests/conftest.py)
 
 PATHS = (
     "/", "/trees", "/downtimes/1", "/downtimes/2", "/downtimes/3", "/downtimes/1.ics", "/calendar.ics",

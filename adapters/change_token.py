@@ -1,0 +1,125 @@
+"""The change token: how one instance learns that another one committed (with [ha] enabled).
+
+Two caches keep answers until something changes: the dispatcher's (plugins/answers.py; its
+generation is adapters/db.py `CommitCounter`) and the web site's (adapters/web/changes.py
+`PublicChanges`). Each counts the commits of its own process, which is enough while the bot is
+the database's only writer. With several instances on one database ([ha] enabled), each counted
+change also adds one to a row of the `bot_meta` table, in the same transaction as the change:
+
+- ``changes``: every transaction that wrote anything (`count_writes`, on the engine);
+- ``public_changes``: every transaction that changed something the web site shows
+  (`PublicChanges`, through `bump`).
+
+Each instance reads the row at most once a second (`ChangeToken`) and adds it to its own count,
+so that another instance's change empties its caches within about a second, and its own at once.
+While the row cannot be read, every call gives a new value: nothing is kept until it can.
+With [ha] off none of this exists: no extra statement in a commit, no extra query.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import Connection, Engine, event, text
+
+log = logging.getLogger(__name__)
+
+CHANGES = "changes"
+PUBLIC_CHANGES = "public_changes"
+READ_EVERY = 1.0  # seconds: how stale another instance's change may be in this one's caches
+
+_WROTE = "downtimebot_wrote"
+_WRITES = ("INSERT", "UPDATE", "DELETE")
+
+
+def _bump_sql(key: str) -> str:
+    # A literal key (one of the two names above): the statement goes to the DBAPI cursor as is,
+    # whose parameter style differs between sqlite3 and psycopg.
+    assert key in (CHANGES, PUBLIC_CHANGES)
+    return f"UPDATE bot_meta SET value = CAST(CAST(value AS BIGINT) + 1 AS TEXT) WHERE key = '{key}'"
+
+
+def ensure_rows(engine: Engine) -> None:
+    """The two counter rows, created at 0 if missing (two instances may start at once)."""
+    with engine.begin() as connection:
+        for key in (CHANGES, PUBLIC_CHANGES):
+            connection.execute(
+                text("INSERT INTO bot_meta (key, value) VALUES (:key, '0') ON CONFLICT (key) DO NOTHING"),
+                {"key": key},
+            )
+
+
+def bump(connection: Connection, key: str) -> None:
+    """Add one to the `key` row in `connection`'s transaction."""
+    connection.exec_driver_sql(_bump_sql(key))
+
+
+def count_writes(engine: Engine) -> None:
+    """Every transaction through `engine` that wrote a row adds one to ``changes`` before it commits."""
+    event.listen(engine, "after_cursor_execute", _noticed)
+    event.listen(engine, "commit", _committing)
+    event.listen(engine, "rollback", _forget)
+
+
+def _noticed(connection: Connection, _cursor: Any, statement: str, *_args: Any) -> None:
+    if statement.lstrip()[:6].upper() in _WRITES:
+        connection.info[_WROTE] = True
+
+
+def _committing(connection: Connection) -> None:
+    # Called just before the COMMIT, inside the transaction: the bump commits with the change or
+    # not at all. The DBAPI cursor, not `connection.execute`: SQLAlchemy is committing.
+    if connection.info.pop(_WROTE, False):
+        cursor = connection.connection.cursor()
+        try:
+            cursor.execute(_bump_sql(CHANGES))
+        finally:
+            cursor.close()
+
+
+def _forget(connection: Connection) -> None:
+    connection.info.pop(_WROTE, None)
+
+
+class ChangeToken:
+    """The value of one counter row of `bot_meta`, read at most every `every` seconds."""
+
+    def __init__(self, engine: Engine, key: str, *, every: float = READ_EVERY,
+                 clock: Callable[[], float] = time.monotonic):
+        self.engine = engine
+        self.key = key
+        self.every = every
+        self.clock = clock
+        self._value = 0  # the row, as last read
+        self._offset = 0  # grows while the row cannot be read: each call then gives a new value
+        self._failing = False
+        self._read_at: float | None = None
+        self._query = text("SELECT value FROM bot_meta WHERE key = :key")
+
+    def __call__(self) -> int:
+        now = self.clock()
+        if self._read_at is None or now - self._read_at >= self.every:
+            self._read_at = now
+            try:
+                with self.engine.connect() as connection:
+                    self._value = int(connection.execute(self._query, {"key": self.key}).scalar() or 0)
+            except Exception as error:  # the database is away: keep nothing cached until it is back
+                if not self._failing:
+                    log.warning("cannot read the change token %r (%s): nothing is cached until it can",
+                                self.key, type(error).__name__)
+                self._failing = True
+            else:
+                if self._failing:
+                    self._offset += 1  # above every value given while it could not be read
+                self._failing = False
+        if self._failing:
+            self._offset += 1
+        return self._value + self._offset
+
+
+def shared(local: Callable[[], int], token: ChangeToken) -> Callable[[], int]:
+    """A generation that changes when `local` (this process's count) or the token does: both
+    only ever grow, so their sum grows when either does."""
+    return lambda: local() + token()
