@@ -149,6 +149,22 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize("database", engines, indirect=True)
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ha_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
+    """For the [ha] drills: (the database URL every instance uses, the environment it adds).
+    A SQLite file shared by the processes (WAL), or a new database on the session's PostgreSQL
+    (the role's password in the environment variable `[bot] database_password_env` names)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'bot.db'}", {}
+        return
+    from tests.servers.postgres import PASSWORD_ENV
+
+    server = request.getfixturevalue("postgres")
+    name = f"failover_{os.getpid()}_{next(_names)}"
+    yield server.create_database(name), {PASSWORD_ENV: os.environ[PASSWORD_ENV]}
+    server.drop_database(name)
+
+
 @pytest.fixture
 def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh database for one test, its URL: a SQLite file in tmp_path, or on PostgreSQL a new

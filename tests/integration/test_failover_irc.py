@@ -16,32 +16,20 @@ processes (WAL), and PostgreSQL when the session's server fixture exists (tests/
 from __future__ import annotations
 
 import asyncio
-import itertools
-import json
-import os
-import re
 import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from adapters.db import make_engine
-from models.outbox import Outbox
 from tests.integration.test_irc_transport import _require
-from tests.servers.ircd import Line, Ngircd, RawClient
+from tests.servers.instances import LEASE, Instance, lines_from_bot, queue, wait_until
+from tests.servers.ircd import Ngircd, RawClient
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parents[2]
-LEASE = 3
-_names = itertools.count(1)
 
 
 @pytest.fixture(scope="module")
@@ -49,130 +37,6 @@ def ngircd() -> Iterator[Ngircd]:
     _require("ngircd")
     with Ngircd(penalties=True) as server:  # default flood rules
         yield server
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def ha_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
-    """(the database URL both instances use, what their configuration and environment add)."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'bot.db'}", {}
-        return
-    try:
-        server = request.getfixturevalue("postgres")
-    except pytest.FixtureLookupError:
-        pytest.skip("this branch has no PostgreSQL test server fixture yet (tests/conftest.py `postgres`)")
-    from tests.servers.postgres import PASSWORD_ENV  # type: ignore[import-not-found,unused-ignore]
-
-    name = f"failover_{os.getpid()}_{next(_names)}"
-    yield server.create_database(name), {PASSWORD_ENV: os.environ[PASSWORD_ENV]}
-    server.drop_database(name)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-class Instance:
-    """`python bot.py --config <file>` as one [ha] instance."""
-
-    def __init__(self, tmp: Path, name: str, *, port: int, tag: str, database: str, env: dict[str, str]):
-        self.name = name
-        self.web = free_port()
-        self.log = tmp / f"{name}.log"
-        self.config = tmp / f"{name}.ini"
-        password_key = f"database_password_env = {next(iter(env))}\n" if env else ""
-        self.config.write_text(
-            "[bot]\n"
-            f"nick = dtbot{tag}\n"
-            f"database = {database}\n{password_key}"
-            "transports = irc\n"
-            "[channels]\n"
-            f"requests = #ci-{tag}\nannounce = #dev-{tag}\n"
-            "[roles]\nciduty = nobody\n"
-            "[irc]\n"
-            f"host = 127.0.0.1\nport = {port}\nidentity = nick\n"
-            "[web]\n"
-            f"listen = 127.0.0.1:{self.web}\n"
-            "[ha]\n"
-            f"enabled = on\ninstance = {name}\nlease_seconds = {LEASE}\n"
-        )
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("DOWNTIMEBOT_")}
-        self.env.update(DOWNTIMEBOT_LOG_LEVEL="INFO", **env)
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, str(ROOT / "bot.py"), "--config", str(self.config)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=self.env, cwd=self.log.parent,
-            )
-
-    def text(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
-
-    def count(self, pattern: str) -> int:
-        return len(re.findall(pattern, self.text()))
-
-    async def wait_log(self, pattern: str, count: int = 1, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while self.count(pattern) < count:
-            assert self.proc is not None and self.proc.poll() is None, f"{self.name} exited:\n{self.text()[-3000:]}"
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{self.name}: {pattern!r} seen {self.count(pattern)}/{count} times:\n"
-                                     f"{self.text()[-3000:]}")
-            await asyncio.sleep(0.05)
-
-    def heartbeat(self) -> dict[str, object]:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.web}/__heartbeat__", timeout=10) as reply:
-            body: dict[str, object] = json.loads(reply.read())
-            return body
-
-    def signal(self, sig: signal.Signals) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(sig)
-
-    def stop(self) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGCONT)
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self.proc = None
-
-
-def queue(database: str, env: dict[str, str], channel: str, bodies: list[str]) -> None:
-    """Chat lines in the outbox, as a command would leave them for the leader to deliver."""
-    engine = make_engine(database, password=next(iter(env.values()), None))
-    try:
-        from adapters.db import session_factory
-        from tests.conftest import NOW
-
-        with session_factory(engine)() as session, session.begin():
-            outbox = Outbox(session, now=NOW, networks=["irc"])
-            for body in bodies:
-                outbox.chat(f"drill:{body}", channel, body)
-            outbox.write()
-    finally:
-        engine.dispose()
-
-
-def lines_from_bot(watcher: RawClient, tag: str, since: int = 0) -> list[Line]:
-    return [line for line in watcher.lines[since:]
-            if line.command == "PRIVMSG" and line.nick.lower().startswith(f"dtbot{tag}")]
-
-
-async def wait_until(condition: object, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
-        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
-        await asyncio.sleep(0.05)
 
 
 def test_two_instances_one_voice_through_a_kill_and_a_pause(
