@@ -437,6 +437,8 @@ class Bot:
         assert self.leadership is not None
         if self.engine.dialect.name == "sqlite":
             self._background.append(asyncio.create_task(self.checkpointer.run(), name="sqlite-checkpoints"))
+            log.warning("[ha] on a SQLite file: every instance must run on this machine (a SQLite file "
+                        "shared over the network is not safe); use PostgreSQL for instances on several machines")
         if self.web is not None:
             await self.web.start()
         self.leadership.start()

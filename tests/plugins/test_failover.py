@@ -141,6 +141,18 @@ def test_of_two_instances_exactly_one_leads_and_joins_chat_and_a_clean_stop_hand
     run(scenario, tmp_path)
 
 
+def test_instances_on_a_sqlite_file_are_warned_that_they_must_share_one_machine(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def scenario(a: Instance, b: Instance) -> None:
+        warned = [r for r in caplog.records if r.levelname == "WARNING" and "[ha] on a SQLite file" in r.getMessage()]
+        assert len(warned) == 2, [r.getMessage() for r in caplog.records]
+        assert "use PostgreSQL for instances on several machines" in warned[0].getMessage()
+
+    with caplog.at_level("WARNING", logger="downtimebot"):
+        run(scenario, tmp_path)
+
+
 def test_the_standby_takes_over_a_dead_leader_and_delivers_what_waited_once_with_the_missed_reminder_late(
     tmp_path: Path, clock: FakeClock,
 ) -> None:

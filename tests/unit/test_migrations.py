@@ -58,7 +58,7 @@ def test_migrations_from_an_empty_database_match_the_models(empty: Engine) -> No
     assert _differences(empty) == []
 
 
-@pytest.mark.parametrize("revision", ["0003", "0004"])
+@pytest.mark.parametrize("revision", ["0001", "0002", "0003", "0004"])
 def test_migrations_from_an_older_revision_to_the_newest_match_the_models(empty: Engine, revision: str) -> None:
     _upgrade(empty, revision)
     with empty.connect() as connection:
