@@ -1,7 +1,7 @@
 # The two set-up commands of the README:
 #   make run    create .venv, install, start the bot in console mode (SQLite under var/)
 #   make test   install everything the tests need (venv, test extras, ngircd, InspIRCd,
-#               Anope, Synapse), check the layers with import-linter and the types with mypy
+#               Anope, Synapse, PostgreSQL, chromium), check the layers with import-linter and the types with mypy
 #               (both configured in setup.cfg), then run the whole suite
 #   make check  only the layer and type checks
 VENV ?= .venv
