@@ -26,6 +26,7 @@ import secrets
 import signal
 import time
 from collections.abc import Iterator
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ from sqlalchemy import text
 from adapters.db import make_engine
 from adapters.matrix import NEXT_BATCH_KEY, STATE_FILE
 from tests.servers.instances import LEASE, Instance, queue, wait_until
-from tests.servers.synapse import CountingProxy, MatrixTestUser, Synapse, running_synapse
+from tests.servers.synapse import MatrixTestUser, Synapse, running_synapse
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -216,12 +217,12 @@ def test_two_instances_on_matrix_one_voice_through_a_kill_and_a_pause(
                 f"{sum(answers(d) for _, d in later)} answers for {len(later)} commands; after SIGCONT the old leader "
                 f"made {old.count('/send/') - sends} sends and {syncs_after} syncs (then "
                 f"{old.count('/sync') - syncs - syncs_after} more), {refused} writes of its sync position refused; "
-                f"the database's position moved back: {any(not not_before(q, p) for p, q in zip(positions, positions[1:]))}")
+                f"the database's position moved back: {any(not not_before(q, p) for p, q in pairwise(positions))}")
             assert old.count("/send/") == sends
             assert syncs_after <= 2 and old.count("/sync") - syncs == syncs_after  # and then no more
             assert sorted(s for s in lines if s in paused) == paused
             assert all(answers(d) == 1 for _, d in later)
-            assert all(not_before(q, p) for p, q in zip(positions, positions[1:])), positions
+            assert all(not_before(q, p) for p, q in pairwise(positions)), positions
             assert not_before(position(), store["next_batch"]), (position(), store["next_batch"])
             for instance in (a, b):
                 running = instance.text().split("downtime-bot running as instance", 1)[-1]

@@ -192,10 +192,16 @@ class Recording(MatrixTransport):
     """The Matrix transport, keeping what the bot gave it to keep its position in."""
 
     shared: SharedState | None = None
+    on_fenced: Callable[[], None] | None = None
+    stops = 0
 
     def keep_state_in(self, shared: SharedState, *, on_fenced: Callable[[], None] | None = None) -> None:
         super().keep_state_in(shared, on_fenced=on_fenced)
-        self.shared = shared
+        self.shared, self.on_fenced = shared, on_fenced
+
+    async def stop(self) -> None:
+        self.stops += 1
+        await super().stop()
 
 
 @pytest.mark.every_database
@@ -223,6 +229,11 @@ def test_an_old_leader_cannot_put_its_sync_position_over_the_new_leaders(tmp_pat
             with pytest.raises(Fenced):
                 old_leader.save({NEXT_BATCH_KEY: "s_a_older"})
             assert old_leader.load()[NEXT_BATCH_KEY] == "s_b"
+            # Told so by the transport, the instance stops leading and leaves Matrix at once.
+            assert transport.on_fenced is not None and transport.stops == 0
+            transport.on_fenced()
+            assert not bot.fence.check()
+            await until(lambda: transport.stops == 1)
         finally:
             await bot.stop()
 
