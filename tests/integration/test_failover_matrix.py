@@ -145,6 +145,7 @@ def test_two_instances_on_matrix_one_voice_through_a_kill_and_a_pause(
             leader.signal(signal.SIGKILL)
             killed_at = time.monotonic()
             lost_replies = lost.count("/send/", status=0)
+            lost_lines = len({r.path for r in lost.requests if "/send/" in r.path and r.status == 0})  # by txn id
             seen_before = len(said())
             lines_before = sum(s in bodies for s in said())  # in the room: marked sent or not
             commands = [propose(n) for n in range(1, 7)]
@@ -166,8 +167,8 @@ def test_two_instances_on_matrix_one_voice_through_a_kill_and_a_pause(
             report.append(
                 f"SIGKILL: {sum(s in bodies for s in lines)} lines seen for {len(bodies)} queued, "
                 f"{sum(answers(d) for _, d in commands)} answers for {len(commands)} commands sent in the gap; "
-                f"repeated: {len(repeated)} {repeated}; {lost_replies} sends of the dead leader posted with their "
-                f"answers lost; the new leader made {sends_by_new} sends, {resent} of them lines already posted (dropped by "
+                f"repeated: {len(repeated)} {repeated}; {lost_replies} sends ({lost_lines} messages) of the dead leader "
+                f"posted with their answers lost; the new leader made {sends_by_new} sends, {resent} of them lines already posted (dropped by "
                 f"the homeserver: same device, same transaction id); kill -> first message from the new leader "
                 f"{first_from_new:.1f} s")
             assert repeated == [], lines
