@@ -19,7 +19,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
 
 from adapters import config as configuration
 from adapters.clock import SystemClock
@@ -27,7 +28,7 @@ from adapters.console import ConsoleTransport
 from adapters.db import (
     Checkpointer, CommitCounter, DatabaseUnavailable, display_url, make_engine, migrate, session_factory, url_password,
 )
-from adapters.leadership import Fence, Lease, Leadership
+from adapters.leadership import Fence, Lease, Leadership, holds
 from adapters.logsafe import protect
 from adapters.mail import MailConfig, MailDelivery, PrintMailer, SmtpMailer
 from adapters.outbox import OutboxWorker, chat_delivery
@@ -197,7 +198,9 @@ class Bot:
 
             matrix = transports["matrix"]
             if isinstance(matrix, MatrixTransport):
-                matrix.keep_state_in(DatabaseState(self.sessions))
+                # [ha]: written only under this instance's epoch; a refusal deposes it (it stops syncing).
+                matrix.keep_state_in(DatabaseState(self.sessions, may_write=leading_writes(self.fence)),
+                                     on_fenced=lambda: self.fence.lost("the database refused its Matrix sync position"))
         # Which downtimes anyone may read ([web] public_states): the web site's, and chat's links to it.
         self.visibility = Visibility(frozenset(config.web.public_states))
         self.render = Renderer(
@@ -504,6 +507,21 @@ class Bot:
         if self.engine.dialect.name == "sqlite":
             await asyncio.to_thread(self.checkpointer.checkpoint, "TRUNCATE")
         self.engine.dispose()
+
+
+def leading_writes(fence: Fence) -> Callable[[Session], bool] | None:
+    """[ha]: a write's condition, read in the writing transaction: this instance leads (its local
+    deadline) and its epoch is still the lease's (the database). None without [ha]: no condition."""
+    if not fence.enabled:
+        return None
+
+    def may_write(session: Session) -> bool:
+        epoch = fence.epoch
+        if epoch is None or not fence.check():
+            return False
+        return bool(session.scalar(select(holds(fence.instance, epoch))))
+
+    return may_write
 
 
 def migrate_beside_others(engine: Engine, *, in_child: bool, tries: int = 5, pause: float = 2.0) -> None:

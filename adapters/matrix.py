@@ -12,7 +12,10 @@ What it guarantees, and how:
   (an existing install) and writes it there. Every instance logs in to that one device (a
   password login names it), so the homeserver drops a message resent with the same transaction
   id by the next leader: transaction ids are deduplicated per device. The access token stays in
-  the file of each machine, never in the database.
+  the file of each machine, never in the database. Under ``[ha]`` a write is made only while
+  this instance's lease epoch is still the lease's (checked in the writing transaction, bot.py
+  `leading_writes`): an old leader woken from a pause cannot move the position back; a refused
+  write tells the bot (``on_fenced``), which stops the transport.
 - **Its own sync loop** (not ``sync_forever``): every kind of failure (error response, exception,
   refused connection) backs off exponentially with jitter, from ``backoff_min`` to
   ``backoff_max`` seconds, and the delay resets after a good sync. ``M_UNKNOWN_TOKEN`` stops the
@@ -399,6 +402,7 @@ class MatrixTransport(Transport):
         self._rng = rng or random.Random()
         self._store = MatrixStateStore(config.store_path)
         self._shared: SharedState | None = None
+        self._on_fenced: Callable[[], None] | None = None
         self._shared_saved: dict[str, str] = {}  # what the database holds, as far as we know
         self._state: MatrixState | None = None
         self._client: nio.AsyncClient | None = None
@@ -420,12 +424,16 @@ class MatrixTransport(Transport):
         self._declined_invites: set[str] = set()
         self._last_join_attempt = float("-inf")
 
-    def keep_state_in(self, shared: SharedState) -> None:
+    def keep_state_in(self, shared: SharedState, *, on_fenced: Callable[[], None] | None = None) -> None:
         """Keep the sync position in `shared` (the database) too, and resume from there at
-        start: another instance (a new leader) takes over where this one stopped."""
+        start: another instance (a new leader) takes over where this one stopped.
+
+        `on_fenced`: called (on the event loop) when `shared` refuses a write while the transport
+        runs (`Fenced`: another instance leads); the bot then stops this transport."""
         if self._task is not None:
             raise RuntimeError("keep_state_in() must come before start()")
         self._shared = shared
+        self._on_fenced = on_fenced
 
     # -- Transport interface ---------------------------------------------------------------
 
@@ -1010,6 +1018,12 @@ class MatrixTransport(Transport):
             return
         try:
             await asyncio.to_thread(self._shared.save, changed)
+        except Fenced:
+            # The position in the database is the new leader's from now on: this one is dropped.
+            log.info("Matrix: this instance no longer leads: its sync position is not written to the database")
+            if self._on_fenced is not None and not self._stop_requested.is_set():
+                self._on_fenced()
+            return
         except Exception as error:  # noqa: BLE001 (the database is down: keep syncing, save later)
             log.warning("Matrix: cannot save the sync position in the database (%s: %s); "
                         "kept in memory, saved again at the next batch",

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from adapters.db import make_engine, session_factory
@@ -108,15 +108,17 @@ class Instance:
         self.proc = None
 
 
-def queue(database: str, env: dict[str, str], channel: str, bodies: list[str]) -> None:
-    """Chat lines in the outbox, as a command would leave them for the leader to deliver."""
+def queue(database: str, env: dict[str, str], channel: str, bodies: list[str],
+          networks: Sequence[str] = ("irc",)) -> None:
+    """Chat lines in the outbox, as a command would leave them for the leader to deliver
+    (on `networks`; the first of `env`'s values is the database's password)."""
     from tests.conftest import NOW
 
     engine = make_engine(database, password=next(iter(env.values()), None))
     try:
 
         with session_factory(engine)() as session, session.begin():
-            outbox = Outbox(session, now=NOW, networks=["irc"])
+            outbox = Outbox(session, now=NOW, networks=networks)
             for body in bodies:
                 outbox.chat(f"drill:{body}", channel, body)
             outbox.write()

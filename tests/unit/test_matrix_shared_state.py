@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from adapters.db import make_engine, migrate, session_factory
+from adapters.leadership import Lease
 from adapters.matrix import (
     DEVICE_KEY,
     NEXT_BATCH_KEY,
@@ -22,7 +24,11 @@ from adapters.matrix import (
     Fenced,
     MatrixConfig,
     MatrixTransport,
+    SharedState,
 )
+from bot import Bot
+from tests.conftest import make_config
+from tests.fakes import FakeMailer
 from tests.servers.ircd import free_port
 
 ME = "@bot:example.org"
@@ -161,3 +167,83 @@ def test_keep_state_in_after_start_is_refused(tmp_path: Path) -> None:
             await transport.stop()
 
     asyncio.run(scenario())
+
+
+def test_a_write_refused_while_the_transport_runs_tells_the_bot_and_one_at_stop_does_not(tmp_path: Path) -> None:
+    class Refusing(FakeShared):
+        def save(self, values: Mapping[str, str]) -> None:
+            raise Fenced("another instance leads")
+
+    told: list[str] = []
+    write_file(tmp_path, next_batch="")
+    transport = MatrixTransport(config(tmp_path))
+    transport.keep_state_in(Refusing(), on_fenced=lambda: told.append("fenced"))
+
+    async def scenario() -> None:
+        await transport.start(lambda incoming: asyncio.sleep(0))  # its first save is refused
+        assert told == ["fenced"]
+        await transport.stop()  # a deposed instance's last save: refused, nobody told again
+
+    asyncio.run(scenario())
+    assert told == ["fenced"]
+
+
+class Recording(MatrixTransport):
+    """The Matrix transport, keeping what the bot gave it to keep its position in."""
+
+    shared: SharedState | None = None
+    on_fenced: Callable[[], None] | None = None
+    stops = 0
+
+    def keep_state_in(self, shared: SharedState, *, on_fenced: Callable[[], None] | None = None) -> None:
+        super().keep_state_in(shared, on_fenced=on_fenced)
+        self.shared, self.on_fenced = shared, on_fenced
+
+    async def stop(self) -> None:
+        self.stops += 1
+        await super().stop()
+
+
+@pytest.mark.every_database
+def test_an_old_leader_cannot_put_its_sync_position_over_the_new_leaders(tmp_path: Path, database: str) -> None:
+    """The old leader's loop has not noticed yet (a paused process, woken): it still believes it
+    leads, but the lease moved on in the database, and its write is refused."""
+    transport = Recording(config(tmp_path / "a"))
+    bot = Bot(make_config(tmp_path, ha={"enabled": "on", "instance": "a", "lease_seconds": "3"}, web={"listen": ""}),
+              transports={"matrix": transport}, mailer=FakeMailer())
+    assert bot.leadership is not None and transport.shared is not None
+    old_leader = transport.shared
+
+    async def scenario() -> None:
+        assert bot.leadership is not None
+        bot.leadership.start()
+        try:
+            await until(bot.fence.check)
+            old_leader.save({NEXT_BATCH_KEY: "s_a"})  # while it leads: written
+            assert old_leader.load()[NEXT_BATCH_KEY] == "s_a"
+            # The lease moves on (it expired; b takes it) before a's loop runs again.
+            with bot.engine.begin() as connection:
+                connection.execute(text("UPDATE leader_lease SET expires_at = 0"))
+            assert Lease(bot.engine).acquire("b", 3) is not None
+            DatabaseState(bot.sessions).save({NEXT_BATCH_KEY: "s_b"})
+            with pytest.raises(Fenced):
+                old_leader.save({NEXT_BATCH_KEY: "s_a_older"})
+            assert old_leader.load()[NEXT_BATCH_KEY] == "s_b"
+            # Told so by the transport, the instance stops leading and leaves Matrix at once.
+            assert transport.on_fenced is not None and transport.stops == 0
+            transport.on_fenced()
+            assert not bot.fence.check()
+            await until(lambda: transport.stops == 1)
+        finally:
+            await bot.stop()
+
+    asyncio.run(scenario())
+    assert DatabaseState(bot.sessions).load()[NEXT_BATCH_KEY] == "s_b"  # its stop wrote nothing either
+
+
+async def until(condition: Callable[[], bool], within: float = 15.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not condition():
+        assert loop.time() < deadline, "the condition did not come true in time"
+        await asyncio.sleep(0.02)
