@@ -193,6 +193,12 @@ class Bot:
                 on_elected=self._lead, on_deposed=self._stand_by,
             )
             self.fence = self.leadership.fence
+            if "irc" in transports:  # the fence asked before each paced line, not once per message
+                from adapters.irc import IrcTransport
+
+                irc = transports["irc"]
+                if isinstance(irc, IrcTransport):
+                    irc.may_send = self.fence.check
         if "matrix" in transports:  # its sync position in the database: another instance resumes from it
             from adapters.matrix import DatabaseState, MatrixTransport
 

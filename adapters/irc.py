@@ -21,6 +21,12 @@ control and a strict UTF-8 decoder:
 - **Output**: one queue per connection, drained by a writer task through a `Pacer` (a byte
   bucket and a line bucket, see `IrcConfig`); every line fits in 512 bytes with CRLF after
   the server adds ``:nick!user@host``; control characters never reach the wire.
+- **One voice at a time** ([ha], `IrcTransport.may_send`, the leader's fence): asked right
+  before EACH line that speaks or claims the nick (PRIVMSG, NOTICE, NICK) is written, after the
+  pacer's wait, not once per message. A line refused is never written: its message fails with
+  `Fenced` (its outbox row stays pending for the new leader) and so does every message still
+  queued. While the fence is shut the nick regain is off (no RECOVER/GHOST, MONITOR, ISON or
+  NICK): a deposed instance never pulls the nick back from the new leader.
 - **Identity**: the services account of each sender from the ``account`` tag, else from
   extended-join/account-notify, else from a WHOIS 330 (at most ``whois_timeout`` seconds).
   What was learned without a tag is forgotten on QUIT, PART, KICK and NICK, replaced on
@@ -70,6 +76,17 @@ NICKSERV = "NickServ"
 # the order tried: Anope 2 has RECOVER (GHOST only where configured as an alias), Atheme GHOST.
 REGAIN_COMMANDS = ("RECOVER", "GHOST")
 _UNKNOWN_COMMAND = re.compile(r"unknown command|invalid command|no such command", re.IGNORECASE)
+# The lines that speak for the bot or take its nick: each is written only while `may_send` says so.
+FENCED_COMMANDS = ("PRIVMSG", "NOTICE", "NICK")
+
+
+class Fenced(TransportUnavailable):
+    """[ha] This instance may not speak now (it no longer leads): the line was not written, and
+    its outbox row stays pending for the leader."""
+
+
+def _fenced(line: str) -> bool:
+    return line.split(" ", 1)[0].upper() in FENCED_COMMANDS
 
 
 @dataclass(frozen=True)
@@ -389,9 +406,12 @@ class _Writer:
 
     CONTROL, MESSAGE = 0, 1
 
-    def __init__(self, connection: _Connection, pacer: Pacer | None) -> None:
+    def __init__(
+        self, connection: _Connection, pacer: Pacer | None, may_send: Callable[[], bool] = lambda: True
+    ) -> None:
         self._connection = connection
         self._pacer = pacer
+        self._may_send = may_send  # asked right before each fenced line (see FENCED_COMMANDS)
         self._queue: asyncio.PriorityQueue[_Batch] = asyncio.PriorityQueue()
         self._seq = 0
         self._closed = False
@@ -412,6 +432,11 @@ class _Writer:
                 batch = await self._queue.get()
                 try:
                     await self._write(batch)
+                except Fenced as exc:
+                    if not batch.done.done():
+                        batch.done.set_exception(exc)
+                    self._drop_messages(exc)
+                    continue
                 except TransportUnavailable as exc:
                     if not batch.done.done():
                         batch.done.set_exception(exc)
@@ -426,19 +451,43 @@ class _Writer:
             self.close()
 
     async def _write(self, batch: _Batch) -> None:
-        if self._pacer is None:  # pacing off: the whole message at once
+        if self._pacer is None:  # pacing off: the whole message at once, in one socket write
             if not batch.done.done():
+                for line in batch.lines:
+                    self._check_fence(line)
                 self._connection.write_lines(batch.lines, batch.secret)
             return
         for line in batch.lines:
             if batch.done.done():  # the sender gave up (cancelled): drop the rest
                 return
+            self._check_fence(line)
             size = len(line.encode("utf-8")) + 2
-            if self._pacer is not None:
-                while (wait := self._pacer.delay(size)) > 0:
-                    await asyncio.sleep(wait)
-                self._pacer.take(size)
+            while (wait := self._pacer.delay(size)) > 0:
+                await asyncio.sleep(wait)
+            # Asked again after the wait, right before the write: the lease may have ended while
+            # the pacer held the line (or the process was paused, and this is its first step).
+            if batch.done.done():
+                return
+            self._check_fence(line)
+            self._pacer.take(size)
             self._connection.write_line(line, batch.secret)
+
+    def _check_fence(self, line: str) -> None:
+        if _fenced(line) and not self._may_send():
+            raise Fenced("this instance does not lead now: the line was not sent")
+
+    def _drop_messages(self, exc: Fenced) -> None:
+        """The fence is shut: every message still queued fails now (its row stays pending);
+        control lines stay queued (each fenced one is asked again when its turn comes)."""
+        kept: list[_Batch] = []
+        while not self._queue.empty():
+            batch = self._queue.get_nowait()
+            if batch.priority == self.CONTROL:
+                kept.append(batch)
+            elif not batch.done.done():
+                batch.done.set_exception(exc)
+        for batch in kept:
+            self._queue.put_nowait(batch)
 
     def close(self) -> None:
         """Fail everything still queued: the outbox will send it again later."""
@@ -504,8 +553,13 @@ class IrcTransport(Transport):
     # Paced at about a line a second: a longer answer goes privately, with a pointer in the channel.
     max_channel_lines = 4
 
-    def __init__(self, config: IrcConfig, rng: random.Random | None = None) -> None:
+    def __init__(
+        self, config: IrcConfig, rng: random.Random | None = None, may_send: Callable[[], bool] | None = None
+    ) -> None:
         self.config = config
+        # [ha] The leader's fence (adapters/leadership.py Fence.check), asked before each line that
+        # speaks or claims the nick; without [ha] always open. bot.py sets it once the fence exists.
+        self.may_send: Callable[[], bool] = may_send or (lambda: True)
         self._rng = rng or random.Random()
         self._backoff = Backoff(config.backoff_min, config.backoff_max, self._rng)
         self._accounts = AccountMap()
@@ -624,6 +678,8 @@ class IrcTransport(Transport):
         session = self._session
         if session is None or not self.connected:
             raise TransportUnavailable("not connected to IRC")
+        if not self.may_send():
+            raise Fenced("this instance does not lead now: the message was not sent")
         target = await self._irc_target(session, message.target)
         lines = sanitize_lines(message.text)
         nicks = await self._mention_nicks(session, message.mentions) if message.mentions else []
@@ -684,7 +740,7 @@ class IrcTransport(Transport):
             self._reactor.connections.remove(connection)
             raise
         pacer = Pacer(config) if config.pacing else None
-        session = _Session(connection, _Writer(connection, pacer), config.nick)
+        session = _Session(connection, _Writer(connection, pacer, lambda: self.may_send()), config.nick)
         self._session = session
         session.spawn(session.writer.run())
         connection.write_line("CAP LS 302")
@@ -884,6 +940,9 @@ class IrcTransport(Transport):
         connection to time out: MONITOR or a periodic ISON tell when the nick is free.
         """
         wanted = self.config.nick
+        if not self.may_send():
+            log.info("IRC nick %s is held by another connection; this instance does not lead: left to it", wanted)
+            return
         if self._has_services_login():
             log.warning("IRC nick %s is held by another connection (an old one of this bot?): "
                         "recovering it through %s; meanwhile the bot is %s", wanted, NICKSERV, session.nick)
@@ -951,7 +1010,9 @@ class IrcTransport(Transport):
                 self._check_nick_free(session)
 
     def _wants_nick(self, session: _Session) -> bool:
-        return fold(session.nick) != fold(self.config.nick)
+        """True while the bot is on another nick and may take its own back: never once the fence
+        is shut (the new leader's connection may hold it; no tug-of-war)."""
+        return fold(session.nick) != fold(self.config.nick) and self.may_send()
 
     def _check_nick_free(self, session: _Session) -> None:
         """Ask whether the bot's nick is free (ISON: no error numeric, so no flood penalty)."""

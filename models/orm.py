@@ -230,7 +230,10 @@ class OutboxMessage(Base):
     last_error: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[utc]
     sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
-    # [ha]: the lease epoch of the leader that delivered it (adapters/leadership.py); None without [ha].
+    # [ha] (adapters/leadership.py, adapters/outbox.py): the epoch that started or delivered it. A chat
+    # line gets it when marked sent; a change in another system (mail, bugzilla, trees) when a leader
+    # claims it, before it acts (still pending: an earlier leader may have died half-way, so the next
+    # one redoes it as a retry), then the delivering epoch when marked sent. None without [ha].
     sent_epoch: Mapped[int | None] = mapped_column(BigInteger, default=None)
 
     __table_args__ = (Index("ix_outbox_status_kind_id", "status", "kind", "id"),)

@@ -7,12 +7,18 @@ remembered TreeChange, restored at the end. treestatus and advisory: the change 
 for it (state pending/requested → active → restoring → restored) so that `!trees` and
 `!downtime show` can name it. Like the downtime use cases, these record events and never
 queue anything themselves.
+
+Several instances on one PostgreSQL: a change locks the rows of the trees it touches first, all in
+one statement, in name order (`Trees._locked`). Two downtimes whose trees overlap, started at the
+same moment, then never wait for each other in a circle (PostgreSQL would abort one: a deadlock),
+and the second reads the trees as the first left them (its "before" is the first's closure).
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
 
 from models import events
 from models.events import LeftTree
@@ -131,9 +137,9 @@ class Trees:
         self._ensure()
         reason = clean_reason(reason) if reason.strip() else ""
         opened = []
+        trees = self._locked(names)
         for name in names:
-            tree = self.session.get(Tree, name)
-            assert tree is not None
+            tree = trees[name]
             if tree.status != "open" or tree.reason != reason:
                 self._set(tree, "open", reason, "")
                 opened.append(name)
@@ -172,10 +178,26 @@ class Trees:
 
     def _ensure(self) -> None:
         known = set(self.session.scalars(select(Tree.name)))
-        for name in self.settings.trees:
-            if name not in known:
-                self.session.add(Tree(name=name, status="open", reason="", tags="", updated_at=self.work.now))
-        self.session.flush()
+        missing = [name for name in self.settings.trees if name not in known]
+        if not missing:
+            return
+        # Another instance may be adding them at the same moment: the second keeps the first's rows.
+        dialect = self.session.get_bind().dialect.name
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        self.session.execute(
+            insert(Tree)
+            .values([dict(name=name, status="open", reason="", tags="", updated_at=self.work.now) for name in missing])
+            .on_conflict_do_nothing(index_elements=["name"])
+        )
+
+    def _locked(self, names: Sequence[str]) -> dict[str, Tree]:
+        """The trees `names` by name, read as they are now and locked until the transaction ends,
+        in one statement in name order (FOR UPDATE on PostgreSQL; SQLite has one writer anyway)."""
+        rows = self.session.scalars(
+            select(Tree).where(Tree.name.in_(sorted(set(names)))).order_by(Tree.name)
+            .with_for_update().execution_options(populate_existing=True)
+        )
+        return {tree.name: tree for tree in rows}
 
     def close(
         self, names: Sequence[str], reason: str, *, downtime_id: int | None = None, tags: str = "planned",
@@ -190,9 +212,9 @@ class Trees:
         change = TreeChange(
             at=self.work.now, who=self.work.actor.who, status="closed", reason=reason, tags=tags, downtime_id=downtime_id
         )
+        trees = self._locked(names)
         for name in names:
-            tree = self.session.get(Tree, name)
-            assert tree is not None
+            tree = trees[name]
             change.items.append(
                 TreeChangeItem(
                     tree=name, last_status=tree.status, last_reason=tree.reason, last_tags=tree.tags,
@@ -222,13 +244,14 @@ class Trees:
         - someone changed the tree since without remembering it (a sheriff reopened it early):
           their change stands.
         """
-        change = self.session.get(TreeChange, change_id)
+        change = self.session.get(TreeChange, change_id, with_for_update=True, populate_existing=True)
         if change is None or change.state != "active":
             raise DomainError("no_tree_change_to_restore", change=change_id)
         restored: list[str] = []
         left: list[LeftTree] = []
+        trees = self._locked([item.tree for item in change.items])
         for item in change.items:
-            tree = self.session.get(Tree, item.tree)
+            tree = trees.get(item.tree)
             if tree is None:
                 continue
             made = (item.current_status, item.current_reason)

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from adapters.irc import IrcConfig, IrcTransport
+from adapters.irc import Fenced, IrcConfig, IrcTransport
 from models.ports import Outgoing
 from tests.integration.test_irc_transport import (
     PASSWORDS,
@@ -111,6 +111,64 @@ def test_a_holder_in_no_shared_channel_is_found_gone_by_ison_and_the_nick_taken(
                     assert (await obs.wait_for(from_bot(wanted, f"#ci-{t}"), timeout=20)).text == "still here"
         finally:
             await old.quit()
+
+    asyncio.run(scenario())
+
+
+class Gate:
+    """The leader's fence as the transport asks it (adapters/leadership.py Fence.check)."""
+
+    def __init__(self) -> None:
+        self.open = True
+
+    def check(self) -> bool:
+        return self.open
+
+
+def test_the_line_after_the_lease_ends_mid_message_never_reaches_the_channel(ngircd: Ngircd) -> None:
+    async def scenario() -> None:
+        t = tag()
+        gate = Gate()
+        config = nick_config(ngircd.port, t, line_burst=1, line_rate=2.0)
+        async with running_bot(config, Recorder()) as bot, RawClient(ngircd.port, f"alice{t}") as alice:
+            bot.may_send = gate.check
+            await alice.join(f"#ci-{t}")
+            sending = asyncio.create_task(bot.send(Outgoing("#ci", "one\ntwo\nthree")))
+            await alice.wait_for(lambda line: from_bot(f"bot{t}", f"#ci-{t}")(line) and line.text == "one", timeout=20)
+            gate.open = False  # the lease ends while the pacer holds "two"
+            with pytest.raises(Fenced):
+                await sending
+            gate.open = True  # a later line on the same connection: it arrives after anything written before
+            await bot.send(Outgoing("#ci", "later"))
+            await alice.wait_for(lambda line: from_bot(f"bot{t}", f"#ci-{t}")(line) and line.text == "later", timeout=20)
+            said = [line.text for line in alice.lines if from_bot(f"bot{t}", f"#ci-{t}")(line)]
+        assert said == ["one", "later"]
+
+    asyncio.run(scenario())
+
+
+def test_a_deposed_instance_on_the_alternate_nick_leaves_the_freed_nick_to_the_new_leader(ngircd: Ngircd) -> None:
+    async def scenario() -> None:
+        t = tag()
+        wanted = f"bot{t}"
+        gate = Gate()
+        async with RawClient(ngircd.port, wanted) as old, RawClient(ngircd.port, f"new{t}") as new:
+            await old.join(f"#ci-{t}")  # the holder's QUIT is seen in a shared channel
+            # What would take the nick back here is the holder's QUIT (no ISON to add penalties).
+            config = nick_config(ngircd.port, t, regain_interval=3600)
+            async with running_bot(config, Recorder()) as bot:
+                bot.may_send = gate.check
+                assert bot.nick == f"{wanted}_"
+                gate.open = False  # its lease ended: another instance leads now
+                await old.quit("ping timeout")
+                # Longer than ngircd holds a client's lines after its refused NICK (2 s): an
+                # instance that still regained would have its nick back by now.
+                await asyncio.sleep(3.0)
+                assert bot.nick == f"{wanted}_"
+                await new.change_nick(wanted)  # the new leader's connection takes it, unopposed
+                assert new.nick == wanted
+                await asyncio.sleep(0.5)
+                assert bot.nick == f"{wanted}_"
 
     asyncio.run(scenario())
 

@@ -349,3 +349,41 @@ def test_an_instance_whose_migration_races_another_tries_again(
     composition.migrate_beside_others(engine, in_child=True, pause=0.01)
     assert calls == [True, True]
     assert "another instance may be running them" in caplog.text
+
+
+def test_a_leader_that_wakes_past_its_lease_writes_no_further_line_of_a_message_on_irc_and_quits(
+    tmp_path: Path,
+) -> None:
+    """SIGCONT of a paused leader on the real IRC transport: the line the pacer was holding is not
+    written (the fence is asked before each line), the row stays pending, and the instance quits."""
+    from adapters.irc import IrcConfig, IrcTransport
+    from tests.unit.test_irc_regain import ScriptedServer
+
+    async def scenario() -> None:
+        server = ScriptedServer()
+        server.held = False
+        await server.start()
+        irc = IrcTransport(IrcConfig(host="127.0.0.1", port=server.port, nick="downtimebot", identity="nick",
+                                     channels={"#ci": "#ci", "#developers": "#developers"},
+                                     line_burst=1, line_rate=5.0, burst=4096, rate=100000.0))
+        config = make_config(tmp_path, ha={"enabled": "on", "instance": "a", "lease_seconds": LEASE},
+                             policy=POLICY, web={"listen": ""})
+        bot = Bot(config, transports={"irc": irc}, clock=FakeClock(NOW), mailer=FakeMailer())
+        leadership = bot.leadership
+        assert leadership is not None
+        await bot.start()
+        try:
+            await until(lambda: irc.joined == {"#ci", "#developers"})
+            said = lambda: [l.split(" :", 1)[1] for l in server.received if l.startswith("PRIVMSG #ci :")]  # noqa: E731
+            queue_lines(bot, "one\ntwo\nthree")
+            bot.poke()
+            await until(lambda: "one" in said())
+            leadership.deadline = 0.0  # woken past its lease; its loop has not run yet
+            await until(lambda: any(line.startswith("QUIT") for line in server.received))
+            assert said() == ["one"]
+            assert outbox_rows(bot)["one\ntwo\nthree"] == ("pending", None)
+        finally:
+            await bot.stop()
+            await server.stop()
+
+    asyncio.run(scenario())
