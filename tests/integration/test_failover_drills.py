@@ -272,11 +272,12 @@ def test_a_leader_that_loses_the_database_stops_sending_within_the_lease_and_nev
             lost_logged = time.monotonic() - lost_at
             await standby.wait_log(rf"instance {standby.name} leads", timeout=2 * LEASE + 5)
             took_over = time.monotonic() - lost_at
-            await wait_until(lambda: {l.text for l in lines_from_bot(watcher, t, mark)} >= set(bodies), 60,
-                             "every queued line")
             await asyncio.sleep(max(0.0, 2.5 * LEASE - (time.monotonic() - lost_at)))
             postgres.allow_logins(role)
             refused.remove(role)
+            refused_for = time.monotonic() - lost_at
+            await wait_until(lambda: {l.text for l in lines_from_bot(watcher, t, mark)} >= set(bodies), 60,
+                             "every queued line")
             await leader.wait_log(rf"instance {leader.name} stands by \(leader: {standby.name}\)", timeout=30)
             await asyncio.sleep(2)  # anything said twice, or by the old leader, would come now
 
@@ -288,7 +289,7 @@ def test_a_leader_that_loses_the_database_stops_sending_within_the_lease_and_nev
             last_old = max((l.received for l in old), default=lost_at) - lost_at
             first_new = min((l.received for l in new), default=float("nan")) - lost_at
             report.append(
-                f"database lost ({ended} connections ended, logins refused {2.5 * LEASE:g} s): "
+                f"database lost ({ended} connections ended, logins refused {refused_for:.1f} s): "
                 f"{len(said)} lines seen for 20 queued, {len(old)} from the old leader, {len(new)} from the new; "
                 f"repeated: {len(repeated)} {repeated}; the old leader's last line {last_old:+.1f} s, its "
                 f"'lost the lead' {lost_logged:.1f} s, the new leader leads {took_over:.1f} s, "
