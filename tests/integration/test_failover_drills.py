@@ -6,7 +6,7 @@ with the time it arrived and the connection's prefix (nick!user@host; each insta
 [irc] username, so the prefix tells the instances apart whatever nick they hold).
 
 - in the middle of a downtime (started through chat, its trees closed in a local Treestatus),
-  with 20 lines queued and a reminder due a couple of seconds after the leader's SIGKILL: the
+  with 20 lines queued and a reminder due 1 s after the leader's SIGKILL (in the gap): the
   standby takes over within lease_seconds + 5 s, each line and the reminder arrive once (at most
   one repeated line, counted and printed), the reminder marked late; the downtime is ended from
   the new leader: the trees are back as they were in Treestatus and the TREE OPEN is said once;
@@ -309,6 +309,9 @@ def test_a_leader_that_loses_the_database_stops_sending_within_the_lease_and_nev
             # It stopped sending within lease_seconds of losing the database.
             assert last_old <= LEASE, f"the old leader spoke {last_old:.1f} s after losing the database"
             assert leader.count(rf"instance {leader.name} leads") == 1  # it came back as a standby only
+            # It left chat: the tap saw its connection quit.
+            assert any(l.command == "QUIT" and "!" in l.source and speaker(l) == leader.name
+                       for l in watcher.lines[mark:]), [l.raw for l in watcher.lines[mark:] if l.command != "PRIVMSG"]
             for instance in (a, b):
                 running = instance.text().split("downtime-bot running as instance", 1)[-1]
                 assert "Traceback" not in running, running[-3000:]
