@@ -19,6 +19,7 @@ import random
 from collections.abc import Awaitable, Callable
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapters.leadership import Fence, holds
@@ -215,6 +216,11 @@ class OutboxWorker:
             self.idle.clear()
             try:
                 ok = await self.deliver_pending()
+            except OperationalError as err:  # the database is gone for now (failover drills): one line, retried
+                first = str(err.orig or err).strip().splitlines()
+                log.warning("outbox %s: the database did not answer, trying again: %s",
+                            self.name, first[0][:300] if first else type(err).__name__)
+                ok = False
             except Exception:  # a bug must not stop delivery for good
                 log.exception("outbox %s: delivery loop error", self.name)
                 ok = False

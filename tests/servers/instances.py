@@ -1,7 +1,8 @@
 """Real `bot.py` processes as [ha] instances, for the failover drills and the failover benchmark.
 
 `Instance` writes one instance's configuration (IRC by default; `transports` and `extra` add the
-rest, e.g. a [matrix] or [treestatus] section), starts it, and reads its log. `queue` leaves chat
+rest, e.g. a [matrix] or [treestatus] section; `roles` is the [roles] section's body, `irc` more
+lines of [irc]), starts it, and reads its log. `queue` leaves chat
 lines in the outbox as a command would, for the leader to deliver.
 """
 from __future__ import annotations
@@ -37,7 +38,8 @@ class Instance:
     """`python bot.py --config <file>` as one [ha] instance."""
 
     def __init__(self, tmp: Path, name: str, *, port: int, tag: str, database: str, env: dict[str, str],
-                 transports: str = "irc", extra: str = "", lease: int = LEASE):
+                 transports: str = "irc", extra: str = "", lease: int = LEASE,
+                 roles: str = "ciduty = nobody\n", irc: str = ""):
         self.name = name
         self.web = free_port()
         self.log = tmp / f"{name}.log"
@@ -50,9 +52,9 @@ class Instance:
             f"transports = {transports}\n"
             "[channels]\n"
             f"requests = #ci-{tag}\nannounce = #dev-{tag}\n"
-            "[roles]\nciduty = nobody\n"
+            f"[roles]\n{roles}"
             "[irc]\n"
-            f"host = 127.0.0.1\nport = {port}\nidentity = nick\n"
+            f"host = 127.0.0.1\nport = {port}\nidentity = nick\n{irc}"
             "[web]\n"
             f"listen = 127.0.0.1:{self.web}\n"
             "[ha]\n"
