@@ -207,6 +207,8 @@ class Bot:
                 # [ha]: written only under this instance's epoch; a refusal deposes it (it stops syncing).
                 matrix.keep_state_in(DatabaseState(self.sessions, may_write=leading_writes(self.fence)),
                                      on_fenced=lambda: self.fence.lost("the database refused its Matrix sync position"))
+                if self.leadership is not None:  # a deposed instance posts nothing, answers included
+                    matrix.may_send = self.fence.check
         # Which downtimes anyone may read ([web] public_states): the web site's, and chat's links to it.
         self.visibility = Visibility(frozenset(config.web.public_states))
         self.render = Renderer(

@@ -423,6 +423,9 @@ class MatrixTransport(Transport):
         self._encrypted: set[str] = set()
         self._declined_invites: set[str] = set()
         self._last_join_attempt = float("-inf")
+        # [ha]: asked right before each message is posted (the leader's fence); a deposed instance
+        # posts nothing, not even the answer to a question it was still handling.
+        self.may_send: Callable[[], bool] = lambda: True
 
     def keep_state_in(self, shared: SharedState, *, on_fenced: Callable[[], None] | None = None) -> None:
         """Keep the sync position in `shared` (the database) too, and resume from there at
@@ -554,6 +557,8 @@ class MatrixTransport(Transport):
         never be delivered on Matrix (an unknown channel, a non-MXID account).
         """
         txn_id = txn_id if txn_id is not None else message.key
+        if not self.may_send():
+            raise TransportUnavailable("this instance no longer leads: nothing is posted to Matrix")
         client = self._client
         if client is None or not self._connected:
             raise TransportUnavailable("Matrix is not connected")

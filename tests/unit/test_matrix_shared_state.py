@@ -27,6 +27,7 @@ from adapters.matrix import (
     SharedState,
 )
 from bot import Bot
+from models.ports import Outgoing, TransportUnavailable
 from tests.conftest import make_config
 from tests.fakes import FakeMailer
 from tests.servers.ircd import free_port
@@ -247,3 +248,32 @@ async def until(condition: Callable[[], bool], within: float = 15.0) -> None:
     while not condition():
         assert loop.time() < deadline, "the condition did not come true in time"
         await asyncio.sleep(0.02)
+
+
+class PostsRecorded:
+    """Stands for nio's client: records what would be posted."""
+
+    def __init__(self) -> None:
+        self.posted: list[str] = []
+
+    async def room_send(self, room_id: str, message_type: str, content: dict[str, object], **_: object) -> object:
+        self.posted.append(str(content.get("body")))
+        raise AssertionError("posted to Matrix")
+
+
+def test_a_deposed_instance_posts_nothing_to_matrix_not_even_a_direct_answer(tmp_path: Path) -> None:
+    """With [ha] the transport asks the leader's fence before it posts: an instance that lost the
+    lead while it was still handling a question does not answer it (the new leader reads it again)."""
+    transport = MatrixTransport(config(tmp_path / "a"))
+    bot = Bot(make_config(tmp_path, ha={"enabled": "on", "instance": "a", "lease_seconds": "3"}, web={"listen": ""}),
+              transports={"matrix": transport}, mailer=FakeMailer())
+    client = PostsRecorded()
+    transport._client, transport._connected = client, True  # type: ignore[assignment]
+    assert not bot.fence.check()  # it has not led yet: its fence is shut
+
+    async def send() -> None:
+        await transport.send(Outgoing(target="#ci", text="#1 [proposed] an answer to a question"))
+
+    with pytest.raises(TransportUnavailable, match="no longer leads"):
+        asyncio.run(send())
+    assert client.posted == []
