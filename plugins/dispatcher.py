@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.handled import already_handled, mark_handled
@@ -34,7 +35,7 @@ from plugins import help as help_commands
 from plugins.answers import AnswerCache
 from plugins.context import CommandContext, NoBugzilla, Preflight, Render
 from plugins.ratelimit import RateLimiter, Verdict
-from plugins.registry import Command, Parsed, collect, parse_line, run, tops_of
+from plugins.registry import Command, Parsed, collect, parse_line, run, tops_of, transient
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +136,7 @@ class Dispatcher:
         else:
             prepared = await self._prepare(message, parsed)  # outside look-ups: before the lock
             async with self._lock:
-                replies, queued = await self._run(message, parsed, prepared, noted)
+                replies, queued = await self._run_again_if_aborted(message, parsed, prepared, noted)
             if self.answers is not None and key and not queued and self._last_ok:
                 self.answers.put(key, replies)
         if queued:
@@ -234,6 +235,29 @@ class Dispatcher:
             log.exception("the look-ups of %r failed; the command runs without them", parsed.command.name)
         return pre
 
+    async def _run_again_if_aborted(
+        self, message: Incoming, parsed: Parsed, prepared: Preflight | None, noted: _Noted
+    ) -> tuple[list[str], bool]:
+        """`_run`, and once more if PostgreSQL aborted its transaction as the loser of a race (a
+        deadlock, a serialization failure: `registry.transient`). Nothing of the first run was kept;
+        the second one reads what the winner committed. A second abort is refused in one line."""
+        try:
+            return await self._run(message, parsed, prepared, noted)
+        except DBAPIError as err:
+            if not transient(err):
+                raise
+            log.warning("the database aborted %r (%s, lost a race with another change): running it again",
+                        noted.command, getattr(err.orig, "sqlstate", "?"))
+        try:
+            return await self._run(message, parsed, prepared, noted)
+        except DBAPIError as err:
+            if not transient(err):
+                raise
+            ref = uuid.uuid4().hex[:8]
+            log.warning("the database aborted %r twice (ref %s): %s", noted.command, ref, str(err).splitlines()[0])
+            noted.result = "error"
+            return [self.render("refusal.txt", refusal="not_saved", ref=ref).strip()], False
+
     async def _run(
         self, message: Incoming, parsed: Parsed, prepared: Preflight | None = None, noted: _Noted | None = None
     ) -> tuple[list[str], bool]:
@@ -291,7 +315,9 @@ class Dispatcher:
                 mark_handled(session, message.network, message.msgid, now)
             try:
                 session.commit()
-            except Exception:
+            except Exception as err:
+                if transient(err):
+                    raise
                 ref = uuid.uuid4().hex[:8]
                 log.exception("commit failed (ref %s)", ref)
                 session.rollback()

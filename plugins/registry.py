@@ -17,6 +17,8 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
+from sqlalchemy.exc import DBAPIError
+
 from models.ports import Incoming
 from models.lifecycle import DomainError
 from models.wording import INVISIBLE
@@ -189,6 +191,16 @@ def close_match(word: str, choices: Iterable[str]) -> str | None:
     return found[0] if found else None
 
 
+# PostgreSQL's answers that mean "this transaction lost a race; run it again": a deadlock
+# (40P01) or a serialization failure (40001). Nothing of it was kept, so running again is safe.
+TRANSIENT_SQLSTATES = frozenset({"40P01", "40001"})
+
+
+def transient(err: BaseException) -> bool:
+    """Whether `err` is the database aborting a transaction that may simply be run again."""
+    return isinstance(err, DBAPIError) and getattr(err.orig, "sqlstate", None) in TRANSIENT_SQLSTATES
+
+
 async def run(ctx: Any, parsed: Parsed) -> None:
     """Run one parsed command; every failure becomes one line in `ctx.reply`.
 
@@ -207,7 +219,9 @@ async def run(ctx: Any, parsed: Parsed) -> None:
         ctx.say("usage.txt", refusal=err.reason, usage=cmd.usage, **err.facts)
     except DomainError as err:
         ctx.refuse(err)
-    except Exception:
+    except Exception as err:
+        if transient(err):  # the dispatcher runs the whole command again (plugins/dispatcher.py)
+            raise
         ref = uuid.uuid4().hex[:8]
         log.exception("command %r failed (ref %s)", cmd.name, ref)
         ctx.refuse(DomainError("internal_error", ref=ref))
