@@ -6,8 +6,10 @@
 
 Failover (on each database): two instances (tests/servers/instances.py) on one database and a
 real ngircd with its default flood rules; a watcher (a RawClient) sits in the channel. `--kills`
-times: `--lines` chat lines are queued in the outbox; as soon as the first of them is in the
-channel the leader is SIGKILLed. Measured: SIGKILL -> the new leader's JOIN, and SIGKILL -> the
+times, after a random pause of 0 to lease_seconds (seeded: `--seed`) so that the kill falls
+anywhere in the leader's renew cycle and the standby's retry cycle (without it each round falls at
+about the same point of both, round after round): `--lines` chat lines are queued in the outbox;
+as soon as the first of them is in the channel the leader is SIGKILLed. Measured: SIGKILL -> the new leader's JOIN, and SIGKILL -> the
 first line the new leader says (the first PRIVMSG after its JOIN, as the watcher receives it).
 Then every queued line must arrive; lines said more than once are counted. The killed instance is
 started again and waits as the standby before the next kill. Printed: p50 and max over the kills,
@@ -30,6 +32,7 @@ import argparse
 import asyncio
 import os
 import platform
+import random
 import re
 import signal
 import statistics
@@ -107,7 +110,9 @@ async def failover(database: str, env: dict[str, str], label: str, args: argpars
     await watcher.join(channel)
     try:
         leader, standby = await first_leader(a, b, tag, lease)
+        rng = random.Random(args.seed)
         for number in range(1, args.kills + 1):
+            await asyncio.sleep(rng.uniform(0, lease))
             bodies = [f"kill {number:02d} line {n:02d}" for n in range(args.lines)]
             mark = len(watcher.lines)
             taken = leads(standby)
@@ -362,6 +367,7 @@ def main() -> None:
     parser.add_argument("--lease", type=int, default=15, help="lease_seconds (3..600; the config's default 15)")
     parser.add_argument("--lines", type=int, default=20, help="lines queued at each kill")
     parser.add_argument("--databases", default="sqlite,postgresql")
+    parser.add_argument("--seed", type=int, default=1, help="the random pauses before the kills")
     parser.add_argument("--cost-leases", default="15,3",
                         help="lease_seconds values to measure the lease's cost at ('' for none)")
     parser.add_argument("--cost-window", type=float, default=60.0, help="seconds of each idle window")
