@@ -6,13 +6,17 @@
 
 Failover (on each database): two instances (tests/servers/instances.py) on one database and a
 real ngircd with its default flood rules; a watcher (a RawClient) sits in the channel. `--kills`
-times, after a random pause of 0 to lease_seconds (seeded: `--seed`) so that the kill falls
-anywhere in the leader's renew cycle and the standby's retry cycle (without it each round falls at
-about the same point of both, round after round): `--lines` chat lines are queued in the outbox;
-as soon as the first of them is in the channel the leader is SIGKILLed. Measured: SIGKILL -> the new leader's JOIN, and SIGKILL -> the
-first line the new leader says (the first PRIVMSG after its JOIN, as the watcher receives it).
-Then every queued line must arrive; lines said more than once are counted. The killed instance is
-started again and waits as the standby before the next kill. Printed: p50 and max over the kills,
+times: `--lines` chat lines are queued in the outbox; once the first of them is in the channel,
+the leader is SIGKILLed after a random pause of 0 to lease_seconds / 3 (seeded: `--seed`), while
+it is still delivering them. The pause puts the kill anywhere in the leader's renew cycle: the
+leader looks for lines queued by another process (as here) every lease_seconds from the start of
+its term, at the same moments as it renews, so without it each kill would fall just after a
+renew, the worst case. The killed instance is started again after another
+random pause of 0 to lease_seconds / 3, so that the standby's retries fall anywhere in the
+leader's cycle too. Measured: SIGKILL -> the new leader's JOIN, and SIGKILL -> the first line
+the new leader says (the first PRIVMSG after its JOIN, as the watcher receives it). Then every
+queued line must arrive; lines said more than once are counted. The killed instance waits as the
+standby before the next kill. Printed: p50 and max over the kills,
 the target (lease_seconds + 5 s) and whether every kill met it, the repeated lines.
 
 The lease's cost (PostgreSQL only): two instances, idle (no downtime), each logging in as its own
@@ -112,12 +116,12 @@ async def failover(database: str, env: dict[str, str], label: str, args: argpars
         leader, standby = await first_leader(a, b, tag, lease)
         rng = random.Random(args.seed)
         for number in range(1, args.kills + 1):
-            await asyncio.sleep(rng.uniform(0, lease))
             bodies = [f"kill {number:02d} line {n:02d}" for n in range(args.lines)]
             mark = len(watcher.lines)
             taken = leads(standby)
             queue(database, env, channel, bodies)
             await wait_until(lambda: len(lines_from_bot(watcher, tag, mark)) >= 1, 60, "the first queued line")
+            await asyncio.sleep(rng.uniform(0, lease / 3))
             leader.signal(signal.SIGKILL)
             killed_at = time.monotonic()
             at_kill = len(watcher.lines)
@@ -156,6 +160,7 @@ async def failover(database: str, env: dict[str, str], label: str, args: argpars
                   f"missing {len(kills[-1].missing)}", flush=True)
             # The killed one comes back as the standby; the survivor leads on.
             waiting = stands_by(leader)
+            await asyncio.sleep(rng.uniform(0, lease / 3))
             leader.start()
             await leader.wait_log(rf"instance {leader.name} stands by \(leader: {standby.name}\)",
                                   count=waiting + 1, timeout=60 + 2 * lease)
