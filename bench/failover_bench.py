@@ -254,14 +254,14 @@ async def lease_cost(server: PostgresServer, lease: int, window: float, ngircd: 
     users: dict[str, str] = {}
     instances: list[Instance] = []
     tag = uuid.uuid4().hex[:6]
-    for instance in ("a", "b"):
-        role, password = f"bench_{instance}_{tag}", uuid.uuid4().hex
+    for who in ("a", "b"):
+        role, password = f"bench_{who}_{tag}", uuid.uuid4().hex
         server.create_role(role, password)
         server.grant_database(name, role)
         server.execute(f'ALTER ROLE "{role}" SET log_statement = \'all\'')
-        users[role] = instance
-        instances.append(Instance(tmp, f"{instance}{lease}", port=ngircd.port, tag=tag, database=server.url(name, role),
-                                  env={f"BENCH_PASSWORD_{instance.upper()}": password}, lease=lease))
+        users[role] = who
+        instances.append(Instance(tmp, f"{who}{lease}", port=ngircd.port, tag=tag, database=server.url(name, role),
+                                  env={f"BENCH_PASSWORD_{who.upper()}": password}, lease=lease))
     renamed = {role: inst.name for role, inst in zip(users, instances)}
     try:
         leader, standby = await first_leader(instances[0], instances[1], tag, lease)
