@@ -7,8 +7,9 @@ UPDATE: the database decides who wins, whatever the instances believe.
 
 - `Lease`: the SQL (acquire, renew, release, read). No session advisory locks: a killed backend
   releases them while the old process still believes it holds them; a row with an expiry does not.
-- `Leadership`: the loop. A standby tries to take the lease every lease_seconds/3; the leader
-  renews it as often. The leader keeps a LOCAL deadline: the time it sent the last renew that
+- `Leadership`: the loop. A standby tries to take the lease every lease_seconds/3, and right
+  after the expiry it last read (so a dead leader is replaced lease_seconds after its last renew,
+  not up to a tick later); the leader renews it every lease_seconds/3. The leader keeps a LOCAL deadline: the time it sent the last renew that
   succeeded, plus lease_seconds, minus a margin. The database's expiry can only come later than
   that (the renew reached the database after it was sent), so the leader stops before anyone else
   may start. When the deadline passes without a renew (the database is down, the process was
@@ -35,6 +36,7 @@ from models.orm import LeaderLease
 log = logging.getLogger("downtimebot.leadership")
 
 LEASE = "leader"  # the row's name: one lease for the whole bot
+EXPIRY_SLACK = 0.05  # seconds: a standby tries this long after the lease it read should have ended
 
 
 def local_clock() -> float:
@@ -228,6 +230,7 @@ class Leadership:
         self._query: asyncio.Future[object] | None = None  # a lease query still running in its thread
         self._stopping = False
         self._announced_standby: str | None = None
+        self._expires_in: float | None = None  # a standby: when the leader's lease ends, as last read
         self.terms = 0  # how many times this instance was elected
 
     # ----- what the senders ask ------------------------------------------------------------------
@@ -291,6 +294,10 @@ class Leadership:
             if self.is_leader:
                 # Wake at the deadline at the latest: stepping down must not wait for a tick.
                 wait = max(0.0, min(wait, self.deadline - self.clock()))
+            elif self._expires_in is not None:
+                # A standby tries again right after the lease it read ends, not a tick later: a dead
+                # leader is replaced lease_seconds after its last renew (not up to 4/3 of it).
+                wait = max(0.0, min(wait, self._expires_in + EXPIRY_SLACK))
             self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), wait)
@@ -308,6 +315,7 @@ class Leadership:
         return await asyncio.wait_for(asyncio.shield(self._query), max(timeout, 0.001))
 
     async def _try_acquire(self) -> None:
+        self._expires_in = None
         sent = self.clock()
         last = self._last_epoch
         try:
@@ -361,6 +369,7 @@ class Leadership:
         holding = await self._holding()
         leader = holding.holder if holding is not None and holding.live else None
         self.leader = leader
+        self._expires_in = holding.expires_in if holding is not None and holding.live else None
         shown = leader or "none"
         if self._announced_standby != shown:
             self._announced_standby = shown

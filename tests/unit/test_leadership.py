@@ -28,10 +28,7 @@ def lease_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'ha.db'}"
         return
-    try:
-        server = request.getfixturevalue("postgres")
-    except pytest.FixtureLookupError:
-        pytest.skip("this branch has no PostgreSQL test server fixture yet (tests/conftest.py `postgres`)")
+    server = request.getfixturevalue("postgres")
     name = f"lease_{os.getpid()}_{next(_names)}"
     yield server.create_database(name)
     server.drop_database(name)
@@ -200,6 +197,25 @@ def test_of_two_instances_one_leads_and_the_other_stands_by(
     run(scenario)
     assert "instance a leads (epoch 1)" in caplog.text
     assert "instance b stands by (leader: a)" in caplog.text
+
+
+def test_a_standby_tries_again_right_after_the_lease_it_read_ends_not_a_tick_later(
+    engines: tuple[Engine, Engine],
+) -> None:
+    """A leader died just after renewing: its lease ends in a second. The standby (lease 30 s, so
+    a try every 10 s) tries again when that lease ends, and leads long before its next tick."""
+    assert Lease(engines[0]).acquire("dead", 1.0) == 1
+
+    async def scenario() -> None:
+        roles = Roles()
+        b = Leadership(Lease(engines[1]), "b", 30.0, on_elected=roles.elected, on_deposed=roles.deposed)
+        b.start()
+        await until(lambda: b.leader == "dead")
+        await until(lambda: roles.changes == ["elected 2"], within=6.0)  # the next tick would be at 10 s
+        assert b.fence.check()
+        await b.stop()
+
+    run(scenario)
 
 
 def test_a_leader_that_stops_hands_over_to_the_standby_at_once(engines: tuple[Engine, Engine]) -> None:
