@@ -32,6 +32,17 @@ READ_EVERY = 1.0  # seconds: how stale another instance's change may be in this 
 
 _WROTE = "downtimebot_wrote"
 _WRITES = ("INSERT", "UPDATE", "DELETE")
+# The bot's own bookkeeping, which no cached answer reads: the lease (renewed by every instance
+# every lease_seconds/3) and bot_meta (the Matrix sync position, these counters). A transaction
+# that wrote only these changes nothing a cache holds, and would otherwise empty every cache of
+# every instance at each renew.
+_BOOKKEEPING = ("LEADER_LEASE", "BOT_META")
+
+
+def changes_data(statement: str) -> bool:
+    """Whether `statement` writes a row some cached answer may have read."""
+    head = statement.lstrip()[:48].upper()
+    return head[:6] in _WRITES and not any(table in head for table in _BOOKKEEPING)
 
 
 def _bump_sql(key: str) -> str:
@@ -56,27 +67,29 @@ def bump(connection: Connection, key: str) -> None:
     connection.exec_driver_sql(_bump_sql(key))
 
 
-def count_writes(engine: Engine) -> None:
-    """Every transaction through `engine` that wrote a row adds one to ``changes`` before it commits."""
+def count_writes(engine: Engine, on_commit: Callable[[], None] = lambda: None) -> None:
+    """Every transaction through `engine` that wrote a row (not only bookkeeping: `changes_data`)
+    adds one to ``changes`` before it commits, and calls `on_commit` (this process's count)."""
+
+    def committing(connection: Connection) -> None:
+        # Called just before the COMMIT, inside the transaction: the bump commits with the change
+        # or not at all. The DBAPI cursor, not `connection.execute`: SQLAlchemy is committing.
+        if connection.info.pop(_WROTE, False):
+            cursor = connection.connection.cursor()
+            try:
+                cursor.execute(_bump_sql(CHANGES))
+            finally:
+                cursor.close()
+            on_commit()
+
     event.listen(engine, "after_cursor_execute", _noticed)
-    event.listen(engine, "commit", _committing)
+    event.listen(engine, "commit", committing)
     event.listen(engine, "rollback", _forget)
 
 
 def _noticed(connection: Connection, _cursor: Any, statement: str, *_args: Any) -> None:
-    if statement.lstrip()[:6].upper() in _WRITES:
+    if changes_data(statement):
         connection.info[_WROTE] = True
-
-
-def _committing(connection: Connection) -> None:
-    # Called just before the COMMIT, inside the transaction: the bump commits with the change or
-    # not at all. The DBAPI cursor, not `connection.execute`: SQLAlchemy is committing.
-    if connection.info.pop(_WROTE, False):
-        cursor = connection.connection.cursor()
-        try:
-            cursor.execute(_bump_sql(CHANGES))
-        finally:
-            cursor.close()
 
 
 def _forget(connection: Connection) -> None:

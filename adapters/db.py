@@ -101,21 +101,25 @@ class CommitCounter:
     """Counts the commits made through an engine: anything cached from the database is valid
     while the count stays the same.
 
-    `shared` ([ha] enabled: other instances write to the same database): every transaction
-    that wrote also counts in the database, and the count includes that change token, read at
-    most once a second (adapters/change_token.py). Without it the bot is the only writer.
+    `shared` ([ha] enabled: other instances write to the same database): only a transaction that
+    wrote data counts (not the lease's renewals), in the database too, and the count includes that
+    change token, read at most once a second (adapters/change_token.py). Without it the bot is the
+    only writer and every commit counts.
     """
 
     def __init__(self, engine: Engine, *, shared: bool = False):
         self.value = 0
-        event.listen(engine, "commit", self._bump)
         self.token: ChangeToken | None = None
         if shared:
+            # Only transactions that changed data count, here too: the lease's renewals (every
+            # instance's, every lease_seconds/3) would otherwise empty every cache as often.
             change_token.ensure_rows(engine)
-            change_token.count_writes(engine)
+            change_token.count_writes(engine, on_commit=self._bump)
             self.token = ChangeToken(engine, change_token.CHANGES)
+        else:
+            event.listen(engine, "commit", self._bump)
 
-    def _bump(self, _connection: Any) -> None:
+    def _bump(self, _connection: Any = None) -> None:
         self.value += 1
 
     def __call__(self) -> int:

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import Engine, event, text
 
 from adapters.change_token import ChangeToken
+from adapters.leadership import Lease
 from adapters.db import CommitCounter, migrate
 from tests.conftest import NOW, Chat, make_config, make_test_engine
 from tests.fakes import FakeClock
@@ -156,12 +157,35 @@ def test_with_ha_on_a_transaction_that_wrote_bumps_the_token_and_a_read_only_one
             connection.execute(text("SELECT count(*) FROM downtimes"))
         assert token() == start
         with engine.begin() as connection:
-            connection.execute(text("INSERT INTO bot_meta (key, value) VALUES ('x', '1')"))
+            connection.execute(text("DELETE FROM downtimes WHERE id = -1"))
         assert token() == start + 1
         with pytest.raises(RuntimeError):
             with engine.begin() as connection:
-                connection.execute(text("INSERT INTO bot_meta (key, value) VALUES ('y', '1')"))
+                connection.execute(text("DELETE FROM downtimes WHERE id = -2"))
                 raise RuntimeError("rolled back")
         assert token() == start + 1
+    finally:
+        engine.dispose()
+
+
+def test_with_ha_on_the_leases_renewals_and_bot_meta_writes_empty_no_cache(database: str) -> None:
+    """The lease is renewed by every instance every lease_seconds/3, and Matrix writes its sync
+    position to bot_meta: neither changes anything a cached answer read, so neither counts."""
+    engine = make_test_engine(database)
+    migrate(engine)
+    try:
+        commits = CommitCounter(engine, shared=True)
+        token = ChangeToken(engine, "changes", every=0.0)
+        lease = Lease(engine)
+        before = (commits.value, token())
+        epoch = lease.acquire("a", 30)
+        assert epoch is not None and lease.renew("a", epoch, 30)
+        assert Lease(engine).acquire("b", 30) is None  # a standby's try
+        with engine.begin() as connection:
+            connection.execute(text("INSERT INTO bot_meta (key, value) VALUES ('matrix.next_batch', 's_1')"))
+        assert (commits.value, token()) == before
+        with engine.begin() as connection:  # a change to data still counts, locally and in the token
+            connection.execute(text("DELETE FROM downtimes WHERE id = -1"))
+        assert (commits.value, token()) == (before[0] + 1, before[1] + 1)
     finally:
         engine.dispose()
