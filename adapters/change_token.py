@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Connection, Engine, event, text
+from sqlalchemy.exc import DBAPIError
 
 log = logging.getLogger(__name__)
 
@@ -75,9 +76,12 @@ def count_writes(engine: Engine, on_commit: Callable[[], None] = lambda: None) -
         # Called just before the COMMIT, inside the transaction: the bump commits with the change
         # or not at all. The DBAPI cursor, not `connection.execute`: SQLAlchemy is committing.
         if connection.info.pop(_WROTE, False):
+            statement = _bump_sql(CHANGES)
             cursor = connection.connection.cursor()
             try:
-                cursor.execute(_bump_sql(CHANGES))
+                cursor.execute(statement)
+            except connection.dialect.loaded_dbapi.Error as error:
+                raise _as_sqlalchemy_error(connection, statement, cursor, error) from None
             finally:
                 cursor.close()
             on_commit()
@@ -85,6 +89,18 @@ def count_writes(engine: Engine, on_commit: Callable[[], None] = lambda: None) -
     event.listen(engine, "after_cursor_execute", _noticed)
     event.listen(engine, "commit", committing)
     event.listen(engine, "rollback", _forget)
+
+
+def _as_sqlalchemy_error(connection: Connection, statement: str, cursor: Any, error: Exception) -> Exception:
+    """`error` as SQLAlchemy raises a failed statement's: a lost server is a
+    `sqlalchemy.exc.OperationalError` (what the outbox and the lease catch, not psycopg's own),
+    and a connection that is gone is thrown away at once, not rolled back by the pool (which
+    would log a traceback for a server that is known to be away)."""
+    gone = connection.dialect.is_disconnect(error, connection.connection.dbapi_connection, cursor)
+    if gone:
+        connection.invalidate(error)
+    return DBAPIError.instance(statement, None, error, connection.dialect.loaded_dbapi.Error,
+                               connection_invalidated=gone, dialect=connection.dialect)
 
 
 def _noticed(connection: Connection, _cursor: Any, statement: str, *_args: Any) -> None:

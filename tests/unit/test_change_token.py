@@ -3,11 +3,13 @@ two bots on one PostgreSQL database, one changes a downtime, the other's cached 
 once it reads the change token (at most a second later). With [ha] off nothing of it exists."""
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, event, text
+from sqlalchemy.exc import OperationalError
 
 from adapters.change_token import ChangeToken
 from adapters.leadership import Lease
@@ -187,5 +189,30 @@ def test_with_ha_on_the_leases_renewals_and_bot_meta_writes_empty_no_cache(datab
         with engine.begin() as connection:  # a change to data still counts, locally and in the token
             connection.execute(text("DELETE FROM downtimes WHERE id = -1"))
         assert (commits.value, token()) == (before[0] + 1, before[1] + 1)
+    finally:
+        engine.dispose()
+
+
+def test_a_server_lost_during_the_commit_is_sqlalchemys_operational_error_and_no_pool_traceback(
+    shared_database: str, postgres: PostgresServer, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The bump runs on the DBAPI cursor while SQLAlchemy commits: a server that ends the
+    connection there (a PostgreSQL restart, pg_terminate_backend) must reach the caller as
+    SQLAlchemy's OperationalError, which the outbox and the lease handle as "the database is
+    away" (one warning line), not psycopg's own error (the outbox logged a traceback)."""
+    engine = make_test_engine(shared_database)
+    migrate(engine)
+    try:
+        CommitCounter(engine, shared=True)
+        with caplog.at_level(logging.ERROR):
+            with pytest.raises(OperationalError) as raised:
+                with engine.begin() as connection:
+                    connection.execute(text("DELETE FROM downtimes WHERE id = -1"))
+                    pid = connection.execute(text("SELECT pg_backend_pid()")).scalar()
+                    postgres.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        assert raised.value.connection_invalidated, raised.value
+        assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+        with engine.begin() as connection:  # the pool gives a new connection: nothing is stuck
+            connection.execute(text("DELETE FROM downtimes WHERE id = -1"))
     finally:
         engine.dispose()
