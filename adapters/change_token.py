@@ -91,7 +91,7 @@ def count_writes(engine: Engine, on_commit: Callable[[], None] = lambda: None) -
     event.listen(engine, "rollback", _forget)
 
 
-def _as_sqlalchemy_error(connection: Connection, statement: str, cursor: Any, error: Exception) -> Exception:
+def _as_sqlalchemy_error(connection: Connection, statement: str, cursor: Any, error: Any) -> Exception:
     """`error` as SQLAlchemy raises a failed statement's: a lost server is a
     `sqlalchemy.exc.OperationalError` (what the outbox and the lease catch, not psycopg's own),
     and a connection that is gone is thrown away at once, not rolled back by the pool (which
