@@ -91,12 +91,13 @@ def count_writes(engine: Engine, on_commit: Callable[[], None] = lambda: None) -
     event.listen(engine, "rollback", _forget)
 
 
-def _as_sqlalchemy_error(connection: Connection, statement: str, cursor: Any, error: Any) -> Exception:
+def _as_sqlalchemy_error(connection: Connection, statement: str, cursor: Any, error: Exception) -> Exception:
     """`error` as SQLAlchemy raises a failed statement's: a lost server is a
     `sqlalchemy.exc.OperationalError` (what the outbox and the lease catch, not psycopg's own),
     and a connection that is gone is thrown away at once, not rolled back by the pool (which
     would log a traceback for a server that is known to be away)."""
-    gone = connection.dialect.is_disconnect(error, connection.connection.dbapi_connection, cursor)
+    dbapi_error: Any = error  # the DBAPI's own class, which SQLAlchemy's stubs name by protocol
+    gone = connection.dialect.is_disconnect(dbapi_error, connection.connection.dbapi_connection, cursor)
     if gone:
         connection.invalidate(error)
     return DBAPIError.instance(statement, None, error, connection.dialect.loaded_dbapi.Error,
