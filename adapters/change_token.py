@@ -110,7 +110,10 @@ def _noticed(connection: Connection, _cursor: Any, statement: str, *_args: Any) 
 
 
 def _forget(connection: Connection) -> None:
-    connection.info.pop(_WROTE, None)
+    # A connection the server dropped is invalidated before the rollback: its info is gone with
+    # it, and touching `info` would raise PendingRollbackError in place of the server's error.
+    if not connection.invalidated:
+        connection.info.pop(_WROTE, None)
 
 
 class ChangeToken:

@@ -216,3 +216,27 @@ def test_a_server_lost_during_the_commit_is_sqlalchemys_operational_error_and_no
             connection.execute(text("DELETE FROM downtimes WHERE id = -1"))
     finally:
         engine.dispose()
+
+
+def test_a_server_lost_during_a_statement_is_its_operational_error_not_a_pending_rollback(
+    shared_database: str, postgres: PostgresServer,
+) -> None:
+    """The server ends the connection under a statement (a PostgreSQL restart): SQLAlchemy
+    invalidates the connection, then rolls back. The rollback's listener must not touch the
+    invalidated connection, which raised PendingRollbackError in place of the OperationalError
+    (the outbox logged it as a delivery loop traceback)."""
+    engine = make_test_engine(shared_database)
+    migrate(engine)
+    try:
+        CommitCounter(engine, shared=True)
+        with pytest.raises(OperationalError) as raised:
+            with engine.begin() as connection:
+                connection.execute(text("DELETE FROM downtimes WHERE id = -1"))
+                pid = connection.execute(text("SELECT pg_backend_pid()")).scalar()
+                postgres.execute("SELECT pg_terminate_backend(%s)", (pid,))
+                connection.execute(text("DELETE FROM downtimes WHERE id = -2"))
+        assert raised.value.connection_invalidated, raised.value
+        with engine.begin() as connection:
+            connection.execute(text("DELETE FROM downtimes WHERE id = -1"))
+    finally:
+        engine.dispose()
