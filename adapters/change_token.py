@@ -23,7 +23,6 @@ from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Connection, Engine, event, text
-from sqlalchemy.exc import DBAPIError
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +46,8 @@ def changes_data(statement: str) -> bool:
 
 
 def _bump_sql(key: str) -> str:
-    # A literal key (one of the two names above): the statement goes to the DBAPI cursor as is,
-    # whose parameter style differs between sqlite3 and psycopg.
+    # A literal key (one of the two names above): the statement goes to the driver as is, whose
+    # parameter style differs between sqlite3 and psycopg.
     assert key in (CHANGES, PUBLIC_CHANGES)
     return f"UPDATE bot_meta SET value = CAST(CAST(value AS BIGINT) + 1 AS TEXT) WHERE key = '{key}'"
 
@@ -74,34 +73,15 @@ def count_writes(engine: Engine, on_commit: Callable[[], None] = lambda: None) -
 
     def committing(connection: Connection) -> None:
         # Called just before the COMMIT, inside the transaction: the bump commits with the change
-        # or not at all. The DBAPI cursor, not `connection.execute`: SQLAlchemy is committing.
+        # or not at all. Through SQLAlchemy, so a server lost here is its OperationalError with the
+        # connection invalidated, as for any statement (what the outbox and the lease handle).
         if connection.info.pop(_WROTE, False):
-            statement = _bump_sql(CHANGES)
-            cursor = connection.connection.cursor()
-            try:
-                cursor.execute(statement)
-            except connection.dialect.loaded_dbapi.Error as error:
-                raise _as_sqlalchemy_error(connection, statement, cursor, error) from None
-            finally:
-                cursor.close()
+            bump(connection, CHANGES)
             on_commit()
 
     event.listen(engine, "after_cursor_execute", _noticed)
     event.listen(engine, "commit", committing)
     event.listen(engine, "rollback", _forget)
-
-
-def _as_sqlalchemy_error(connection: Connection, statement: str, cursor: Any, error: Exception) -> Exception:
-    """`error` as SQLAlchemy raises a failed statement's: a lost server is a
-    `sqlalchemy.exc.OperationalError` (what the outbox and the lease catch, not psycopg's own),
-    and a connection that is gone is thrown away at once, not rolled back by the pool (which
-    would log a traceback for a server that is known to be away)."""
-    dbapi_error: Any = error  # the DBAPI's own class, which SQLAlchemy's stubs name by protocol
-    gone = connection.dialect.is_disconnect(dbapi_error, connection.connection.dbapi_connection, cursor)
-    if gone:
-        connection.invalidate(error)
-    return DBAPIError.instance(statement, None, error, connection.dialect.loaded_dbapi.Error,
-                               connection_invalidated=gone, dialect=connection.dialect)
 
 
 def _noticed(connection: Connection, _cursor: Any, statement: str, *_args: Any) -> None:
